@@ -1,0 +1,39 @@
+"""Helpers shared by the benchmark scripts: where the real MS MARCO data is, and a table printer."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as `python bench/x.py` from a clone, no install needed
+
+MSMARCO = Path(os.environ.get("TWOTOWERS_MSMARCO_DIR", Path(__file__).resolve().parents[2] / "shared" / "data" / "msmarco"))
+DEV_COLLECTION = MSMARCO / "dev-small" / "collection.bm25top20_sample600.tsv"
+
+
+def read_passages(limit: int | None = None, path: Path = DEV_COLLECTION) -> tuple[list[str], list[str]]:
+    """pid<TAB>text -> (ids, texts); exits with a clear message where the shared data is absent."""
+    if not path.is_file():
+        sys.exit(f"{path} not found: set TWOTOWERS_MSMARCO_DIR to the shared MS MARCO data")
+    ids, texts = [], []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            pid, text = line.rstrip("\n").split("\t", 1)
+            ids.append(pid)
+            texts.append(text)
+            if limit is not None and len(ids) >= limit:
+                break
+    return ids, texts
+
+
+def print_table(header: list[str], rows: list[list]) -> None:
+    """Markdown table, ready to paste into the README."""
+    cells = [[str(c) for c in header]] + [[f"{c:,.1f}" if isinstance(c, float) else str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    line = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"
+    print(line(cells[0]))
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for r in cells[1:]:
+        print(line(r))

@@ -1,0 +1,40 @@
+"""Shared fixtures. Tests never touch the network: the Hub and W&B are switched to offline."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+# Real MS MARCO files live beside the checkout (../shared), never inside it.
+MSMARCO = Path(os.environ.get("TWOTOWERS_MSMARCO_DIR", Path(__file__).resolve().parents[2] / "shared" / "data" / "msmarco"))
+
+
+@pytest.fixture(scope="session")
+def msmarco() -> Path:
+    """The shared MS MARCO data dir; tests that need it skip where it is absent."""
+    if not MSMARCO.is_dir():
+        pytest.skip(f"MS MARCO data not found at {MSMARCO}")
+    return MSMARCO
+
+
+def read_collection(path: Path, limit: int | None = None) -> tuple[list[str], list[str]]:
+    """pid<TAB>text file -> (ids, texts)."""
+    ids, texts = [], []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            pid, text = line.rstrip("\n").split("\t", 1)
+            ids.append(pid)
+            texts.append(text)
+            if limit is not None and len(ids) >= limit:
+                break
+    return ids, texts
+
+
+@pytest.fixture(scope="session")
+def dev_passages(msmarco) -> list[str]:
+    """500 real passages from the dev600 collection."""
+    return read_collection(msmarco / "dev-small" / "collection.bm25top20_sample600.tsv", 500)[1]

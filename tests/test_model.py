@@ -1,0 +1,154 @@
+"""TwoTowers: base resolution, encoding contract, save/load round-trips, bad input."""
+
+import json
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors import safe_open
+
+from twotowers import MINILM_ID, TOWER_TYPES, TwoTowers, resolve_base_model
+from twotowers.base import MINILM_SAFETENSORS_SHA256, sha256_file
+
+QUERIES = ["what is the reserve bank of australia", "how tall is the eiffel tower", "symptoms of flu"]
+PASSAGES = [
+    "The Reserve Bank of Australia (RBA) is Australia's central bank.",
+    "The Eiffel Tower is 330 metres tall.",
+    "Flu symptoms include fever, cough and sore throat.",
+    "",
+]
+
+
+@pytest.fixture(scope="module", params=TOWER_TYPES)
+def model(request):
+    torch.manual_seed(0)
+    return TwoTowers(tower=request.param, projection_dim=32 if request.param != "transformer" else None)
+
+
+def test_base_model_resolves_to_packaged_minilm():
+    path = resolve_base_model(MINILM_ID)
+    assert sha256_file(path / "model.safetensors") == MINILM_SAFETENSORS_SHA256
+    assert resolve_base_model(str(path)) == path  # a local dir works too
+
+
+def test_missing_base_model_dir_is_a_clear_error(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(FileNotFoundError, match="model.safetensors"):
+        resolve_base_model(str(tmp_path))
+
+
+def test_default_is_the_seed_model():
+    model = TwoTowers()
+    assert model.tower_config.tower == "mean" and model.dim == 256
+    with safe_open(str(resolve_base_model(MINILM_ID) / "model.safetensors"), "pt") as f:
+        minilm = f.get_tensor("embeddings.word_embeddings.weight")
+    # Both towers start from all-MiniLM-L6-v2's word embeddings, as separate parameters.
+    assert torch.equal(model.query_tower.embeddings.weight.cpu(), minilm)
+    assert torch.equal(model.passage_tower.embeddings.weight.cpu(), minilm)
+    assert model.query_tower.embeddings.weight.data_ptr() != model.passage_tower.embeddings.weight.data_ptr()
+
+
+def test_encode_contract(model):
+    q, p = model.encode_queries(QUERIES), model.encode_passages(PASSAGES)
+    assert q.dtype == np.float32 and q.shape == (3, model.dim) and p.shape == (4, model.dim)
+    np.testing.assert_allclose(np.linalg.norm(q, axis=1), 1.0, atol=1e-5)
+    assert np.isfinite(p).all()
+
+
+def test_batching_and_padding_do_not_change_vectors(model):
+    texts = PASSAGES[:3] + [" ".join(QUERIES * 5)]
+    together = model.encode_passages(texts, batch_size=4)
+    one_by_one = np.concatenate([model.encode_passages([t]) for t in texts])
+    np.testing.assert_allclose(together, one_by_one, atol=1e-5)
+
+
+def test_bad_input_is_refused_with_a_clear_message(model):
+    with pytest.raises(TypeError, match="list of strings.*wrap a single text"):
+        model.encode_queries("just one string")
+    with pytest.raises(TypeError, match="item 1 is int"):
+        model.encode_passages(["ok", 3])
+    with pytest.raises(TypeError, match="list of strings"):
+        model.encode_queries(None)
+    with pytest.raises(ValueError, match="batch_size"):
+        model.encode_queries(["x"], batch_size=0)
+    assert model.encode_queries([]).shape == (0, model.dim)
+
+
+def test_a_one_megabyte_string_is_truncated_not_a_crash(model):
+    huge = "retrieval " * 100_000  # 1 MB
+    vec = model.encode_passages([huge])
+    assert vec.shape == (1, model.dim) and np.isfinite(vec).all()
+    assert len(model.tokenize_passages([huge])[0]) == model.max_passage_length
+
+
+def _encode_in_fresh_process(model_dir: Path, out: Path) -> np.ndarray:
+    code = (
+        "import sys, pickle, numpy as np, torch\n"
+        "def _no_pickle(*a, **k): raise AssertionError('pickle load attempted')\n"
+        "torch.load = pickle.load = pickle.loads = _no_pickle\n"
+        "from twotowers import TwoTowers\n"
+        "m = TwoTowers.from_pretrained(sys.argv[1])\n"
+        "assert not m.training\n"
+        f"q = m.encode_queries({QUERIES!r}); p = m.encode_passages({PASSAGES!r})\n"
+        "np.save(sys.argv[2], np.concatenate([q, p]))\n"
+    )
+    subprocess.run([sys.executable, "-c", code, str(model_dir), str(out)], check=True)
+    return np.load(out)
+
+
+def test_save_then_load_in_a_fresh_process_gives_identical_vectors(model, tmp_path):
+    model.save_pretrained(tmp_path / "m")
+    files = {p.name for p in (tmp_path / "m").iterdir()}
+    assert {"model.safetensors", "config.json", "tokenizer.json", "base_config.json"} <= files
+    assert not any(f.endswith((".bin", ".pt", ".pth", ".pkl", ".ckpt")) for f in files)
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert config["tower"] == model.tower_config.tower and config["projection_dim"] == model.tower_config.projection_dim
+    assert config["max_passage_length"] == model.max_passage_length
+    expected = np.concatenate([model.encode_queries(QUERIES), model.encode_passages(PASSAGES)])
+    np.testing.assert_array_equal(_encode_in_fresh_process(tmp_path / "m", tmp_path / "out.npy"), expected)
+
+
+def test_loading_reads_no_pickle_and_matches_fingerprint(tmp_path, monkeypatch):
+    model = TwoTowers(tower="gru", projection_dim=16, rnn_hidden_size=8)
+    model.save_pretrained(tmp_path)
+
+    def refuse(*a, **k):
+        raise AssertionError("pickle load attempted")
+
+    monkeypatch.setattr(torch, "load", refuse)
+    monkeypatch.setattr(pickle, "load", refuse)
+    loaded = TwoTowers.from_pretrained(tmp_path)
+    assert loaded.fingerprint() == model.fingerprint()
+    assert loaded.tower_config == model.tower_config
+
+
+def test_loading_a_bad_dir_says_what_is_wrong(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not a saved TwoTowers model"):
+        TwoTowers.from_pretrained(tmp_path)
+    model = TwoTowers(projection_dim=8)
+    model.save_pretrained(tmp_path)
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])  # truncated download
+    with pytest.raises(OSError, match="model.safetensors"):
+        TwoTowers.from_pretrained(tmp_path)
+
+
+def test_bad_constructor_arguments():
+    with pytest.raises(ValueError, match="tower must be one of"):
+        TwoTowers(tower="cnn")
+    with pytest.raises(ValueError, match="projection_dim"):
+        TwoTowers(projection_dim=0)
+
+
+def test_untrained_transformer_tower_reproduces_sentence_transformers(dev_passages):
+    from sentence_transformers import SentenceTransformer
+
+    ours = TwoTowers(tower="transformer", projection_dim=None).encode_passages(dev_passages)
+    reference = SentenceTransformer(str(resolve_base_model(MINILM_ID)), device="cpu")
+    theirs = reference.encode(dev_passages, normalize_embeddings=True, convert_to_numpy=True)
+    cosine = (ours * theirs).sum(1)
+    assert len(cosine) == 500 and cosine.min() >= 0.999

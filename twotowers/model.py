@@ -1,0 +1,262 @@
+"""`TwoTowers`: a query tower and a passage tower with separate weights, and the encoding API.
+
+    model = TwoTowers()                        # mean towers on all-MiniLM-L6-v2 word embeddings
+    q = model.encode_queries(["what is rba"])  # [1, 256] float32, L2-normalised
+    p = model.encode_passages(passages)        # [n, 256]
+    scores = p @ q[0]                          # cosine similarity
+
+`save_pretrained(dir)` writes `model.safetensors`, `config.json` (the constructor's arguments),
+`base_config.json` and the tokenizer files, so `TwoTowers.from_pretrained(dir_or_repo_id)` needs
+nothing else. Pickles are never written or read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import copy
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from huggingface_hub import PyTorchModelHubMixin
+from safetensors import safe_open
+from safetensors.torch import load_model as load_safetensors_model
+from torch import nn
+
+from .base import MINILM_ID, resolve_base_model
+from .tokenizer import TOKENIZER_FILES, TextTokenizer
+from .towers import MeanTower, RNNTower, TowerConfig, TransformerTower
+
+WEIGHTS_NAME = "model.safetensors"
+BASE_CONFIG_NAME = "base_config.json"  # the base encoder's HF config: vocab and shapes, no weights
+MODEL_FILES = [WEIGHTS_NAME, "config.json", BASE_CONFIG_NAME, *TOKENIZER_FILES]
+
+# Set while `from_pretrained` builds the skeleton: the towers take shapes and tokenizer from the
+# saved directory and skip loading base weights (the saved weights replace them).
+_PRETRAINED_DIR: contextvars.ContextVar[Path | None] = contextvars.ContextVar("_PRETRAINED_DIR", default=None)
+
+
+def default_device() -> torch.device:
+    """CUDA when there is a GPU, else CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _check_texts(texts, what: str) -> list[str]:
+    if isinstance(texts, (str, bytes)) or not isinstance(texts, (Sequence, np.ndarray)):
+        raise TypeError(f"{what} expects a list of strings, got {type(texts).__name__}"
+                        + (" (wrap a single text in a list)" if isinstance(texts, str) else ""))
+    texts = list(texts)
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise TypeError(f"{what} expects a list of strings; item {i} is {type(t).__name__}")
+    return texts
+
+
+class TwoTowers(
+    nn.Module,
+    PyTorchModelHubMixin,
+    library_name="twotowers",
+    tags=["sentence-similarity", "dense-retrieval", "two-tower", "ms-marco"],
+    pipeline_tag="sentence-similarity",
+    license="apache-2.0",
+):
+    """Two-tower retrieval model: `encode_queries` / `encode_passages` -> unit vectors.
+
+    Args:
+        tower: "mean" (seed design), "gru", "lstm" or "transformer".
+        base_model: Hub id or local dir of the encoder whose tokenizer and weights start the towers.
+        projection_dim: output width of the final linear layer; None = no projection.
+        max_query_length / max_passage_length: token limits (longer texts are truncated).
+        rnn_hidden_size / rnn_layers: GRU/LSTM size per direction and depth.
+        dropout: applied in training only.
+        freeze_embeddings: keep the token embeddings fixed while training.
+    """
+
+    def __init__(
+        self,
+        tower: str = "mean",
+        base_model: str = MINILM_ID,
+        projection_dim: int | None = 256,
+        max_query_length: int = 64,
+        max_passage_length: int = 256,
+        rnn_hidden_size: int = 256,
+        rnn_layers: int = 1,
+        dropout: float = 0.0,
+        freeze_embeddings: bool = False,
+    ):
+        super().__init__()
+        if min(max_query_length, max_passage_length) < 1:
+            raise ValueError("max_query_length and max_passage_length must be >= 1")
+        self.tower_config = TowerConfig(tower, projection_dim, rnn_hidden_size, rnn_layers, dropout, freeze_embeddings)
+        self.base_model = base_model
+        self.max_query_length = max_query_length
+        self.max_passage_length = max_passage_length
+
+        pretrained = _PRETRAINED_DIR.get()
+        source = pretrained if pretrained is not None else resolve_base_model(base_model)
+        self.tokenizer = TextTokenizer(source)
+        self.base_config = json.loads((source / (BASE_CONFIG_NAME if pretrained else "config.json")).read_text())
+        self.query_tower = self._build_tower(source, load_weights=pretrained is None)
+        self.passage_tower = copy.deepcopy(self.query_tower)  # same start, separate weights
+        self.to(default_device())
+
+    def _build_tower(self, source: Path, load_weights: bool) -> nn.Module:
+        cfg, base = self.tower_config, self.base_config
+        if cfg.tower == "transformer":
+            from transformers import AutoConfig, AutoModel
+
+            kwargs = {"add_pooling_layer": False} if base.get("model_type") == "bert" else {}
+            if load_weights:
+                with _quiet_transformers():  # its load report lists the unused pooler weights we drop
+                    encoder = AutoModel.from_pretrained(source, use_safetensors=True, **kwargs)
+            else:
+                hf_cfg = AutoConfig.for_model(**base)
+                encoder = AutoModel.from_config(hf_cfg, **kwargs)
+            return TransformerTower(cfg, encoder, base["hidden_size"])
+        tower_cls = MeanTower if cfg.tower == "mean" else RNNTower
+        tower = tower_cls(cfg, base["vocab_size"], base["hidden_size"])
+        if load_weights:
+            with torch.no_grad():
+                tower.embeddings.weight.copy_(_word_embeddings(source / WEIGHTS_NAME))
+        return tower
+
+    @property
+    def dim(self) -> int:
+        """Width of the output vectors."""
+        return self.query_tower.dim
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    # -- training-time API: token tensors in, normalised tensors out (with gradients) --------------
+    def embed_queries(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """`[B, T]` query tokens -> `[B, dim]` unit vectors."""
+        return F.normalize(self.query_tower(input_ids, attention_mask).float(), dim=-1)
+
+    def embed_passages(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """`[N, T]` passage tokens -> `[N, dim]` unit vectors."""
+        return F.normalize(self.passage_tower(input_ids, attention_mask).float(), dim=-1)
+
+    def forward(self, query_ids, query_mask, passage_ids, passage_mask) -> tuple[torch.Tensor, torch.Tensor]:
+        """Both towers in one call (what DistributedDataParallel wraps) -> (`[B, dim]`, `[N, dim]`)."""
+        return self.embed_queries(query_ids, query_mask), self.embed_passages(passage_ids, passage_mask)
+
+    def tokenize_queries(self, texts: list[str]) -> list[list[int]]:
+        return self.tokenizer.encode(texts, self.max_query_length, self.query_tower.add_special_tokens)
+
+    def tokenize_passages(self, texts: list[str]) -> list[list[int]]:
+        return self.tokenizer.encode(texts, self.max_passage_length, self.passage_tower.add_special_tokens)
+
+    # -- inference API -------------------------------------------------------------------------------
+    def encode_queries(self, texts: Sequence[str], batch_size: int = 256, show_progress: bool = False) -> np.ndarray:
+        """Encode queries -> L2-normalised float32 array `[len(texts), dim]`."""
+        texts = _check_texts(texts, "encode_queries")
+        return self._encode(self.query_tower, self.tokenize_queries, texts, batch_size, show_progress)
+
+    def encode_passages(self, texts: Sequence[str], batch_size: int = 64, show_progress: bool = False) -> np.ndarray:
+        """Encode passages -> L2-normalised float32 array `[len(texts), dim]`."""
+        texts = _check_texts(texts, "encode_passages")
+        return self._encode(self.passage_tower, self.tokenize_passages, texts, batch_size, show_progress)
+
+    @torch.inference_mode()
+    def _encode(self, tower, tokenize, texts, batch_size, show_progress) -> np.ndarray:
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        if not texts:
+            return out
+        ids = tokenize(texts)
+        # Longest first, so each batch pads to nearly its own length and any OOM shows at once.
+        order = np.argsort([-len(x) for x in ids], kind="stable")
+        device, was_training = self.device, self.training
+        self.eval()
+        try:
+            starts = range(0, len(texts), batch_size)
+            if show_progress:
+                from tqdm.auto import tqdm
+
+                starts = tqdm(starts, desc="encoding", unit="batch")
+            for start in starts:
+                rows = order[start : start + batch_size]
+                input_ids, mask = self.tokenizer.pad([ids[i] for i in rows], device)
+                emb = F.normalize(tower(input_ids, mask).float(), dim=-1)  # [b, dim]
+                out[rows] = emb.cpu().numpy()
+        finally:
+            self.train(was_training)
+        return out
+
+    # -- identity, save and load ---------------------------------------------------------------------
+    def fingerprint(self) -> str:
+        """sha256 of the config and every weight: which model encoded an index."""
+        h = hashlib.sha256(json.dumps(self._hub_mixin_config, sort_keys=True).encode())
+        for name, tensor in sorted(self.state_dict().items()):
+            h.update(name.encode())
+            h.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+        return h.hexdigest()
+
+    def _save_pretrained(self, save_directory: Path) -> None:
+        super()._save_pretrained(save_directory)  # model.safetensors
+        self.tokenizer.save(save_directory)
+        (save_directory / BASE_CONFIG_NAME).write_text(json.dumps(self.base_config, indent=2, sort_keys=True))
+
+    @classmethod
+    def _from_pretrained(cls, *, model_id: str, revision, cache_dir, force_download, local_files_only, token,
+                         map_location: str | None = None, strict: bool = True, **model_kwargs):
+        if os.path.isdir(model_id):
+            local = Path(model_id)
+        else:
+            from huggingface_hub import snapshot_download
+
+            try:
+                local = Path(snapshot_download(model_id, revision=revision, cache_dir=cache_dir, token=token,
+                                               force_download=force_download, local_files_only=local_files_only,
+                                               allow_patterns=MODEL_FILES))
+            except Exception as e:
+                raise OSError(f"could not download model {model_id!r}: {type(e).__name__}: {e}") from e
+        missing = [f for f in (WEIGHTS_NAME, "config.json", BASE_CONFIG_NAME, "tokenizer.json") if not (local / f).is_file()]
+        if missing:
+            raise FileNotFoundError(f"{local} is not a saved TwoTowers model: missing {', '.join(missing)}")
+        reset = _PRETRAINED_DIR.set(local)
+        try:
+            model = cls(**model_kwargs)
+        finally:
+            _PRETRAINED_DIR.reset(reset)
+        weights = local / WEIGHTS_NAME
+        try:
+            load_safetensors_model(model, str(weights), strict=strict, device=str(model.device))
+        except Exception as e:
+            raise OSError(f"could not load weights from {weights}: {type(e).__name__}: {e}") from e
+        if map_location is not None:
+            model.to(map_location)
+        return model.eval()
+
+
+@contextlib.contextmanager
+def _quiet_transformers():
+    from transformers.utils import logging as hf_logging
+
+    level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+def _word_embeddings(weights: Path) -> torch.Tensor:
+    """The `[vocab, hidden]` word-embedding matrix from a BERT-style safetensors file."""
+    with safe_open(str(weights), framework="pt") as f:
+        keys = [k for k in f.keys() if k.endswith("word_embeddings.weight")]
+        if len(keys) != 1:
+            raise ValueError(f"{weights}: expected one *word_embeddings.weight tensor, found {keys}")
+        return f.get_tensor(keys[0])
