@@ -1,0 +1,297 @@
+"""`KeywordIndex`: BM25 over passages (bm25s scoring), built in chunks, saved as JSON + .npy (no pickles).
+
+    kw = KeywordIndex.build(texts)                  # Lucene BM25, k1=0.9, b=0.4 (Anserini's MS MARCO setting)
+    rows, scores = kw.search(["what is the rba"], k=10)   # [n, k] int64 row positions (-1 pad), float32
+    kw.save("dir"); kw = KeywordIndex.load("dir")
+
+Text is lower-cased, split on `\\b\\w\\w+\\b`, English stopwords dropped (bm25s' list), optionally stemmed
+(`stemmer="english"`: Snowball via PyStemmer). The index keeps, per passage, its (term, count) pairs, so
+`add` re-scores the whole corpus without tokenizing old text again (BM25's idf and average length are
+corpus-wide). Scores are bm25s' own Lucene BM25 (a test checks them against `bm25s.BM25.index`), and
+queries are scored by `bm25s.BM25.get_scores_from_ids` on that matrix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import bm25s
+import numpy as np
+from bm25s.stopwords import STOPWORDS_EN
+
+FORMAT_VERSION = 1
+META_NAME = "keyword.json"
+VOCAB_NAME = "keyword_vocab.json"
+# name -> dtype of each array file; shapes are checked against keyword.json on load.
+ARRAYS = {
+    "doc_offsets": np.int64,   # [count + 1] start of each passage's (term, tf) pairs
+    "doc_lengths": np.int32,   # [count] tokens per passage (after stopwords)
+    "pair_terms": np.int32,    # [pairs] term id, grouped by passage
+    "pair_tf": np.int32,       # [pairs] term frequency
+    "csc_data": np.float32,    # [pairs] BM25 weight, grouped by term (bm25s' score matrix)
+    "csc_indices": np.int32,   # [pairs] passage row
+    "csc_indptr": np.int64,    # [vocab + 1]
+}
+_SPLIT = re.compile(r"(?u)\b\w\w+\b")  # bm25s' default splitter
+
+
+def _array_file(name: str) -> str:
+    return f"keyword_{name}.npy"
+
+
+class _Analyzer:
+    """text -> terms: lower-case, split, drop stopwords, stem. Safe to call from several threads."""
+
+    def __init__(self, stemmer: str | None):
+        self.stemmer = stemmer
+        self._stopwords = frozenset(STOPWORDS_EN)
+        self._local = threading.local()  # PyStemmer objects are not thread-safe: one per thread
+        if stemmer is not None:
+            self._stem_one("test")  # fail now, not at the first query, if the language is unknown
+
+    def _stem_one(self, word: str) -> str:
+        s = getattr(self._local, "stemmer", None)
+        if s is None:
+            try:
+                import Stemmer
+            except ImportError as e:
+                raise ImportError("stemmer=... needs PyStemmer: pip install PyStemmer") from e
+            try:
+                s = self._local.stemmer = Stemmer.Stemmer(self.stemmer)
+            except KeyError as e:
+                raise ValueError(f"unknown stemmer language {self.stemmer!r}; "
+                                 f"available: {', '.join(Stemmer.algorithms())}") from e
+        return s.stemWord(word)
+
+    def __call__(self, text: str) -> list[str]:
+        words = [w for w in _SPLIT.findall(text.lower()) if w not in self._stopwords]
+        if self.stemmer is not None:
+            words = [self._stem_one(w) for w in words]
+        return words
+
+
+def _check_texts(texts, what: str) -> list[str]:
+    if isinstance(texts, (str, bytes)) or not isinstance(texts, (Sequence, np.ndarray)):
+        raise TypeError(f"{what} expects a list of strings, got {type(texts).__name__}")
+    texts = list(texts)
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise TypeError(f"{what} expects a list of strings; item {i} is {type(t).__name__}")
+    return texts
+
+
+class KeywordIndex:
+    """BM25 (Lucene variant, as bm25s computes it) over a growing list of passages; rows are positions."""
+
+    def __init__(self, *, k1: float = 0.9, b: float = 0.4, stemmer: str | None = None):
+        self.k1, self.b = float(k1), float(b)
+        self.analyzer = _Analyzer(stemmer)
+        self.vocab: dict[str, int] = {}
+        self.corpus_hash = hashlib.sha256(b"twotowers-keyword").hexdigest()  # chained over every add
+        self._arrays = {name: np.zeros(1 if name.endswith(("offsets", "indptr")) else 0, dtype=dt)
+                        for name, dt in ARRAYS.items()}
+        self._bm25 = self._scorer()
+
+    @property
+    def stemmer(self) -> str | None:
+        return self.analyzer.stemmer
+
+    # -- building ------------------------------------------------------------------------------------
+    @classmethod
+    def build(cls, texts: Iterable[str], *, k1: float = 0.9, b: float = 0.4, stemmer: str | None = None,
+              chunk_size: int = 100_000) -> "KeywordIndex":
+        """Index `texts` (a list, or any iterable: consumed in chunks of `chunk_size`)."""
+        index = cls(k1=k1, b=b, stemmer=stemmer)
+        if isinstance(texts, (str, bytes)):
+            raise TypeError("KeywordIndex.build expects a list of strings (wrap a single text in a list)")
+        chunk = []
+        for t in texts:
+            chunk.append(t)
+            if len(chunk) >= chunk_size:
+                index._append(chunk)
+                chunk = []
+        if chunk:
+            index._append(chunk)
+        index._rescore()
+        return index
+
+    def add(self, texts: Sequence[str]) -> None:
+        """Append passages (rows len(self) ...); every BM25 weight is recomputed (idf is corpus-wide)."""
+        texts = _check_texts(texts, "KeywordIndex.add")
+        if texts:
+            self._append(texts)
+            self._rescore()
+
+    def _append(self, texts: list[str]) -> None:
+        """Tokenize a chunk and append its (term, tf) pairs; scores are stale until `_rescore`."""
+        texts = _check_texts(texts, "KeywordIndex")
+        h = hashlib.sha256(self.corpus_hash.encode())
+        terms, lengths = [], np.empty(len(texts), dtype=np.int32)
+        for i, text in enumerate(texts):
+            h.update(text.encode("utf-8"))
+            h.update(b"\0")
+            words = self.analyzer(text)
+            lengths[i] = len(words)
+            for w in words:
+                tid = self.vocab.get(w)
+                if tid is None:
+                    tid = self.vocab[w] = len(self.vocab)
+                terms.append(tid)
+        self.corpus_hash = h.hexdigest()
+        # (passage, term) pairs and their counts: unique over key = local_doc * V + term.
+        n_vocab = max(len(self.vocab), 1)
+        doc = np.repeat(np.arange(len(texts), dtype=np.int64), lengths)
+        keys, tf = np.unique(doc * n_vocab + np.asarray(terms, dtype=np.int64), return_counts=True)
+        pair_doc = keys // n_vocab
+        per_doc = np.bincount(pair_doc, minlength=len(texts))
+        a = self._arrays
+        start = a["doc_offsets"][-1]
+        a["doc_offsets"] = np.concatenate([a["doc_offsets"], start + np.cumsum(per_doc)])
+        a["doc_lengths"] = np.concatenate([a["doc_lengths"], lengths])
+        a["pair_terms"] = np.concatenate([a["pair_terms"], (keys % n_vocab).astype(np.int32)])
+        a["pair_tf"] = np.concatenate([a["pair_tf"], tf.astype(np.int32)])
+
+    def _rescore(self) -> None:
+        """BM25 weight of every (passage, term) pair -> the term-major (CSC) matrix bm25s scores with."""
+        a, n, n_vocab = self._arrays, len(self), len(self.vocab)
+        terms, tf = a["pair_terms"], a["pair_tf"].astype(np.float32)
+        doc = np.repeat(np.arange(n, dtype=np.int32), np.diff(a["doc_offsets"]))
+        df = np.bincount(terms, minlength=n_vocab)
+        # Lucene BM25, as bm25s.scoring: idf = ln(1 + (N - df + .5) / (df + .5)); tf / (tf + k1 (1 - b + b dl/avgdl))
+        idf = np.log(1 + (n - df + 0.5) / (df + 0.5)).astype(np.float32)
+        lengths = a["doc_lengths"].astype(np.float32)
+        avgdl = float(lengths.mean()) if n and lengths.mean() > 0 else 1.0
+        norm = (self.k1 * (1 - self.b + self.b * lengths / avgdl)).astype(np.float32)
+        weight = idf[terms] * (tf / (tf + norm[doc]))
+        order = np.argsort(terms, kind="stable")  # term-major; passages ascending inside each term
+        a["csc_data"] = weight[order].astype(np.float32)
+        a["csc_indices"] = doc[order]
+        a["csc_indptr"] = np.concatenate([[0], np.cumsum(df)]).astype(np.int64)
+        self._bm25 = self._scorer()
+
+    def _scorer(self) -> bm25s.BM25:
+        a = self._arrays
+        bm = bm25s.BM25(k1=self.k1, b=self.b, method="lucene")
+        bm.scores = {"data": a["csc_data"], "indices": a["csc_indices"], "indptr": a["csc_indptr"],
+                     "num_docs": len(self)}
+        bm.vocab_dict = self.vocab
+        bm.nonoccurrence_array = None  # Lucene BM25 needs none (only BM25L / BM25+ do)
+        return bm
+
+    # -- search --------------------------------------------------------------------------------------
+    def search(self, queries: Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k passages per query -> (`[n, k]` int64 rows, `[n, k]` float32 BM25 scores), best first.
+
+        Passages sharing no term with the query are not hits: their slots are row -1, score 0.
+        """
+        queries = _check_texts(queries, "KeywordIndex.search")
+        if not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValueError(f"k must be a positive int, got {k!r}")
+        rows = np.full((len(queries), k), -1, dtype=np.int64)
+        scores = np.zeros((len(queries), k), dtype=np.float32)
+        bm, n = self._bm25, len(self)
+        for qi, q in enumerate(queries):
+            ids = [self.vocab[w] for w in self.analyzer(q) if w in self.vocab]
+            if not ids or n == 0:
+                continue
+            s = bm.get_scores_from_ids(ids)  # [N] float32
+            kk = min(k, n)
+            top = np.argpartition(-s, kk - 1)[:kk] if kk < n else np.arange(n)
+            top = top[np.lexsort((top, -s[top]))]  # best first; ties by row, so results are deterministic
+            top = top[s[top] > 0]
+            rows[qi, : len(top)] = top
+            scores[qi, : len(top)] = s[top]
+        return rows, scores
+
+    def __len__(self) -> int:
+        return len(self._arrays["doc_lengths"])
+
+    def __repr__(self) -> str:
+        return (f"KeywordIndex({len(self)} passages, {len(self.vocab)} terms, k1={self.k1}, b={self.b}, "
+                f"stemmer={self.stemmer!r})")
+
+    # -- persistence ---------------------------------------------------------------------------------
+    @property
+    def meta(self) -> dict:
+        a = self._arrays
+        return {"format": "twotowers-keyword", "format_version": FORMAT_VERSION, "method": "lucene",
+                "k1": self.k1, "b": self.b, "stemmer": self.stemmer, "lowercase": True,
+                "stopwords": "bm25s english", "count": len(self), "vocab_size": len(self.vocab),
+                "pairs": int(len(a["pair_terms"])), "corpus_hash": self.corpus_hash, "bm25s_version": bm25s.__version__}
+
+    def save(self, directory) -> None:
+        """Write keyword.json, keyword_vocab.json and keyword_*.npy into `directory` (no pickles)."""
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        for name, arr in self._arrays.items():
+            np.save(d / _array_file(name), np.ascontiguousarray(arr), allow_pickle=False)
+        terms = [None] * len(self.vocab)
+        for w, i in self.vocab.items():
+            terms[i] = w
+        (d / VOCAB_NAME).write_text(json.dumps(terms, ensure_ascii=False), encoding="utf-8")
+        (d / META_NAME).write_text(json.dumps(self.meta, indent=2) + "\n", encoding="utf-8")  # last: marks complete
+
+    @classmethod
+    def load(cls, directory, *, mmap: bool = True) -> "KeywordIndex":
+        """Read a saved index; any missing, truncated or inconsistent file is an error naming it."""
+        d = Path(directory)
+        meta_path = d / META_NAME
+        if not meta_path.is_file():
+            raise FileNotFoundError(f"{meta_path} not found: {d} holds no saved keyword index")
+        meta = _read_json(meta_path)
+        if not isinstance(meta, dict) or meta.get("format") != "twotowers-keyword":
+            raise ValueError(f"{meta_path} is not a twotowers keyword index description")
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"{meta_path}: format_version {meta.get('format_version')!r} is not supported "
+                             f"(this twotowers reads {FORMAT_VERSION})")
+        try:
+            index = cls(k1=meta["k1"], b=meta["b"], stemmer=meta["stemmer"])
+            count, n_vocab, pairs = int(meta["count"]), int(meta["vocab_size"]), int(meta["pairs"])
+            corpus_hash = str(meta["corpus_hash"])
+        except KeyError as e:
+            raise ValueError(f"{meta_path} lacks the field {e}") from e
+        terms = _read_json(d / VOCAB_NAME)
+        if not isinstance(terms, list) or len(terms) != n_vocab:
+            raise ValueError(f"{d / VOCAB_NAME}: expected {n_vocab} terms as in {META_NAME}, "
+                             f"found {len(terms) if isinstance(terms, list) else type(terms).__name__}")
+        index.vocab = {w: i for i, w in enumerate(terms)}
+        shapes = {"doc_offsets": count + 1, "doc_lengths": count, "pair_terms": pairs, "pair_tf": pairs,
+                  "csc_data": pairs, "csc_indices": pairs, "csc_indptr": n_vocab + 1}
+        for name, dtype in ARRAYS.items():
+            index._arrays[name] = load_array(d / _array_file(name), dtype, (shapes[name],), mmap=mmap)
+        a = index._arrays
+        if a["doc_offsets"][-1] != pairs or a["csc_indptr"][-1] != pairs:
+            raise ValueError(f"{d / _array_file('doc_offsets')} / {_array_file('csc_indptr')} disagree with "
+                             f"{META_NAME} ({pairs} pairs): the index is corrupt")
+        index.corpus_hash = corpus_hash
+        index._bm25 = index._scorer()
+        return index
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path} not found: the saved index is incomplete") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path} is not valid JSON (truncated or corrupt?): {e}") from e
+
+
+def load_array(path: Path, dtype, shape: tuple[int, ...], mmap: bool = True) -> np.ndarray:
+    """np.load without pickles, checking dtype and shape; errors name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: the saved index is incomplete")
+    try:
+        arr = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except Exception as e:  # truncated header or data, or not an .npy file at all
+        raise ValueError(f"{path} is truncated or corrupt: {type(e).__name__}: {e}") from e
+    if arr.dtype != np.dtype(dtype) or arr.shape != tuple(shape):
+        raise ValueError(f"{path}: expected {np.dtype(dtype).name} {tuple(shape)}, found {arr.dtype.name} {arr.shape} "
+                         "(truncated, or from another index)")
+    return arr
