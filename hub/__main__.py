@@ -1,0 +1,73 @@
+"""`python -m hub`: publish model + index to the Hub, and deploy the Gradio Space.
+
+    python -m hub push --model DIR --index DIR --repo-id OWNER/NAME [--metrics EVAL.json ...]
+                       [--private] [--revision BRANCH] [--space-id OWNER/SPACE] [--dry-run --out DIR]
+    python -m hub deploy-space --space-id OWNER/SPACE --model-repo OWNER/NAME [--private] [--dry-run --out DIR]
+
+The token comes from HF_TOKEN or `hf auth login`; it is never printed. Any failure is one line on
+stderr and exit code 1 (2 for bad arguments).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .connect import PublishError, explain
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m hub", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    push = sub.add_parser("push", help="upload model + index + model card in one commit")
+    push.add_argument("--model", required=True, help="directory written by TwoTowers.save_pretrained")
+    push.add_argument("--index", help="directory written by PassageIndex.save (uploaded under index/)")
+    push.add_argument("--repo-id", required=True, help="OWNER/NAME of the model repo (created if needed)")
+    push.add_argument("--metrics", nargs="+", default=[], metavar="JSON",
+                      help="evaluation JSON files (python -m twotowers.evaluate ... --json OUT) for the card")
+    push.add_argument("--train-config", metavar="JSON", help="the run's config as JSON, shown in the card")
+    push.add_argument("--space-id", help="OWNER/SPACE named in the card's gradio_client example")
+    push.add_argument("--private", action="store_true", help="create the repo private")
+    push.add_argument("--revision", help="branch to commit to (created if needed; default main)")
+    push.add_argument("--dry-run", action="store_true", help="write the tree to --out; no network")
+    push.add_argument("--out", help="where --dry-run writes the repo tree (empty or new directory)")
+
+    space = sub.add_parser("deploy-space", help="create/update the Gradio Space serving a model repo")
+    space.add_argument("--space-id", required=True, help="OWNER/SPACE (created if needed)")
+    space.add_argument("--model-repo", required=True, help="OWNER/NAME the Space loads (Space variable)")
+    space.add_argument("--private", action="store_true", help="create the Space private")
+    space.add_argument("--dry-run", action="store_true", help="write the tree to --out; no network")
+    space.add_argument("--out", help="where --dry-run writes the Space tree (empty or new directory)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "push":
+            from .push import push
+
+            train_config = None
+            if args.train_config:
+                with open(args.train_config, encoding="utf-8") as f:
+                    train_config = json.load(f)
+            push(args.model, args.index, args.repo_id, metrics_files=args.metrics, private=args.private,
+                 revision=args.revision, dry_run=args.dry_run, out=args.out, train_config=train_config,
+                 space_id=args.space_id)
+        else:
+            from .space import deploy_space
+
+            deploy_space(args.space_id, args.model_repo, private=args.private, dry_run=args.dry_run, out=args.out)
+    except (PublishError, ValueError, OSError) as e:
+        print(f"error: {explain(e)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

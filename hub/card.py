@@ -1,0 +1,191 @@
+"""The model card (README.md of the model repo): Hub metadata, what the model is, how it was trained,
+the measured metrics beside their baselines, and how to use it.
+
+Every figure comes from evaluation JSON files (`hub.metrics.read_metrics`), the architecture from
+the saved `config.json`, and the training recipe from the run's config; nothing is typed by hand.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from .metrics import MetricSet, metric_type, pretty_metric
+
+BASE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+DATASET = "microsoft/ms_marco"
+LICENSE = "apache-2.0"
+TAGS = ["twotowers", "sentence-similarity", "dense-retrieval", "two-tower", "ms-marco", "hnswlib"]
+_TASKS = {"retrieve": ("Retrieval", "Passage retrieval from the pooled corpus"),
+          "rerank": ("Reranking", "Re-ranking each query's candidate passages")}
+# Context that differs per system, shown as a column or not at all.
+_PER_RUN = {"n_queries", "n_unreachable", "seconds"}
+_BASELINE_NOTES = {"bm25": "`bm25` is BM25 (bm25s) over the same corpus",
+                   "untrained": "`untrained` is the same architecture before training",
+                   "random": "`random` is a random ordering of each query's candidates"}
+# Config keys never copied into a public card.
+_SECRET_WORDS = ("token", "secret", "password", "api_key", "apikey")
+
+
+def build_card(repo_id: str, model_config: dict, metric_sets: list[MetricSet], *, train_config: dict | None = None,
+               index_info: dict | None = None, space_id: str | None = None) -> ModelCard:
+    """Assemble the model card for `repo_id` (front matter + markdown body)."""
+    model_name = repo_id.split("/")[-1]
+    data = ModelCardData(
+        library_name="twotowers",
+        tags=TAGS + [f"tower-{model_config.get('tower', 'mean')}"],
+        base_model=model_config.get("base_model") or BASE_MODEL,
+        datasets=[DATASET],
+        pipeline_tag="sentence-similarity",
+        license=LICENSE,
+        model_name=model_name,
+        eval_results=eval_results(metric_sets) or None,
+    )
+    body = "\n".join([
+        f"# {model_name}",
+        "",
+        _about(repo_id, model_config, index_info),
+        _training(train_config),
+        _results(metric_sets),
+        _usage(repo_id, space_id),
+    ])
+    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}")
+
+
+def eval_results(metric_sets: list[MetricSet]) -> list[EvalResult]:
+    """The model's own metrics (not the baselines') as model-index entries."""
+    results, seen = [], set()
+    for s in metric_sets:
+        if not s.is_model:
+            continue
+        mode = str(s.context.get("mode", "retrieve")).lower()
+        task_type, task_name = _TASKS.get(mode, (mode.capitalize(), mode))
+        split = s.context.get("split")
+        split = str(split) if split is not None else None
+        for key, value in s.metrics.items():
+            ident = (task_type, split, key)
+            if ident in seen:  # the same metric from two files: keep both, told apart by the file
+                split = f"{split or 'eval'} ({Path(s.source).stem})"
+                ident = (task_type, split, key)
+            seen.add(ident)
+            results.append(EvalResult(
+                task_type=task_type, task_name=task_name, dataset_type=DATASET,
+                dataset_name=str(s.context.get("dataset", "MS MARCO")), dataset_config="v1.1",
+                dataset_split=split, metric_type=metric_type(key), metric_name=pretty_metric(key), metric_value=value,
+            ))
+    return results
+
+
+def _about(repo_id: str, cfg: dict, index_info: dict | None) -> str:
+    tower = cfg.get("tower", "mean")
+    proj = cfg.get("projection_dim")
+    lines = [
+        "A two-tower dense passage retrieval model trained on MS MARCO with the "
+        "`twotowers` library: a **query tower** and a **passage tower** (separate weights) "
+        "map text to L2-normalised vectors, and passages are found by nearest-neighbour search on the cosine "
+        "similarity (hnswlib, inner product).",
+        "",
+        "| | |",
+        "| --- | --- |",
+        f"| tower | `{tower}` |",
+        f"| base model | [`{cfg.get('base_model', BASE_MODEL)}`](https://huggingface.co/{cfg.get('base_model', BASE_MODEL)}) |",
+        f"| output dim | {proj if proj is not None else 'encoder width (no projection)'} |",
+        f"| max query / passage tokens | {cfg.get('max_query_length', '?')} / {cfg.get('max_passage_length', '?')} |",
+    ]
+    if index_info:
+        lines += [f"| index: {k} | {v} |" for k, v in index_info.items()]
+    lines += [
+        "",
+        "Files: `model.safetensors` (weights), `config.json` (the constructor's arguments), `base_config.json` and "
+        "the tokenizer files" + (", and `index/`, a prebuilt passage index encoded by this model." if index_info
+                                 else ". No passage index is included; build one with the command below."),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _training(train_config: dict | None) -> str:
+    head = "## How it was trained\n"
+    if not train_config:
+        return head + "\nThe training run's configuration was not recorded with this upload.\n"
+    safe = {k: v for k, v in train_config.items() if not any(w in k.lower() for w in _SECRET_WORDS)}
+    return (head + "\nThe run's configuration (`python -m train` flags of the same names):\n\n```json\n"
+            + json.dumps(safe, indent=2, sort_keys=True, default=str) + "\n```\n")
+
+
+def _results(metric_sets: list[MetricSet]) -> str:
+    out = ["## Evaluation", ""]
+    if not metric_sets:
+        return "\n".join(out + ["No evaluation results were supplied with this upload.", ""])
+    by_file: dict[str, list[MetricSet]] = {}
+    for s in metric_sets:
+        by_file.setdefault(s.source, []).append(s)
+    for source, sets in by_file.items():
+        shared = {k: v for k, v in sets[0].context.items() if k not in _PER_RUN and all(s.context.get(k) == v for s in sets)}
+        desc = ", ".join(f"{k}: {v}" for k, v in shared.items())
+        out += [f"From `{Path(source).name}`" + (f" ({desc})" if desc else "") + ":", ""]
+        keys = list(dict.fromkeys(k for s in sets for k in s.metrics))
+        primary = next((s.primary for s in sets if s.primary), None)
+        counts = any("n_queries" in s.context for s in sets)
+        out.append("| system | " + " | ".join(pretty_metric(k) + (" (primary)" if k == primary else "") for k in keys)
+                   + (" | queries |" if counts else " |"))
+        out.append("| --- |" + " ---: |" * (len(keys) + counts))
+        for s in sets:
+            name = f"**{s.name}** (this model)" if s.is_model else s.name
+            row = [f"{s.metrics[k]:.4f}" if k in s.metrics else "–" for k in keys]
+            row += [str(s.context.get("n_queries", "–"))] if counts else []
+            out.append(f"| {name} | " + " | ".join(row) + " |")
+        out.append("")
+    names = " ".join(s.name.lower() for s in metric_sets if not s.is_model)
+    notes = [text for word, text in _BASELINE_NOTES.items() if word in names]
+    if notes:
+        out += ["Baselines come from the same evaluation run: " + "; ".join(notes) + ".", ""]
+    return "\n".join(out)
+
+
+def _usage(repo_id: str, space_id: str | None) -> str:
+    space = space_id or "OWNER/SPACE"
+    return f"""## Usage
+
+```bash
+pip install -r requirements.txt   # from the twotowers repository
+```
+
+Load the model and its index (one download, cached; pin `revision=` to a commit for reproducibility):
+
+```python
+from twotowers.pretrained import load_pretrained
+
+model, index = load_pretrained("{repo_id}")
+hits = index.search(["what is the reserve bank of australia"], k=10)
+```
+
+Or the model alone, to encode text:
+
+```python
+from twotowers import TwoTowers
+
+model = TwoTowers.from_pretrained("{repo_id}")
+q = model.encode_queries(["what is the reserve bank of australia"])  # [1, dim] unit vectors
+p = model.encode_passages(["The Reserve Bank of Australia is Australia's central bank."])
+scores = p @ q[0]                                                     # cosine similarities
+```
+
+Build an index over your own passages with this model (or load the one shipped under `index/`):
+
+```bash
+python -m twotowers.index build --model {repo_id} --collection collection.tsv --out my-index
+python -m twotowers.index search my-index "what is the reserve bank of australia" -k 10
+```
+
+Query the demo Space from Python:
+
+```python
+from gradio_client import Client
+
+client = Client("{space}")
+print(client.predict("what is the reserve bank of australia", 10, api_name="/search"))
+```
+"""

@@ -1,0 +1,76 @@
+"""Talking to the Hub: the token from the usual places, and every failure as one clear line.
+
+The token comes from `HF_TOKEN` or the login cache (`hf auth login`) via `huggingface_hub.get_token()`.
+It is passed to `HfApi` and never printed: messages go through `redact` before they are shown.
+"""
+
+from __future__ import annotations
+
+from huggingface_hub import HfApi, constants, get_token
+from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+
+LOGIN_HINT = "set HF_TOKEN to a write token or run `hf auth login`"
+
+
+class PublishError(RuntimeError):
+    """A publishing step failed; the message is one line, safe to print (no token, no traceback)."""
+
+
+def hub_api(endpoint: str | None = None) -> HfApi:
+    """An authenticated `HfApi`, or PublishError when offline mode is on or no token is found."""
+    if constants.is_offline_mode():
+        raise PublishError("HF_HUB_OFFLINE is set, so nothing can be published: unset it (or use --dry-run)")
+    token = get_token()
+    if not token:
+        raise PublishError(f"no Hugging Face token found: {LOGIN_HINT}")
+    return HfApi(endpoint=endpoint, token=token)
+
+
+def explain(err: BaseException, api: HfApi | None = None, what: str = "the Hub") -> str:
+    """One line saying what went wrong talking to the Hub (token redacted)."""
+    endpoint = api.endpoint if api is not None else constants.ENDPOINT
+    if isinstance(err, PublishError):
+        msg = str(err)
+    elif isinstance(err, OfflineModeIsEnabled):
+        msg = "HF_HUB_OFFLINE is set, so nothing can be published: unset it (or use --dry-run)"
+    elif isinstance(err, HfHubHTTPError) and err.response is not None:
+        status = err.response.status_code
+        server = (getattr(err, "server_message", None) or "").strip().replace("\n", " ")
+        if status == 401:
+            msg = f"{endpoint} rejected the token (401 Unauthorized) for {what}: {LOGIN_HINT}"
+        elif status == 403:
+            msg = f"the token has no write access to {what} (403 Forbidden): use a write token for that namespace"
+        elif status == 404:
+            msg = f"{what} not found on {endpoint} (404)"
+        else:
+            msg = f"{endpoint} answered {status} for {what}" + (f": {server}" if server else "")
+    elif _is_network_error(err):
+        msg = f"cannot reach {endpoint} ({_root(err)}): check the network connection or HF_ENDPOINT"
+    else:
+        msg = f"{type(err).__name__}: {err}"
+    return redact(" ".join(msg.split()), api)
+
+
+def redact(text: str, api: HfApi | None = None) -> str:
+    """`text` with any known token replaced by `***`."""
+    for token in {get_token(), getattr(api, "token", None)}:
+        if isinstance(token, str) and token:
+            text = text.replace(token, "***")
+    return text
+
+
+def _is_network_error(err: BaseException) -> bool:
+    import httpx2
+
+    e: BaseException | None = err
+    while e is not None:
+        if isinstance(e, (httpx2.TransportError, ConnectionError, TimeoutError)):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
+
+
+def _root(err: BaseException) -> str:
+    while (err.__cause__ or err.__context__) is not None:
+        err = err.__cause__ or err.__context__
+    return f"{type(err).__name__}: {err}".strip().rstrip(":")

@@ -1,0 +1,188 @@
+"""Publish a trained model, its passage index and a model card to the Hub in ONE commit.
+
+    python -m hub push --model runs/mean --index runs/mean-index --repo-id OWNER/NAME \
+        --metrics runs/mean/eval-retrieve.json [--private] [--revision BRANCH] [--dry-run --out DIR]
+
+The repo tree is staged first (model files at the root, the index under `index/`, `README.md`);
+`--dry-run` stops there and leaves that exact tree in `--out`, otherwise every staged file goes up
+as one `HfApi.create_commit`. Training calls `push_from_training` at the end of a run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from twotowers.model import BASE_CONFIG_NAME, MODEL_FILES, WEIGHTS_NAME
+
+from .card import build_card
+from .connect import PublishError, explain, hub_api
+from .metrics import MetricSet, read_metrics
+
+INDEX_SUBFOLDER = "index"
+REQUIRED_MODEL_FILES = (WEIGHTS_NAME, "config.json", BASE_CONFIG_NAME, "tokenizer.json")
+
+
+def stage_model_repo(model_dir, index_dir, out, *, repo_id: str, metric_sets: list[MetricSet] = (),
+                     train_config: dict | None = None, space_id: str | None = None, check_index: bool = True) -> list[str]:
+    """Write the model repo's tree into `out` (which must be empty or absent) -> its relative paths.
+
+    Model files are the ones `TwoTowers.from_pretrained` reads (checkpoints and optimizer state are
+    left out); every file of the index goes under `index/`. With `check_index`, the index is loaded
+    with the model first, so an index built by another model is refused before anything is written.
+    """
+    model_dir, out = Path(model_dir), Path(out)
+    missing = [f for f in REQUIRED_MODEL_FILES if not (model_dir / f).is_file()]
+    if missing:
+        raise PublishError(f"{model_dir} is not a saved TwoTowers model: missing {', '.join(missing)}")
+    if out.exists() and any(out.iterdir()):
+        raise PublishError(f"{out} is not empty: give an empty or new directory for the repo tree")
+    model_config = json.loads((model_dir / "config.json").read_text())
+    index_info = _check_index(model_dir, Path(index_dir)) if index_dir is not None and check_index else None
+    if index_dir is not None and index_info is None:
+        index_info = {}
+
+    out.mkdir(parents=True, exist_ok=True)
+    for name in MODEL_FILES:
+        if (model_dir / name).is_file():
+            _link_or_copy(model_dir / name, out / name)
+    if index_dir is not None:
+        for src in _files(Path(index_dir)):
+            _link_or_copy(src, out / INDEX_SUBFOLDER / src.relative_to(index_dir))
+    card = build_card(repo_id, model_config, list(metric_sets), train_config=train_config,
+                      index_info=index_info if index_dir is not None else None, space_id=space_id)
+    (out / "README.md").write_text(str(card), encoding="utf-8")
+    return sorted(p.relative_to(out).as_posix() for p in _files(out))
+
+
+def push(model_dir, index_dir, repo_id: str, *, metrics_files=(), private: bool = False, revision: str | None = None,
+         dry_run: bool = False, out=None, train_config: dict | None = None, space_id: str | None = None,
+         endpoint: str | None = None, log=print) -> str:
+    """Stage and upload (or, with `dry_run`, only stage into `out`) -> the commit URL or the out dir."""
+    _check_repo_id(repo_id)
+    metric_sets = read_metrics(metrics_files) if metrics_files else []
+    if dry_run:
+        if out is None:
+            raise PublishError("--dry-run needs --out DIR to write the repo tree into")
+        files = stage_model_repo(model_dir, index_dir, out, repo_id=repo_id, metric_sets=metric_sets,
+                                 train_config=train_config, space_id=space_id)
+        _describe(log, "would create (exist_ok) model repo", repo_id, private, revision, Path(out), files)
+        log(f"dry run: nothing was sent; the tree above is in {out}")
+        return str(out)
+
+    api = hub_api(endpoint)  # fails fast (one line) with no token, before any staging work
+    with tempfile.TemporaryDirectory(prefix="twotowers-push-") as tmp:
+        files = stage_model_repo(model_dir, index_dir, tmp, repo_id=repo_id, metric_sets=metric_sets,
+                                 train_config=train_config, space_id=space_id)
+        _describe(log, "creating (exist_ok) model repo", repo_id, private, revision, Path(tmp), files)
+        url = upload_tree(api, Path(tmp), files, repo_id, repo_type="model", private=private, revision=revision,
+                          message=f"Upload twotowers model + index ({len(files)} files)")
+    log(f"pushed {len(files)} files in one commit: {url}")
+    return url
+
+
+def upload_tree(api, tree: Path, files: list[str], repo_id: str, *, repo_type: str, message: str,
+                private: bool = False, revision: str | None = None, space_sdk: str | None = None) -> str:
+    """create_repo(exist_ok) [+ branch] then ONE create_commit adding every file -> commit URL."""
+    from huggingface_hub import CommitOperationAdd
+
+    what = f"{repo_type} repo {repo_id}"
+    try:
+        api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True, space_sdk=space_sdk)
+        if revision and revision != "main":
+            api.create_branch(repo_id, branch=revision, repo_type=repo_type, exist_ok=True)
+        ops = [CommitOperationAdd(path_in_repo=f, path_or_fileobj=str(tree / f)) for f in files]
+        info = api.create_commit(repo_id, ops, commit_message=message, repo_type=repo_type, revision=revision)
+    except Exception as e:  # noqa: BLE001 - every failure becomes one line
+        raise PublishError(explain(e, api, what)) from None
+    return info.commit_url
+
+
+def push_from_training(cfg, output_dir, metrics: dict | None = None, *, repo_id: str | None = None,
+                       log=print) -> str | None:
+    """Called by `python -m train --push-to-hub REPO` at the end of a run.
+
+    Pushes `output_dir` (the final `save_pretrained`), `output_dir/index` when one was built, a card
+    with `cfg` (a dataclass) as the recipe and `metrics` (the run's evaluation dict). Returns the
+    commit URL, or None after printing one line on failure: the trained model stays on disk.
+    """
+    train_config = dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else dict(vars(cfg))
+    repo_id = repo_id or train_config.get("push_to_hub")
+    output_dir = Path(output_dir)
+    index_dir = output_dir / INDEX_SUBFOLDER
+    index_dir = index_dir if index_dir.is_dir() else None
+    try:
+        if not repo_id:
+            raise PublishError("push_from_training needs a repo id (cfg.push_to_hub or repo_id=)")
+        metrics_files = []
+        with tempfile.TemporaryDirectory(prefix="twotowers-metrics-") as tmp:
+            if metrics:
+                path = Path(tmp) / "train-final-eval.json"
+                path.write_text(json.dumps(metrics, default=float))
+                metrics_files.append(path)
+            if index_dir is None:
+                log(f"note: {output_dir}/index not found, pushing the model without a passage index "
+                    f"(build one with `python -m twotowers.index build --model {output_dir} ... --out {output_dir}/index`)")
+            return push(output_dir, index_dir, repo_id, metrics_files=metrics_files, train_config=train_config, log=log)
+    except (PublishError, ValueError, OSError) as e:
+        print(f"error: push to the Hub failed: {explain(e)}", file=sys.stderr)
+        return None
+
+
+# -- helpers -------------------------------------------------------------------------------------------
+def _check_index(model_dir: Path, index_dir: Path) -> dict:
+    """Load the index with the model (fingerprint, dim and count checks) -> facts for the card."""
+    if not index_dir.is_dir():
+        raise PublishError(f"index directory not found: {index_dir}")
+    try:
+        from twotowers import PassageIndex, TwoTowers
+
+        model = TwoTowers.from_pretrained(str(model_dir))
+        index = PassageIndex.load(index_dir, model=model)
+    except PublishError:
+        raise
+    except Exception as e:  # noqa: BLE001 - the loader's message names the file; keep it
+        raise PublishError(f"the index in {index_dir} does not load with the model in {model_dir}: {e}") from None
+    info = {"passages": len(index)} if hasattr(index, "__len__") else {}
+    for attr in ("dim", "space", "ef", "M", "ef_construction"):
+        value = getattr(index, attr, None)
+        if isinstance(value, (int, float, str)):
+            info[attr] = value
+    return info
+
+
+def _files(root: Path) -> list[Path]:
+    """Regular files under root, skipping hidden names and caches (`.lock`, `__pycache__`)."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != "__pycache__")
+        out += [Path(dirpath) / f for f in sorted(filenames) if not f.startswith(".")]
+    return out
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    """Hard link when possible (an 8.8M-passage index is GBs), else copy."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def _check_repo_id(repo_id: str) -> None:
+    parts = repo_id.split("/")
+    if len(parts) != 2 or not all(parts):
+        raise PublishError(f"repo id must be OWNER/NAME, got {repo_id!r}")
+
+
+def _describe(log, action: str, repo_id: str, private: bool, revision: str | None, tree: Path, files: list[str]) -> None:
+    total = sum((tree / f).stat().st_size for f in files)
+    log(f"{action} {repo_id} ({'private' if private else 'public'}), branch {revision or 'main'}")
+    log(f"one commit adding {len(files)} files, {total / 1e6:.1f} MB:")
+    for f in files:
+        log(f"  {f}  ({(tree / f).stat().st_size:,} bytes)")

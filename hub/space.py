@@ -1,0 +1,249 @@
+"""Deploy the Gradio app as a Hugging Face Space, in one commit.
+
+    python -m hub deploy-space --space-id OWNER/SPACE --model-repo OWNER/NAME [--dry-run --out DIR]
+
+The Space's files are computed, not listed by hand: `app.py` and every repo-local module it
+imports (its import graph, lazy imports inside functions included), data directories those
+modules name (e.g. `demo/`), a `requirements.txt` pinned from the project's for the third-party
+packages the graph imports, and a README whose front matter Spaces reads. Which model the Space
+loads is the Space variable `TWOTOWERS_MODEL_REPO`, so changing it needs no code edit.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.metadata as md
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from huggingface_hub import SpaceCard, SpaceCardData
+
+from .connect import PublishError, explain, hub_api
+from .push import _check_repo_id, _describe, _files, _link_or_copy, upload_tree
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+MODEL_REPO_VARIABLE = "TWOTOWERS_MODEL_REPO"
+# Installed by the Space itself (sdk_version), so never listed in its requirements.txt.
+_SDK_PROVIDED = {"gradio"}
+
+
+def import_graph(entry: Path, root: Path) -> tuple[set[Path], set[str]]:
+    """Walk `entry`'s imports -> (repo-local .py files it needs, third-party top-level module names).
+
+    Every `import` node counts, including ones inside functions (lazy imports). Importing `a.b.c`
+    also runs `a/__init__.py` and `a/b/__init__.py`, so those are included.
+    """
+    root = root.resolve()
+    local: set[Path] = set()
+    external: set[str] = set()
+    todo = [entry.resolve()]
+    while todo:
+        path = todo.pop()
+        if path in local:
+            continue
+        local.add(path)
+        try:
+            tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        except SyntaxError as e:
+            raise PublishError(f"{path}:{e.lineno}: cannot parse ({e.msg})") from None
+        package = _package_of(path, root)
+        for node in ast.walk(tree):
+            names: list[str] = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = _absolute(node.module, node.level, package)
+                if base is None:
+                    continue
+                # `from pkg import sub` may import the submodule pkg.sub
+                names = [base] + [f"{base}.{a.name}" for a in node.names if a.name != "*"]
+            for name in names:
+                files = _module_files(name, root)
+                if files is None:
+                    top = name.split(".")[0]
+                    if top and top not in sys.stdlib_module_names and not (root / top).exists():
+                        external.add(top)
+                    continue
+                todo += [f for f in files if f not in local]
+    return local, external
+
+
+def space_files(root: Path = REPO_ROOT, app_file: str = "app.py") -> tuple[list[Path], set[str]]:
+    """The files the Space needs from `root` (sorted, absolute) and the third-party modules imported."""
+    root = root.resolve()
+    entry = root / app_file
+    if not entry.is_file():
+        raise PublishError(f"{entry} not found: the Space needs the app")
+    modules, external = import_graph(entry, root)
+    keep = _not_ignored(root)
+    files = set(modules)
+    packages = {p.parent for p in modules if p.name == "__init__.py"}
+    for pkg in packages:  # data files shipped inside imported packages (not their other modules)
+        files |= {f for f in _files(pkg) if f.suffix not in (".py", ".pyc") and f.parent == pkg}
+    for name in _named_paths(modules, root):  # directories/files the code names, e.g. "demo"
+        target = root / name
+        files |= set(_files(target)) if target.is_dir() else {target}
+    files = {f for f in files if keep is None or f.relative_to(root).as_posix() in keep}
+    return sorted(files), external
+
+
+def space_requirements(external: set[str], root: Path = REPO_ROOT) -> list[str]:
+    """Pinned requirement lines for the third-party modules the app imports (gradio excepted)."""
+    pins = {}
+    req = root / "requirements.txt"
+    if req.is_file():
+        for line in req.read_text().splitlines():
+            m = re.match(r"^\s*([A-Za-z0-9_.\-]+)\s*==\s*([^\s#;]+)", line)
+            if m:
+                pins[_norm(m.group(1))] = f"{m.group(1)}=={m.group(2)}"
+    dists = md.packages_distributions()
+    lines = []
+    for module in sorted(external):
+        for dist in dists.get(module, [module]):
+            if _norm(dist) in _SDK_PROVIDED:
+                continue
+            try:
+                line = pins.get(_norm(dist)) or f"{dist}=={md.version(dist)}"
+            except md.PackageNotFoundError:
+                raise PublishError(f"the app imports {module!r}, which is not installed here: "
+                                   "install it (and pin it in requirements.txt) before deploying") from None
+            if line not in lines:
+                lines.append(line)
+    return sorted(lines, key=str.lower)
+
+
+def space_card(space_id: str, model_repo: str) -> SpaceCard:
+    """README.md with the front matter Spaces reads (sdk, sdk_version, app_file, ...)."""
+    import gradio
+
+    data = SpaceCardData(
+        title="twotowers passage search", sdk="gradio", sdk_version=gradio.__version__,
+        python_version=f"{sys.version_info.major}.{sys.version_info.minor}", app_file="app.py",
+        license="apache-2.0", models=[model_repo], datasets=["microsoft/ms_marco"],
+        tags=["dense-retrieval", "two-tower", "ms-marco"],
+        emoji="🔎", colorFrom="indigo", colorTo="green", pinned=False,
+        short_description="Two-tower dense passage search over an hnswlib index",
+    )
+    body = (f"# twotowers passage search\n\nQuery-to-passage search with the two-tower model "
+            f"[`{model_repo}`](https://huggingface.co/{model_repo}) and its prebuilt hnswlib index.\n\n"
+            f"The model repo is read from the Space variable `{MODEL_REPO_VARIABLE}`; change it in the Space "
+            "settings to serve another model, no code edit needed.\n\n"
+            "```python\nfrom gradio_client import Client\n\n"
+            f"client = Client(\"{space_id}\")\n"
+            "print(client.predict(\"what is the reserve bank of australia\", 10, api_name=\"/search\"))\n```\n")
+    return SpaceCard(f"---\n{data.to_yaml()}\n---\n\n{body}")
+
+
+def stage_space(out, space_id: str, model_repo: str, root: Path = REPO_ROOT) -> list[str]:
+    """Write the Space's tree into `out` (empty or absent) -> its relative paths."""
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise PublishError(f"{out} is not empty: give an empty or new directory for the Space tree")
+    files, external = space_files(root)
+    out.mkdir(parents=True, exist_ok=True)
+    for f in files:
+        _link_or_copy(f, out / f.relative_to(root.resolve()))
+    reqs = space_requirements(external, root)
+    (out / "requirements.txt").write_text(
+        "# The Space's runtime (computed from app.py's imports by `python -m hub deploy-space`;\n"
+        "# gradio itself comes from sdk_version in README.md).\n" + "\n".join(reqs) + "\n")
+    (out / "README.md").write_text(str(space_card(space_id, model_repo)), encoding="utf-8")
+    return sorted(p.relative_to(out).as_posix() for p in _files(out))
+
+
+def deploy_space(space_id: str, model_repo: str, *, private: bool = False, dry_run: bool = False, out=None,
+                 root: Path = REPO_ROOT, endpoint: str | None = None, log=print) -> str:
+    """Create/update the Space in one commit and point it at `model_repo` -> its URL (or the out dir)."""
+    _check_repo_id(space_id)
+    _check_repo_id(model_repo)
+    if dry_run:
+        if out is None:
+            raise PublishError("--dry-run needs --out DIR to write the Space tree into")
+        files = stage_space(out, space_id, model_repo, root)
+        _describe(log, "would create (exist_ok) gradio Space", space_id, private, None, Path(out), files)
+        log(f"would set Space variable {MODEL_REPO_VARIABLE}={model_repo}")
+        log(f"dry run: nothing was sent; the tree above is in {out}")
+        return str(out)
+
+    api = hub_api(endpoint)
+    with tempfile.TemporaryDirectory(prefix="twotowers-space-") as tmp:
+        files = stage_space(tmp, space_id, model_repo, root)
+        _describe(log, "creating (exist_ok) gradio Space", space_id, private, None, Path(tmp), files)
+        url = upload_tree(api, Path(tmp), files, space_id, repo_type="space", private=private, space_sdk="gradio",
+                          message=f"Deploy twotowers app ({len(files)} files), serving {model_repo}")
+    try:
+        api.add_space_variable(space_id, MODEL_REPO_VARIABLE, model_repo,
+                               description="Hub model repo (model + index/) the app loads")
+    except Exception as e:  # noqa: BLE001
+        raise PublishError(explain(e, api, f"Space {space_id} (setting {MODEL_REPO_VARIABLE})")) from None
+    log(f"deployed {len(files)} files in one commit: {url}")
+    log(f"set {MODEL_REPO_VARIABLE}={model_repo}; the Space: {api.endpoint}/spaces/{space_id}")
+    return url
+
+
+# -- helpers -------------------------------------------------------------------------------------------
+def _package_of(path: Path, root: Path) -> str:
+    rel = path.relative_to(root).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    else:
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def _absolute(module: str | None, level: int, package: str) -> str | None:
+    if level == 0:
+        return module
+    parts = package.split(".") if package else []
+    if level - 1 > len(parts):
+        return None
+    base = parts[: len(parts) - (level - 1)]
+    return ".".join(base + ([module] if module else [])) or None
+
+
+def _module_files(name: str, root: Path) -> list[Path] | None:
+    """Repo-local files executed by importing `name` (package __init__s included); None if not local."""
+    parts = name.split(".")
+    files = []
+    for i in range(1, len(parts) + 1):
+        base = root.joinpath(*parts[:i])
+        if (base / "__init__.py").is_file():
+            files.append((base / "__init__.py").resolve())
+        elif base.with_suffix(".py").is_file() and i == len(parts):
+            files.append(base.with_suffix(".py").resolve())
+        elif i == 1:
+            return None  # not a module of this repo
+        else:
+            break  # `from pkg import name` where name is an attribute, not a module
+    return files
+
+
+def _named_paths(modules: set[Path], root: Path) -> set[str]:
+    """Top-level repo entries (other than code) named by a string literal in the imported modules."""
+    entries = {p.name for p in root.iterdir() if not p.name.startswith(".") and p.name != "__pycache__"}
+    found = set()
+    for path in modules:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                head = node.value.strip().strip("./").split("/")[0]
+                if head in entries and not head.endswith(".py"):
+                    found.add(head)
+    return found
+
+
+def _not_ignored(root: Path) -> set[str] | None:
+    """Paths git would commit (tracked + untracked, not ignored); None outside a git checkout."""
+    try:
+        out = subprocess.run(["git", "-C", str(root), "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+                             capture_output=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return {p for p in out.decode().split("\0") if p}
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()

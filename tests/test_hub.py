@@ -1,0 +1,427 @@
+"""Publishing (hub/): the staged repo tree, the model card, the upload path, the one-line errors.
+
+No test touches the network: the upload tests run huggingface_hub's real HfApi code against a small
+fake Hub served on 127.0.0.1 (create repo, validate-yaml, preupload, LFS batch + upload + verify,
+NDJSON commit, branch, Space variables), built from how huggingface_hub 2.4 sends each request.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+import sys
+import threading
+import types
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from huggingface_hub import ModelCard, constants
+
+from hub.__main__ import main as hub_main
+from hub.card import build_card
+from hub.metrics import canonical_metric, read_metrics
+from hub.push import push, push_from_training
+from twotowers import TwoTowers
+
+# Written for these tests (not MS MARCO): 20 short passages on varied topics and queries for them.
+PASSAGES = [
+    "The Reserve Bank of Australia sets the cash rate and issues the Australian dollar.",
+    "The Eiffel Tower in Paris is about 330 metres tall and was finished in 1889.",
+    "Influenza symptoms include fever, cough, sore throat and tiredness.",
+    "Photosynthesis turns light, water and carbon dioxide into sugar and oxygen.",
+    "A marathon is a running race of 42.195 kilometres.",
+    "Mount Everest is the highest mountain above sea level, at 8,849 metres.",
+    "Python is a programming language known for readable code and many libraries.",
+    "The Great Barrier Reef is the largest coral reef system in the world.",
+    "Honey bees communicate the location of flowers with a waggle dance.",
+    "Sourdough bread rises with wild yeast and lactic acid bacteria.",
+    "The heart pumps blood through arteries, capillaries and veins.",
+    "Jupiter is the largest planet in the solar system and has dozens of moons.",
+    "A violin has four strings tuned in fifths: G, D, A and E.",
+    "Chess openings such as the Sicilian Defence shape the middle game.",
+    "Glaciers form where snow builds up faster than it melts over many years.",
+    "The Amazon rainforest spans nine countries in South America.",
+    "Vaccines train the immune system to recognise a pathogen.",
+    "Espresso is coffee brewed by forcing hot water through fine grounds.",
+    "Tides are caused mainly by the gravitational pull of the Moon.",
+    "The printing press spread books across Europe in the fifteenth century.",
+]
+QUERIES = ["who sets the cash rate in australia", "how tall is the eiffel tower", "flu symptoms", "highest mountain"]
+TOKEN = "hf_testTOKEN0123456789abcdefSECRET"
+
+
+# -- a stand-in index while twotowers.index is not there (tests only) ---------------------------------
+class _StandInIndex:
+    """Exact inner-product search with the save/load/search surface of PassageIndex."""
+
+    def __init__(self, ids, texts, vectors, fingerprint, model):
+        self.ids, self.texts, self.vectors, self.fingerprint, self.model = list(ids), list(texts), vectors, fingerprint, model
+
+    @classmethod
+    def build(cls, model, ids, texts):
+        return cls(ids, texts, model.encode_passages(list(texts)), model.fingerprint(), model)
+
+    def __len__(self):
+        return len(self.ids)
+
+    def save(self, d):
+        d = Path(d)
+        d.mkdir(parents=True, exist_ok=True)
+        np.save(d / "vectors.npy", self.vectors)
+        (d / "meta.json").write_text(json.dumps({"ids": self.ids, "texts": self.texts, "fingerprint": self.fingerprint}))
+
+    @classmethod
+    def load(cls, d, model=None):
+        meta = json.loads((Path(d) / "meta.json").read_text())
+        if model is not None and model.fingerprint() != meta["fingerprint"]:
+            raise ValueError(f"{d}/meta.json: index was built by another model")
+        return cls(meta["ids"], meta["texts"], np.load(Path(d) / "vectors.npy"), meta["fingerprint"], model)
+
+    def search(self, queries, k=10):
+        scores = self.model.encode_queries(list(queries)) @ self.vectors.T  # [q, n]
+        top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        return [[(self.ids[j], float(scores[i, j])) for j in row] for i, row in enumerate(top)]
+
+
+def _index_class():
+    try:
+        from twotowers.index import PassageIndex as real
+
+        return real, True
+    except ImportError:
+        mod = types.ModuleType("twotowers.index")
+        mod.PassageIndex = _StandInIndex
+        sys.modules["twotowers.index"] = mod
+        return _StandInIndex, False
+
+
+PassageIndex, REAL_INDEX = _index_class()
+
+
+def build_index(model, ids, texts):
+    return PassageIndex.build(model, ids, texts)
+
+
+def hits(index, queries, k=5):
+    """Search results as comparable plain data (ids, texts, rounded scores), whatever the result type."""
+    return _plain(index.search(list(queries), k=k))
+
+
+def _plain(x):
+    if isinstance(x, dict):
+        return {k: _plain(v) for k, v in x.items()}
+    if hasattr(x, "__dict__") and not isinstance(x, type):
+        return _plain(vars(x))
+    if isinstance(x, (float, np.floating)):
+        return round(float(x), 5)
+    if isinstance(x, np.ndarray):
+        return _plain(x.tolist())
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    return x
+
+
+# -- fixtures ------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny saved model, its index over PASSAGES, and a real evaluation JSON for it."""
+    root = tmp_path_factory.mktemp("run")
+    torch.manual_seed(0)
+    model = TwoTowers(projection_dim=8)
+    model.save_pretrained(root / "model")
+    ids = [f"p{i}" for i in range(len(PASSAGES))]
+    index = build_index(model, ids, PASSAGES)
+    index.save(root / "index")
+    # A real evaluation file, written by the evaluation CLI on the same tiny set.
+    (root / "queries.tsv").write_text("".join(f"q{i}\t{q}\n" for i, q in enumerate(QUERIES)))
+    (root / "qrels.tsv").write_text("".join(f"q{i} 0 p{j} 1\n" for i, j in enumerate([0, 1, 2, 5])))
+    (root / "collection.tsv").write_text("".join(f"{i}\t{t}\n" for i, t in zip(ids, PASSAGES)))
+    from twotowers.evaluate import main as evaluate
+
+    evaluate(["--model", str(root / "model"), "--baseline", "bm25", "untrained", "--queries", str(root / "queries.tsv"),
+              "--qrels", str(root / "qrels.tsv"), "--collection", str(root / "collection.tsv"), "--k", "10",
+              "--json", str(root / "eval.json")])
+    return types.SimpleNamespace(root=root, model=model, model_dir=root / "model", index_dir=root / "index",
+                                 index=index, metrics=root / "eval.json")
+
+
+@pytest.fixture
+def no_token(monkeypatch, tmp_path):
+    """No HF_TOKEN and an empty login cache."""
+    for var in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_OIDC_RESOURCE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
+    monkeypatch.setattr(constants, "HF_STORED_TOKENS_PATH", str(tmp_path / "no-stored-tokens"))
+
+
+@pytest.fixture
+def online(monkeypatch, no_token):
+    """huggingface_hub allowed to send requests (tests point it at 127.0.0.1 only), legacy LFS uploads."""
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)  # the fake Hub speaks LFS, not Xet's CAS protocol
+
+
+# -- the staged tree (dry run) -------------------------------------------------------------------------
+def test_dry_run_tree_loads_back_and_searches_the_same(trained, tmp_path, capsys):
+    out = tmp_path / "tree"
+    rc = hub_main(["push", "--model", str(trained.model_dir), "--index", str(trained.index_dir), "--repo-id",
+                   "me/tiny", "--metrics", str(trained.metrics), "--dry-run", "--out", str(out)])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    # The printed plan lists exactly the files in the tree: one commit.
+    assert re.findall(r"^  (\S+)  \(", printed, re.M) == files
+    assert "nothing was sent" in printed and f"one commit adding {len(files)} files" in printed
+    assert {"model.safetensors", "config.json", "base_config.json", "tokenizer.json", "README.md"} <= set(files)
+    index_files = sorted(p.relative_to(trained.index_dir).as_posix() for p in trained.index_dir.rglob("*") if p.is_file())
+    assert [f[len("index/"):] for f in files if f.startswith("index/")] == index_files
+
+    model = TwoTowers.from_pretrained(str(out))
+    assert model.fingerprint() == trained.model.fingerprint()
+    index = PassageIndex.load(out / "index", model=model)
+    assert hits(index, QUERIES) == hits(trained.index, QUERIES)
+
+    from twotowers.pretrained import load_pretrained
+
+    model2, index2 = load_pretrained(out)
+    assert model2.fingerprint() == model.fingerprint() and hits(index2, QUERIES) == hits(trained.index, QUERIES)
+
+
+def test_index_built_by_another_model_is_refused(trained, tmp_path, capsys):
+    torch.manual_seed(1)
+    other = TwoTowers(projection_dim=8)
+    other.save_pretrained(tmp_path / "other")
+    rc = hub_main(["push", "--model", str(tmp_path / "other"), "--index", str(trained.index_dir), "--repo-id", "me/x",
+                   "--dry-run", "--out", str(tmp_path / "tree")])
+    err = capsys.readouterr().err
+    assert rc == 1 and err.count("\n") == 1 and "does not load with the model" in err
+    assert not (tmp_path / "tree").exists()  # nothing staged
+
+
+def test_not_a_model_dir_is_one_line(tmp_path, capsys):
+    rc = hub_main(["push", "--model", str(tmp_path), "--repo-id", "me/x", "--dry-run", "--out", str(tmp_path / "t")])
+    err = capsys.readouterr().err
+    assert rc == 1 and err.count("\n") == 1 and "missing model.safetensors" in err
+
+
+# -- the model card ------------------------------------------------------------------------------------
+def test_card_yaml_parses_and_metrics_are_the_evaluation_json(trained, tmp_path):
+    out = tmp_path / "tree"
+    push(trained.model_dir, trained.index_dir, "me/tiny", metrics_files=[trained.metrics], dry_run=True, out=out,
+         train_config={"epochs": 3, "learning_rate": 2e-5, "wandb_api_key": "do-not-show"}, log=lambda *_: None)
+    text = (out / "README.md").read_text()
+    front = yaml.safe_load(text.split("---\n")[1])
+    assert front["library_name"] == "twotowers" and front["pipeline_tag"] == "sentence-similarity"
+    assert front["base_model"] == "sentence-transformers/all-MiniLM-L6-v2" and front["datasets"] == ["microsoft/ms_marco"]
+    assert front["license"] and "twotowers" in front["tags"]
+    # model-index == the model's metrics in the evaluation JSON, value for value.
+    evaluation = json.loads(trained.metrics.read_text())
+    (model_key,) = [k for k in evaluation["results"] if k.startswith("model")]
+    expected = {canonical_metric(k): v for k, v in evaluation["results"][model_key].items() if canonical_metric(k)}
+    (entry,) = front["model-index"]
+    got = {m["type"].replace("_at_", "@"): m["value"] for r in entry["results"] for m in r["metrics"]}
+    assert got == expected and set(got) == {"ndcg@10", "mrr@10", "recall@100"}
+    # huggingface_hub reads the same metadata back into EvalResults.
+    card = ModelCard(text)
+    assert {(r.metric_type, r.metric_value) for r in card.data.eval_results} == {(k.replace("@", "_at_"), v) for k, v in expected.items()}
+    # The body shows every system of the file (model and baselines) with its figures, and the recipe.
+    for name, metrics in evaluation["results"].items():
+        row = next(line for line in text.splitlines() if line.startswith(f"| {name} ") or line.startswith(f"| **{name}**"))
+        for k in ("ndcg@10", "mrr@10", "recall@100"):
+            assert f"{metrics[k]:.4f}" in row
+    assert '"learning_rate": 2e-05' in text and "do-not-show" not in text
+    assert "from_pretrained" in text and "gradio_client" in text and "python -m twotowers.index build" in text
+
+
+def test_metrics_parser_is_defensive(tmp_path):
+    (tmp_path / "flat.json").write_text(json.dumps({"NDCG@10": 0.5, "mrr_at_10": 0.4, "bm25_ndcg@10": 0.3, "split": "dev",
+                                                    "primary_metric": "ndcg@10", "note": "x", "bad": float("nan")}))
+    (model, bm25) = read_metrics([tmp_path / "flat.json"])
+    assert model.is_model and model.metrics == {"ndcg@10": 0.5, "mrr@10": 0.4} and model.primary == "ndcg@10"
+    assert bm25.name == "bm25" and bm25.metrics == {"ndcg@10": 0.3} and not bm25.is_model
+    (tmp_path / "broken.json").write_text('{"ndcg@10": ')
+    with pytest.raises(ValueError, match="broken.json"):
+        read_metrics([tmp_path / "broken.json"])
+    (tmp_path / "empty.json").write_text('{"mode": "retrieve"}')
+    with pytest.raises(ValueError, match="empty.json: no metrics"):
+        read_metrics([tmp_path / "empty.json"])
+
+
+def test_card_without_metrics_or_index_says_so():
+    card = build_card("me/tiny", {"tower": "gru", "projection_dim": 8}, [])
+    assert "model-index" not in card.content and "No evaluation results" in card.content
+    assert "No passage index is included" in card.content and "tower-gru" in card.data.tags
+
+
+# -- errors without a Hub: no token, offline, no network -----------------------------------------------
+def test_missing_token_is_one_line(trained, online, capsys):
+    rc = hub_main(["push", "--model", str(trained.model_dir), "--repo-id", "me/tiny"])
+    err = capsys.readouterr().err
+    assert rc == 1 and err.count("\n") == 1 and "no Hugging Face token" in err and "Traceback" not in err
+
+
+def test_offline_mode_is_one_line(trained, monkeypatch, capsys):
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    rc = hub_main(["deploy-space", "--space-id", "me/space", "--model-repo", "me/tiny"])
+    err = capsys.readouterr().err
+    assert rc == 1 and err.count("\n") == 1 and "HF_HUB_OFFLINE" in err and TOKEN not in err
+
+
+def test_no_network_is_one_line(trained, online, monkeypatch, capsys):
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on: connection refused, like no network
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    rc = hub_main(["push", "--model", str(trained.model_dir), "--index", str(trained.index_dir), "--repo-id", "me/tiny"])
+    out, err = capsys.readouterr()
+    assert rc == 1 and err.count("\n") == 1 and "cannot reach" in err and "Traceback" not in err
+    assert TOKEN not in out + err
+
+
+def test_push_from_training_failure_prints_one_line_and_keeps_going(trained, online, capsys):
+    @dataclass
+    class Cfg:
+        epochs: int = 1
+        push_to_hub: str = "me/tiny"
+        tags: list = field(default_factory=list)
+
+    assert push_from_training(Cfg(), trained.model_dir, {"ndcg@10": 0.1}) is None  # no token
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no Hugging Face token" in err
+
+
+# -- the upload path against a local fake Hub ----------------------------------------------------------
+class FakeHub(BaseHTTPRequestHandler):
+    """Answers the requests HfApi sends, like the Hub does, and records them."""
+
+    state: dict = {}
+
+    def log_message(self, *args):  # keep pytest output clean
+        pass
+
+    def _reply(self, status, body=None):
+        data = json.dumps(body if body is not None else {}).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _body(self) -> bytes:
+        return self.rfile.read(int(self.headers.get("Content-Length", 0)))
+
+    def _authorised(self) -> bool:
+        if self.headers.get("Authorization") != f"Bearer {self.state['token']}":
+            self._reply(401, {"error": "Invalid credentials in Authorization header"})
+            return False
+        return True
+
+    def do_PUT(self):  # LFS object upload (the "href" our batch answer gave)
+        oid = self.path.rsplit("/", 1)[-1]
+        data = self._body()
+        assert hashlib.sha256(data).hexdigest() == oid
+        self.state["lfs"][oid] = data
+        self._reply(200)
+
+    def do_POST(self):
+        s, path, body = self.state, self.path.split("?")[0], self._body()
+        s["requests"].append(("POST", path, dict(self.headers)))
+        if not self._authorised():
+            return
+        base = f"http://127.0.0.1:{self.server.server_address[1]}"
+        if path == "/api/repos/create":
+            req = json.loads(body)
+            repo = f"{req['organization']}/{req['name']}"
+            s["repos"][repo] = req
+            prefix = "spaces/" if req.get("type") == "space" else ""
+            return self._reply(200, {"url": f"{base}/{prefix}{repo}"})
+        if path == "/api/validate-yaml":
+            return self._reply(200, {"errors": [], "warnings": []})
+        if m := re.fullmatch(r"/api/(models|spaces)/([^/]+/[^/]+)/preupload/([^/]+)", path):
+            files = json.loads(body)["files"]
+            lfs = lambda f: f["size"] > 4096 or b"\0" in base64.b64decode(f["sample"])  # noqa: E731
+            return self._reply(200, {"files": [{"path": f["path"], "uploadMode": "lfs" if lfs(f) else "regular",
+                                                "shouldIgnore": False} for f in files]})
+        if m := re.fullmatch(r"/(?:spaces/)?([^/]+/[^/]+)\.git/info/lfs/objects/batch", path):
+            objs = json.loads(body)["objects"]
+            return self._reply(200, {"transfer": "basic", "objects": [
+                {"oid": o["oid"], "size": o["size"], "actions": {"upload": {"href": f"{base}/lfs-upload/{o['oid']}"},
+                                                                 "verify": {"href": f"{base}/lfs-verify"}}}
+                for o in objs]})
+        if path == "/lfs-verify":
+            assert json.loads(body)["oid"] in s["lfs"]
+            return self._reply(200)
+        if m := re.fullmatch(r"/api/(models|spaces)/([^/]+/[^/]+)/branch/([^/]+)", path):
+            s["branches"].append(m.group(3))
+            return self._reply(200)
+        if m := re.fullmatch(r"/api/(models|spaces)/([^/]+/[^/]+)/commit/([^/]+)", path):
+            assert self.headers["Content-Type"] == "application/x-ndjson"
+            lines = [json.loads(line) for line in body.decode().splitlines() if line]
+            files = {}
+            for item in lines[1:]:
+                v = item["value"]
+                if item["key"] == "file":
+                    files[v["path"]] = base64.b64decode(v["content"])
+                elif item["key"] == "lfsFile":
+                    files[v["path"]] = s["lfs"][v["oid"]]  # the Hub refuses a commit naming an unknown LFS object
+            s["commits"].append({"repo": m.group(2), "kind": m.group(1), "revision": m.group(3),
+                                 "header": lines[0]["value"], "files": files})
+            oid = hashlib.sha1(body).hexdigest()
+            return self._reply(200, {"success": True, "commitOid": oid, "commitUrl": f"{base}/{m.group(2)}/commit/{oid}"})
+        if m := re.fullmatch(r"/api/spaces/([^/]+/[^/]+)/variables", path):
+            req = json.loads(body)
+            s["variables"][req["key"]] = req["value"]
+            return self._reply(200, {k: {"value": v} for k, v in s["variables"].items()})
+        self._reply(404, {"error": f"fake hub: no route {path}"})
+
+
+@pytest.fixture
+def fake_hub(online, monkeypatch):
+    FakeHub.state = {"token": TOKEN, "requests": [], "repos": {}, "lfs": {}, "commits": [], "branches": [], "variables": {}}
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeHub)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    endpoint = f"http://127.0.0.1:{server.server_address[1]}"
+    monkeypatch.setattr(constants, "ENDPOINT", endpoint)
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    yield FakeHub.state
+    server.shutdown()
+    server.server_close()
+
+
+def test_push_is_one_commit_holding_every_file(trained, fake_hub, tmp_path, capsys, caplog):
+    caplog.set_level("DEBUG")
+    hub_main(["push", "--model", str(trained.model_dir), "--index", str(trained.index_dir), "--repo-id", "me/tiny",
+              "--metrics", str(trained.metrics), "--dry-run", "--out", str(tmp_path / "tree")])
+    rc = hub_main(["push", "--model", str(trained.model_dir), "--index", str(trained.index_dir), "--repo-id", "me/tiny",
+                   "--metrics", str(trained.metrics), "--private", "--revision", "v1"])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    assert fake_hub["repos"]["me/tiny"]["visibility"] == "private" and fake_hub["branches"] == ["v1"]
+    (commit,) = fake_hub["commits"]
+    assert commit["repo"] == "me/tiny" and commit["revision"] == "v1"
+    tree = tmp_path / "tree"
+    expected = {p.relative_to(tree).as_posix(): p.read_bytes() for p in tree.rglob("*") if p.is_file()}
+    assert commit["files"] == expected  # every file, byte for byte, in the one commit (weights via LFS)
+    assert hashlib.sha256(expected["model.safetensors"]).hexdigest() in fake_hub["lfs"]  # the weights went as LFS
+    assert "pushed" in out and commit["header"]["summary"].startswith("Upload twotowers")
+    assert TOKEN not in out + err + caplog.text
+
+
+def test_rejected_token_is_one_line(trained, fake_hub, monkeypatch, capsys):
+    monkeypatch.setenv("HF_TOKEN", "hf_wrongWRONGwrong")
+    rc = hub_main(["push", "--model", str(trained.model_dir), "--repo-id", "me/tiny"])
+    out, err = capsys.readouterr()
+    assert rc == 1 and err.count("\n") == 1 and "rejected the token (401" in err
+    assert "hf_wrongWRONGwrong" not in out + err and not fake_hub["commits"]
