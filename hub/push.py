@@ -18,14 +18,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-from twotowers.model import BASE_CONFIG_NAME, MODEL_FILES, WEIGHTS_NAME
-
 from .card import build_card
 from .connect import PublishError, explain, hub_api
 from .metrics import MetricSet, read_metrics
 
 INDEX_SUBFOLDER = "index"
-REQUIRED_MODEL_FILES = (WEIGHTS_NAME, "config.json", BASE_CONFIG_NAME, "tokenizer.json")
 
 
 def stage_model_repo(model_dir, index_dir, out, *, repo_id: str, metric_sets: list[MetricSet] = (),
@@ -36,8 +33,10 @@ def stage_model_repo(model_dir, index_dir, out, *, repo_id: str, metric_sets: li
     left out); every file of the index goes under `index/`. With `check_index`, the index is loaded
     with the model first, so an index built by another model is refused before anything is written.
     """
+    from twotowers.model import BASE_CONFIG_NAME, MODEL_FILES, WEIGHTS_NAME  # torch only when a model is pushed
+
     model_dir, out = Path(model_dir), Path(out)
-    missing = [f for f in REQUIRED_MODEL_FILES if not (model_dir / f).is_file()]
+    missing = [f for f in (WEIGHTS_NAME, "config.json", BASE_CONFIG_NAME, "tokenizer.json") if not (model_dir / f).is_file()]
     if missing:
         raise PublishError(f"{model_dir} is not a saved TwoTowers model: missing {', '.join(missing)}")
     if out.exists() and any(out.iterdir()):

@@ -27,7 +27,7 @@ from .push import _check_repo_id, _describe, _files, _link_or_copy, upload_tree
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MODEL_REPO_VARIABLE = "TWOTOWERS_MODEL_REPO"
 # Installed by the Space itself (sdk_version), so never listed in its requirements.txt.
-_SDK_PROVIDED = {"gradio"}
+_SDK_PROVIDED = {"gradio", "gradio-client"}
 
 
 def import_graph(entry: Path, root: Path) -> tuple[set[Path], set[str]]:
@@ -51,20 +51,20 @@ def import_graph(entry: Path, root: Path) -> tuple[set[Path], set[str]]:
             raise PublishError(f"{path}:{e.lineno}: cannot parse ({e.msg})") from None
         package = _package_of(path, root)
         for node in ast.walk(tree):
-            names: list[str] = []
+            names: list[tuple[str, bool]] = []  # (module, must it be a module?)
             if isinstance(node, ast.Import):
-                names = [a.name for a in node.names]
+                names = [(a.name, True) for a in node.names]
             elif isinstance(node, ast.ImportFrom):
                 base = _absolute(node.module, node.level, package)
                 if base is None:
                     continue
-                # `from pkg import sub` may import the submodule pkg.sub
-                names = [base] + [f"{base}.{a.name}" for a in node.names if a.name != "*"]
-            for name in names:
-                files = _module_files(name, root)
+                # `from pkg import sub` imports the submodule pkg.sub when there is one (else an attribute)
+                names = [(base, True)] + [(f"{base}.{a.name}", False) for a in node.names if a.name != "*"]
+            for name, required in names:
+                files = _module_files(name, root, required, where=f"{path.relative_to(root)}:{node.lineno}")
                 if files is None:
                     top = name.split(".")[0]
-                    if top and top not in sys.stdlib_module_names and not (root / top).exists():
+                    if top and top not in sys.stdlib_module_names:
                         external.add(top)
                     continue
                 todo += [f for f in files if f not in local]
@@ -116,11 +116,9 @@ def space_requirements(external: set[str], root: Path = REPO_ROOT) -> list[str]:
 
 
 def space_card(space_id: str, model_repo: str) -> SpaceCard:
-    """README.md with the front matter Spaces reads (sdk, sdk_version, app_file, ...)."""
-    import gradio
-
+    """README.md with the front matter Spaces reads (sdk, sdk_version = the installed gradio, app_file, ...)."""
     data = SpaceCardData(
-        title="twotowers passage search", sdk="gradio", sdk_version=gradio.__version__,
+        title="twotowers passage search", sdk="gradio", sdk_version=md.version("gradio"),
         python_version=f"{sys.version_info.major}.{sys.version_info.minor}", app_file="app.py",
         license="apache-2.0", models=[model_repo], datasets=["microsoft/ms_marco"],
         tags=["dense-retrieval", "two-tower", "ms-marco"],
@@ -205,18 +203,24 @@ def _absolute(module: str | None, level: int, package: str) -> str | None:
     return ".".join(base + ([module] if module else [])) or None
 
 
-def _module_files(name: str, root: Path) -> list[Path] | None:
-    """Repo-local files executed by importing `name` (package __init__s included); None if not local."""
+def _module_files(name: str, root: Path, required: bool = True, where: str = "") -> list[Path] | None:
+    """Repo-local files executed by importing `name` (package __init__s included); None if not local.
+
+    A local module that `required` names but the repo lacks is an error: the Space would fail to import it.
+    """
     parts = name.split(".")
     files = []
     for i in range(1, len(parts) + 1):
         base = root.joinpath(*parts[:i])
         if (base / "__init__.py").is_file():
             files.append((base / "__init__.py").resolve())
-        elif base.with_suffix(".py").is_file() and i == len(parts):
+        elif base.with_suffix(".py").is_file():
             files.append(base.with_suffix(".py").resolve())
+            break  # attributes of a module from here on
         elif i == 1:
             return None  # not a module of this repo
+        elif required:
+            raise PublishError(f"{where}: imports {name}, but {base.relative_to(root)}(.py) is not in the repo")
         else:
             break  # `from pkg import name` where name is an attribute, not a module
     return files
@@ -224,7 +228,9 @@ def _module_files(name: str, root: Path) -> list[Path] | None:
 
 def _named_paths(modules: set[Path], root: Path) -> set[str]:
     """Top-level repo entries (other than code) named by a string literal in the imported modules."""
-    entries = {p.name for p in root.iterdir() if not p.name.startswith(".") and p.name != "__pycache__"}
+    # Code is found by the import walk, so packages and modules are not data even when named.
+    entries = {p.name for p in root.iterdir() if not p.name.startswith(".") and p.name != "__pycache__"
+               and p.suffix != ".py" and not (p / "__init__.py").is_file()}
     found = set()
     for path in modules:
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):

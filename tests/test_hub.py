@@ -425,3 +425,25 @@ def test_rejected_token_is_one_line(trained, fake_hub, monkeypatch, capsys):
     out, err = capsys.readouterr()
     assert rc == 1 and err.count("\n") == 1 and "rejected the token (401" in err
     assert "hf_wrongWRONGwrong" not in out + err and not fake_hub["commits"]
+
+
+def test_deploy_space_is_one_commit_and_sets_the_variable(fake_hub, tmp_path, capsys):
+    from hub.space import deploy_space
+
+    root = tmp_path / "repo"  # a small app with a local package and a data dir it names
+    (root / "pkg").mkdir(parents=True)
+    (root / "demo").mkdir()
+    (root / "app.py").write_text("import os\nimport pkg\nDEMO = 'demo'\nREPO = os.environ.get('TWOTOWERS_MODEL_REPO')\n")
+    (root / "pkg" / "__init__.py").write_text("import numpy\n")
+    (root / "demo" / "passages.jsonl").write_text('{"id": "a", "text": "x"}\n')
+    (root / "requirements.txt").write_text("numpy==2.4.6\ngradio==6.31.0\n")
+    url = deploy_space("me/space", "me/tiny", root=root)
+    (commit,) = fake_hub["commits"]
+    assert commit["kind"] == "spaces" and commit["repo"] == "me/space" and url.endswith(commit["repo"] + "/commit/"
+                                                                                           + url.rsplit("/", 1)[-1])
+    assert sorted(commit["files"]) == ["README.md", "app.py", "demo/passages.jsonl", "pkg/__init__.py", "requirements.txt"]
+    assert fake_hub["repos"]["me/space"]["sdk"] == "gradio" and fake_hub["repos"]["me/space"]["type"] == "space"
+    assert fake_hub["variables"] == {"TWOTOWERS_MODEL_REPO": "me/tiny"}
+    assert b"numpy==2.4.6" in commit["files"]["requirements.txt"] and b"gradio==" not in commit["files"]["requirements.txt"]
+    out, err = capsys.readouterr()
+    assert TOKEN not in out + err
