@@ -65,6 +65,9 @@ def push(model_dir, index_dir, repo_id: str, *, metrics_files=(), private: bool 
     """Stage and upload (or, with `dry_run`, only stage into `out`) -> the commit URL or the out dir."""
     _check_repo_id(repo_id)
     metric_sets = read_metrics(metrics_files) if metrics_files else []
+    recipe = Path(model_dir) / "train_config.json"  # written by `python -m train` beside the model
+    if train_config is None and recipe.is_file():
+        train_config = json.loads(recipe.read_text())
     if dry_run:
         if out is None:
             raise PublishError("--dry-run needs --out DIR to write the repo tree into")
@@ -118,12 +121,8 @@ def push_from_training(cfg, output_dir, metrics: dict | None = None, *, repo_id:
     try:
         if not repo_id:
             raise PublishError("push_from_training needs a repo id (cfg.push_to_hub or repo_id=)")
-        metrics_files = []
         with tempfile.TemporaryDirectory(prefix="twotowers-metrics-") as tmp:
-            if metrics:
-                path = Path(tmp) / "train-final-eval.json"
-                path.write_text(json.dumps(metrics, default=float))
-                metrics_files.append(path)
+            metrics_files = training_metrics_files(metrics or {}, Path(tmp))
             if index_dir is None:
                 log(f"note: {output_dir}/index not found, pushing the model without a passage index "
                     f"(build one with `python -m twotowers.index build --model {output_dir} ... --out {output_dir}/index`)")
@@ -131,6 +130,34 @@ def push_from_training(cfg, output_dir, metrics: dict | None = None, *, repo_id:
     except (PublishError, ValueError, OSError) as e:
         print(f"error: push to the Hub failed: {explain(e)}", file=sys.stderr)
         return None
+
+
+def training_metrics_files(final: dict, out: Path) -> list[Path]:
+    """The training run's final dict (`test/ndcg@10`, `val/mrr@10`, ...) -> evaluation-CLI-shaped JSON files.
+
+    `test/*` is the retrieval test over the pooled corpus, `val/*` the re-rank validation (with its
+    `random_*` baseline); anything else that looks like a metric goes in as it is.
+    """
+    groups = {"retrieve": ("test/", "final-retrieval-test.json"), "rerank": ("val/", "final-rerank-validation.json")}
+    files = []
+    for mode, (prefix, name) in groups.items():
+        part = {k[len(prefix):]: v for k, v in final.items() if k.startswith(prefix)}
+        if part:
+            (out / name).write_text(json.dumps({"mode": mode, "source": "training run (final)",
+                                                "results": {"model (this run)": part}}, default=float))
+            files.append(out / name)
+    rest = {k: v for k, v in final.items() if not k.startswith(("test/", "val/"))}
+    if not files and rest:
+        (out / "final-metrics.json").write_text(json.dumps(rest, default=float))
+        files.append(out / "final-metrics.json")
+    return [f for f in files if _has_metrics(f)]
+
+
+def _has_metrics(path: Path) -> bool:
+    try:
+        return bool(read_metrics([path]))
+    except ValueError:
+        return False
 
 
 # -- helpers -------------------------------------------------------------------------------------------

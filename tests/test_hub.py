@@ -447,3 +447,31 @@ def test_deploy_space_is_one_commit_and_sets_the_variable(fake_hub, tmp_path, ca
     assert b"numpy==2.4.6" in commit["files"]["requirements.txt"] and b"gradio==" not in commit["files"]["requirements.txt"]
     out, err = capsys.readouterr()
     assert TOKEN not in out + err
+
+
+def test_push_from_training_uploads_model_index_recipe_and_final_metrics(trained, fake_hub, tmp_path, capsys):
+    import shutil
+
+    @dataclass
+    class Cfg:
+        tower: str = "mean"
+        learning_rate: float = 2e-5
+        push_to_hub: str = "me/trained"
+
+    run = tmp_path / "run"
+    shutil.copytree(trained.model_dir, run)
+    shutil.copytree(trained.index_dir, run / "index")
+    (run / "checkpoint").mkdir()
+    (run / "checkpoint" / "optimizer.safetensors").write_bytes(b"not for the Hub")
+    final = {"global_step": 10, "val/ndcg@10": 0.61, "val/mrr@10": 0.55, "val/random_ndcg@10": 0.3,
+             "val/random_mrr@10": 0.2, "test/ndcg@10": 0.42, "test/mrr@10": 0.37, "test/recall@100": 0.9, "test/n_queries": 4}
+    url = push_from_training(Cfg(), run, final)
+    assert url is not None, capsys.readouterr().err
+    (commit,) = fake_hub["commits"]
+    files = commit["files"]
+    assert not any(f.startswith("checkpoint/") for f in files) and any(f.startswith("index/") for f in files)
+    card = ModelCard(files["README.md"].decode())
+    got = {(r.task_type, r.metric_type): r.metric_value for r in card.data.eval_results}
+    assert got == {("Retrieval", "ndcg_at_10"): 0.42, ("Retrieval", "mrr_at_10"): 0.37, ("Retrieval", "recall_at_100"): 0.9,
+                   ("Reranking", "ndcg_at_10"): 0.61, ("Reranking", "mrr_at_10"): 0.55}
+    assert '"learning_rate": 2e-05' in card.content and "| random | 0.3000 | 0.2000 |" in card.content
