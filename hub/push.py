@@ -174,11 +174,13 @@ def _check_index(model_dir: Path, index_dir: Path) -> dict:
         raise
     except Exception as e:  # noqa: BLE001 - the loader's message names the file; keep it
         raise PublishError(f"the index in {index_dir} does not load with the model in {model_dir}: {e}") from None
-    info = {"passages": len(index)} if hasattr(index, "__len__") else {}
-    for attr in ("dim", "space", "ef", "M", "ef_construction"):
-        value = getattr(index, attr, None)
-        if isinstance(value, (int, float, str)):
-            info[attr] = value
+    meta = getattr(index, "meta", None) or {}
+    info = {"passages": f"{len(index):,}"}
+    for key in ("dim", "space", "M", "ef_construction", "ef"):
+        if isinstance(meta.get(key), (int, float, str)):
+            info[key] = meta[key]
+    if "keyword" in meta:
+        info["keyword (BM25) side"] = "yes" if meta["keyword"] else "no"
     return info
 
 

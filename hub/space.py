@@ -50,6 +50,8 @@ def import_graph(entry: Path, root: Path) -> tuple[set[Path], set[str]]:
         except SyntaxError as e:
             raise PublishError(f"{path}:{e.lineno}: cannot parse ({e.msg})") from None
         package = _package_of(path, root)
+        if path != entry.resolve():  # an imported module's `if __name__ == "__main__":` block never runs
+            tree.body = [n for n in tree.body if not _is_main_guard(n)]
         for node in ast.walk(tree):
             names: list[tuple[str, bool]] = []  # (module, must it be a module?)
             if isinstance(node, ast.Import):
@@ -183,6 +185,13 @@ def deploy_space(space_id: str, model_repo: str, *, private: bool = False, dry_r
 
 
 # -- helpers -------------------------------------------------------------------------------------------
+def _is_main_guard(node: ast.stmt) -> bool:
+    """`if __name__ == "__main__":`"""
+    return (isinstance(node, ast.If) and isinstance(node.test, ast.Compare) and isinstance(node.test.left, ast.Name)
+            and node.test.left.id == "__name__" and len(node.test.comparators) == 1
+            and isinstance(node.test.comparators[0], ast.Constant) and node.test.comparators[0].value == "__main__")
+
+
 def _package_of(path: Path, root: Path) -> str:
     rel = path.relative_to(root).with_suffix("")
     parts = list(rel.parts)

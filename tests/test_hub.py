@@ -11,7 +11,6 @@ import base64
 import hashlib
 import json
 import re
-import sys
 import threading
 import types
 from dataclasses import dataclass, field
@@ -28,7 +27,7 @@ from hub.__main__ import main as hub_main
 from hub.card import build_card
 from hub.metrics import canonical_metric, read_metrics
 from hub.push import push, push_from_training
-from twotowers import TwoTowers
+from twotowers import PassageIndex, TwoTowers
 
 # Written for these tests (not MS MARCO): 20 short passages on varied topics and queries for them.
 PASSAGES = [
@@ -57,56 +56,8 @@ QUERIES = ["who sets the cash rate in australia", "how tall is the eiffel tower"
 TOKEN = "hf_testTOKEN0123456789abcdefSECRET"
 
 
-# -- a stand-in index while twotowers.index is not there (tests only) ---------------------------------
-class _StandInIndex:
-    """Exact inner-product search with the save/load/search surface of PassageIndex."""
-
-    def __init__(self, ids, texts, vectors, fingerprint, model):
-        self.ids, self.texts, self.vectors, self.fingerprint, self.model = list(ids), list(texts), vectors, fingerprint, model
-
-    @classmethod
-    def build(cls, model, ids, texts):
-        return cls(ids, texts, model.encode_passages(list(texts)), model.fingerprint(), model)
-
-    def __len__(self):
-        return len(self.ids)
-
-    def save(self, d):
-        d = Path(d)
-        d.mkdir(parents=True, exist_ok=True)
-        np.save(d / "vectors.npy", self.vectors)
-        (d / "meta.json").write_text(json.dumps({"ids": self.ids, "texts": self.texts, "fingerprint": self.fingerprint}))
-
-    @classmethod
-    def load(cls, d, model=None):
-        meta = json.loads((Path(d) / "meta.json").read_text())
-        if model is not None and model.fingerprint() != meta["fingerprint"]:
-            raise ValueError(f"{d}/meta.json: index was built by another model")
-        return cls(meta["ids"], meta["texts"], np.load(Path(d) / "vectors.npy"), meta["fingerprint"], model)
-
-    def search(self, queries, k=10):
-        scores = self.model.encode_queries(list(queries)) @ self.vectors.T  # [q, n]
-        top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-        return [[(self.ids[j], float(scores[i, j])) for j in row] for i, row in enumerate(top)]
-
-
-def _index_class():
-    try:
-        from twotowers.index import PassageIndex as real
-
-        return real, True
-    except ImportError:
-        mod = types.ModuleType("twotowers.index")
-        mod.PassageIndex = _StandInIndex
-        sys.modules["twotowers.index"] = mod
-        return _StandInIndex, False
-
-
-PassageIndex, REAL_INDEX = _index_class()
-
-
 def build_index(model, ids, texts):
-    return PassageIndex.build(model, ids, texts)
+    return PassageIndex.build(model, ids, texts, tune_samples=10)
 
 
 def hits(index, queries, k=5):
