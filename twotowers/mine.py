@@ -1,0 +1,89 @@
+"""`python -m twotowers.mine`: write mined hard-negative triples for training.
+
+    python -m twotowers.mine --model minilm --data-files train_positives.hf.jsonl --out triples.tsv
+    python -m train --data-files triples.tsv ...      # the loader reads query<TAB>pos<TAB>neg
+
+`--data-files`: MS MARCO v1.1 rows (JSONL); each row's selected passages are its positives and
+all its passages join the pool. `--collection pid<TAB>text` files add passages to the pool.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from .mining import log, mine_texts
+
+
+def read_rows(paths) -> tuple[list[str], list[list[str]], list[str]]:
+    """v1.1 JSONL rows -> (queries, positive texts per query, every passage)."""
+    queries, positives, pool = [], [], []
+    for path in map(Path, paths):
+        with open(path, encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                    p = row["passages"]
+                    texts, sel = p["passage_text"], p["is_selected"]
+                    if len(texts) != len(sel):
+                        raise ValueError("passage_text and is_selected differ in length")
+                    queries.append(str(row["query"]))
+                except (ValueError, KeyError, TypeError) as e:
+                    sys.exit(f"{path}:{n}: not an MS MARCO v1.1 row ({type(e).__name__}: {e})")
+                positives.append([t for t, s in zip(texts, sel) if s])
+                pool.extend(texts)
+    return queries, positives, pool
+
+
+def read_collection(paths) -> list[str]:
+    out = []
+    for path in map(Path, paths):
+        with open(path, encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                cols = line.rstrip("\n").split("\t")
+                if len(cols) != 2:
+                    sys.exit(f"{path}:{n}: expected pid<TAB>text")
+                out.append(cols[1])
+    return out
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m twotowers.mine", description=__doc__.split("\n")[0])
+    ap.add_argument("--model", required=True, help="TwoTowers dir / Hub id, 'minilm' (zero-shot teacher) or a sentence-transformers dir")
+    ap.add_argument("--data-files", nargs="+", required=True, help="MS MARCO v1.1 JSONL rows (queries + labelled passages)")
+    ap.add_argument("--collection", nargs="*", default=[], help="extra pid<TAB>text passages for the pool")
+    ap.add_argument("--out", required=True, help="triples TSV to write")
+    ap.add_argument("--k", type=int, default=30, help="candidates per query")
+    ap.add_argument("--per-query", type=int, default=4, help="negatives kept per query")
+    ap.add_argument("--max-ratio", type=float, default=0.95, help="drop candidates scoring >= this x the positive's score")
+    ap.add_argument("--margin", type=float, default=0.0, help="and those within this of the positive's score")
+    ap.add_argument("--skip-top", type=int, default=0, help="ignore the best N ranks as well")
+    ap.add_argument("--max-queries", type=int, default=-1)
+    ap.add_argument("--cache-dir", default=None, help="reuse/store vectors in this teacher cache (see twotowers.distill)")
+    a = ap.parse_args(argv)
+    t0 = time.perf_counter()
+    from .distill import TeacherCache, load_teacher
+
+    queries, positives, pool = read_rows(a.data_files)
+    pool += read_collection(a.collection)
+    if a.max_queries > 0:
+        queries, positives = queries[: a.max_queries], positives[: a.max_queries]
+    log(f"{len(queries):,} queries ({sum(1 for p in positives if not p):,} without a positive, skipped), pool {len(set(pool)):,} passages")
+    model = load_teacher(a.model)
+    cache = TeacherCache(a.cache_dir) if a.cache_dir else None
+    triples, stats = mine_texts(model, queries, positives, pool, a.k, a.per_query, a.max_ratio, a.margin, a.skip_top, cache)
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "w", encoding="utf-8") as f:
+        for q, p, neg in triples:
+            f.write("\t".join(" ".join(x.split()) for x in (q, p, neg)) + "\n")
+    log(f"wrote {len(triples):,} triples to {out} ({out.stat().st_size / 2**20:.1f} MiB) in {time.perf_counter() - t0:.1f}s")
+
+
+if __name__ == "__main__":
+    main()
