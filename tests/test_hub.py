@@ -16,6 +16,7 @@ import types
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import unquote
 
 import numpy as np
 import pytest
@@ -117,6 +118,12 @@ def online(monkeypatch, no_token):
     """huggingface_hub allowed to send requests (tests point it at 127.0.0.1 only), legacy LFS uploads."""
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)  # the fake Hub speaks LFS, not Xet's CAS protocol
+    set_endpoint(monkeypatch, "http://127.0.0.1:9")  # never huggingface.co: port 9 refuses unless a test serves one
+
+
+def set_endpoint(monkeypatch, endpoint: str) -> None:
+    monkeypatch.setattr(constants, "ENDPOINT", endpoint)
+    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", endpoint + "/{repo_id}/resolve/{revision}/{filename}")
 
 
 # -- the staged tree (dry run) -------------------------------------------------------------------------
@@ -232,7 +239,7 @@ def test_no_network_is_one_line(trained, online, monkeypatch, capsys):
     with socket.socket() as s:  # a port nothing listens on: connection refused, like no network
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{port}")
+    set_endpoint(monkeypatch, f"http://127.0.0.1:{port}")
     monkeypatch.setenv("HF_TOKEN", TOKEN)
     rc = hub_main(["push", "--model", str(trained.model_dir), "--index", str(trained.index_dir), "--repo-id", "me/tiny"])
     out, err = capsys.readouterr()
@@ -277,6 +284,37 @@ class FakeHub(BaseHTTPRequestHandler):
             self._reply(401, {"error": "Invalid credentials in Authorization header"})
             return False
         return True
+
+    def _tree(self, repo: str, rev: str) -> tuple[str, dict] | None:
+        oid = self.state["refs"].get((repo, rev), rev)
+        return (oid, self.state["trees"][oid]) if oid in self.state["trees"] else None
+
+    def do_GET(self, head: bool = False):  # downloads: repo info, tree listing, resolve/<rev>/<file>
+        path = unquote(self.path.split("?")[0])
+        if m := re.fullmatch(r"/api/models/([^/]+/[^/]+)/revision/([^/]+)", path):
+            found = self._tree(m.group(1), m.group(2))
+            if found is None:
+                return self._reply(404, {"error": "Revision Not Found"})
+            return self._reply(200, {"id": m.group(1), "sha": found[0], "siblings": [{"rfilename": f} for f in found[1]]})
+        if m := re.fullmatch(r"/api/models/([^/]+/[^/]+)/tree/([^/]+)", path):
+            oid, files = self._tree(m.group(1), m.group(2))
+            return self._reply(200, [{"type": "file", "path": f, "size": len(b), "oid": hashlib.sha1(b).hexdigest()}
+                                     for f, b in sorted(files.items())])
+        if m := re.fullmatch(r"/([^/]+/[^/]+)/resolve/([^/]+)/(.+)", path):
+            oid, files = self._tree(m.group(1), m.group(2))
+            data = files[m.group(3)]
+            self.send_response(200)
+            self.send_header("X-Repo-Commit", oid)
+            self.send_header("ETag", f'"{hashlib.sha256(data).hexdigest()}"')
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            if not head:
+                self.wfile.write(data)
+            return
+        self._reply(404, {"error": f"fake hub: no route {path}"})
+
+    def do_HEAD(self):
+        self.do_GET(head=True)
 
     def do_PUT(self):  # LFS object upload (the "href" our batch answer gave)
         oid = self.path.rsplit("/", 1)[-1]
@@ -329,6 +367,9 @@ class FakeHub(BaseHTTPRequestHandler):
             s["commits"].append({"repo": m.group(2), "kind": m.group(1), "revision": m.group(3),
                                  "header": lines[0]["value"], "files": files})
             oid = hashlib.sha1(body).hexdigest()
+            ref = (m.group(2), m.group(3))  # the new tree = the branch's tree + this commit's files
+            s["trees"][oid] = {**s["trees"].get(s["refs"].get(ref), {}), **files}
+            s["refs"][ref] = oid
             return self._reply(200, {"success": True, "commitOid": oid, "commitUrl": f"{base}/{m.group(2)}/commit/{oid}"})
         if m := re.fullmatch(r"/api/spaces/([^/]+/[^/]+)/variables", path):
             req = json.loads(body)
@@ -339,12 +380,13 @@ class FakeHub(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def fake_hub(online, monkeypatch):
-    FakeHub.state = {"token": TOKEN, "requests": [], "repos": {}, "lfs": {}, "commits": [], "branches": [], "variables": {}}
+    FakeHub.state = {"token": TOKEN, "requests": [], "repos": {}, "lfs": {}, "commits": [], "branches": [], "variables": {},
+                     "trees": {}, "refs": {}}
     server = ThreadingHTTPServer(("127.0.0.1", 0), FakeHub)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     endpoint = f"http://127.0.0.1:{server.server_address[1]}"
-    monkeypatch.setattr(constants, "ENDPOINT", endpoint)
+    set_endpoint(monkeypatch, endpoint)
     monkeypatch.setenv("HF_TOKEN", TOKEN)
     yield FakeHub.state
     server.shutdown()
@@ -426,3 +468,26 @@ def test_push_from_training_uploads_model_index_recipe_and_final_metrics(trained
     assert got == {("Retrieval", "ndcg_at_10"): 0.42, ("Retrieval", "mrr_at_10"): 0.37, ("Retrieval", "recall_at_100"): 0.9,
                    ("Reranking", "ndcg_at_10"): 0.61, ("Reranking", "mrr_at_10"): 0.55}
     assert '"learning_rate": 2e-05' in card.content and "| random | 0.3000 | 0.2000 |" in card.content
+
+
+def test_load_pretrained_downloads_model_and_index_at_a_pinned_revision(trained, fake_hub, tmp_path, monkeypatch):
+    from twotowers.pretrained import load_pretrained
+
+    torch.manual_seed(7)  # a second model and its index, pushed later to the same repo
+    model2 = TwoTowers(projection_dim=8)
+    model2.save_pretrained(tmp_path / "model2")
+    build_index(model2, [f"p{i}" for i in range(len(PASSAGES))], PASSAGES).save(tmp_path / "index2")
+    log = lambda *_: None  # noqa: E731
+    first = push(trained.model_dir, trained.index_dir, "me/tiny", log=log)
+    push(tmp_path / "model2", tmp_path / "index2", "me/tiny", log=log)
+    cache = tmp_path / "hf-cache"
+
+    model, index = load_pretrained("me/tiny", revision=first.rsplit("/", 1)[-1], cache_dir=str(cache))
+    assert model.fingerprint() == trained.model.fingerprint() and hits(index, QUERIES) == hits(trained.index, QUERIES)
+    latest, latest_index = load_pretrained("me/tiny", cache_dir=str(cache))
+    assert latest.fingerprint() == model2.fingerprint() and len(latest_index) == len(PASSAGES)
+    # The download went through huggingface_hub's cache: offline, the pinned revision still loads.
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    again, _ = load_pretrained("me/tiny", revision=first.rsplit("/", 1)[-1], cache_dir=str(cache))
+    assert again.fingerprint() == trained.model.fingerprint()
+    assert list(cache.glob("models--me--tiny/snapshots/*/index/index.json"))
