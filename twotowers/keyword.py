@@ -196,17 +196,38 @@ class KeywordIndex:
         scores = np.zeros((len(queries), k), dtype=np.float32)
         bm, n = self._bm25, len(self)
         for qi, q in enumerate(queries):
-            ids = [self.vocab[w] for w in self.analyzer(q) if w in self.vocab]
+            ids = self._term_ids(q)
             if not ids or n == 0:
                 continue
             s = bm.get_scores_from_ids(ids)  # [N] float32
             kk = min(k, n)
-            top = np.argpartition(-s, kk - 1)[:kk] if kk < n else np.arange(n)
-            top = top[np.lexsort((top, -s[top]))]  # best first; ties by row, so results are deterministic
-            top = top[s[top] > 0]
+            if kk < n:  # everything scoring at least the k-th best, so ties at the cut are kept whole
+                kth = s[np.argpartition(-s, kk - 1)[kk - 1]]
+                top = np.flatnonzero(s >= max(kth, np.float32(1e-30)))
+            else:
+                top = np.flatnonzero(s > 0)
+            top = top[np.lexsort((top, -s[top]))][:kk]  # best first; ties by row: deterministic
             rows[qi, : len(top)] = top
             scores[qi, : len(top)] = s[top]
         return rows, scores
+
+    def score_rows(self, query: str, rows: np.ndarray) -> np.ndarray:
+        """BM25 score of one query for the passages at `rows` -> `[len(rows)]` float32 (0 = no shared term)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        out = np.zeros(len(rows), dtype=np.float32)
+        a = self._arrays
+        for t in self._term_ids(query):
+            start, end = a["csc_indptr"][t], a["csc_indptr"][t + 1]
+            col = a["csc_indices"][start:end]  # passages holding term t, ascending
+            pos = np.searchsorted(col, rows)
+            found = pos < len(col)
+            found[found] = col[pos[found]] == rows[found]
+            out[found] += a["csc_data"][start + pos[found]]
+        return out
+
+    def _term_ids(self, query: str) -> list[int]:
+        """Query terms known to the index, repeats kept (a repeated word counts twice, as in bm25s)."""
+        return [self.vocab[w] for w in self.analyzer(query) if w in self.vocab]
 
     def __len__(self) -> int:
         return len(self._arrays["doc_lengths"])

@@ -1,0 +1,237 @@
+"""PassageIndex: build/search/add, save/load in a fresh process, and every check `load` promises."""
+
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from twotowers import PassageIndex, TwoTowers
+
+ROOT = Path(__file__).resolve().parents[1]
+WORDS = ("piano music keys melody concert river water fish boat bridge rocket space launch orbit moon bread "
+         "flour oven bake yeast garden flower seed soil plant winter snow cold ice skate chess board king queen "
+         "move train station rail ticket travel doctor hospital fever medicine nurse").split()
+
+
+def synthetic_corpus(n: int, seed: int = 0) -> tuple[list[str], list[str]]:
+    rng = random.Random(seed)
+    ids = [f"p{i}" for i in range(n)]
+    texts = [" ".join(rng.sample(WORDS, 8)) + f" item {i}." for i in range(n)]
+    # a rare code buried in common words: the mean of its word vectors hardly shows it, BM25 does
+    texts[7] = " ".join(rng.sample(WORDS, 40)) + " code ZX-9981."
+    return ids, texts
+
+
+QUERIES = ["piano concert by the river", "how to bake bread", "code ZX-9981", "snow and ice"]
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return TwoTowers()
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    return synthetic_corpus(400)
+
+
+@pytest.fixture(scope="module")
+def built(model, corpus):
+    ids, texts = corpus
+    return PassageIndex.build(model, ids, texts, M=16, ef_construction=100, tune_samples=50)
+
+
+@pytest.fixture(scope="module")
+def saved(built, model, tmp_path_factory):
+    d = tmp_path_factory.mktemp("index")
+    built.save(d / "idx")
+    model.save_pretrained(d / "model")
+    return d
+
+
+def plain(results):
+    return [[(h.id, h.text, round(h.score, 5), h.dense_score and round(h.dense_score, 5),
+              h.keyword_score and round(h.keyword_score, 4)) for h in hits] for hits in results]
+
+
+def all_modes(index):
+    return {mode: plain(index.search(QUERIES, k=5, mode=mode)) for mode in ("dense", "keyword", "hybrid")} | {
+        "rrf": plain(index.search(QUERIES, k=5, mode="hybrid", fusion="rrf", alpha=0.3))}
+
+
+def copy_index(saved, tmp_path) -> Path:
+    shutil.copytree(saved / "idx", tmp_path / "idx")
+    return tmp_path / "idx"
+
+
+def test_build_records_what_it_is(built, model):
+    m = built.meta
+    assert len(built) == 400 and built.dim == model.dim == m["dim"] == 256
+    assert m["space"] == "ip" and m["M"] == 16 and m["ef_construction"] == 100 and m["count"] == 400
+    assert m["ef"] == built.ef >= 10 and m["ef_tuning"]["recall"] >= 0.99
+    assert m["model"]["fingerprint"] == model.fingerprint() and m["model"]["config"]["tower"] == "mean"
+    assert m["keyword"]["count"] == 400 and m["format_version"] == 1
+
+
+def test_dense_scores_are_cosines_and_vectors_equal_texts(built, model, corpus):
+    hits = built.search(QUERIES, k=5)
+    q = model.encode_queries(QUERIES)
+    p = model.encode_passages(corpus[1])
+    for qi, row in enumerate(hits):
+        exact = p @ q[qi]
+        assert [h.score for h in row] == sorted((h.score for h in row), reverse=True)
+        for h in row:
+            assert h.score == pytest.approx(exact[int(h.id[1:])], abs=1e-5) and h.dense_score == h.score
+            assert h.text == corpus[1][int(h.id[1:])] and h.keyword_score is None
+    assert plain(built.search(q, k=5)) == plain(hits)  # query vectors give the same results
+
+
+def test_round_trip_in_a_fresh_process_is_identical(built, saved):
+    code = (f"import json, sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); sys.path.insert(0, {str(ROOT)!r});"
+            "from test_index import all_modes; from twotowers import PassageIndex, TwoTowers;"
+            f"m = TwoTowers.from_pretrained({str(saved / 'model')!r});"
+            f"print(json.dumps(all_modes(PassageIndex.load({str(saved / 'idx')!r}, m))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    fresh = json.loads(out.stdout.strip().splitlines()[-1])
+    here = json.loads(json.dumps(all_modes(built)))
+    assert fresh == here
+
+
+def test_hybrid_fuses_both_sides(built, corpus):
+    for fusion in ("score", "rrf"):
+        hits = built.search(["ZX-9981"], k=5, mode="hybrid", alpha=0.5, fusion=fusion)[0]
+        assert hits[0].id == "p7"  # the rare code: BM25 is sure, so the fused list puts it first
+        assert all(h.dense_score is not None and h.keyword_score is not None for h in hits)
+        assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    # candidates = union of each side's top-depth; every candidate gets both sides' exact scores
+    q = ["piano concert by the river"]
+    dense = {h.id: h.score for h in built.search(q, k=400)[0]}  # all 400: exact cosines for every passage
+    kw = {h.id: h.score for h in built.search(q, k=400, mode="keyword")[0]}
+    dense_top, kw_top = list(dense)[:5], list(kw)[:5]
+    assert set(dense_top) != set(kw_top)
+    for alpha, expected in ((1.0, dense_top), (0.0, kw_top)):
+        hits = built.search(q, k=5, mode="hybrid", alpha=alpha, depth=5)[0]
+        assert [h.id for h in hits] == expected
+    for fusion in ("score", "rrf"):
+        hits = built.search(q, k=5, mode="hybrid", alpha=0.5, fusion=fusion, depth=5)[0]
+        ids = {h.id for h in hits}
+        assert ids <= set(dense_top) | set(kw_top) and ids & set(dense_top) and ids & set(kw_top)
+        for h in hits:
+            assert h.dense_score == pytest.approx(dense[h.id], abs=1e-5)
+            assert h.keyword_score == pytest.approx(kw.get(h.id, 0.0), rel=1e-5)
+
+
+def test_bad_search_arguments(built, model):
+    with pytest.raises(ValueError, match="mode"):
+        built.search(QUERIES, mode="sparse")
+    with pytest.raises(ValueError, match="text queries"):
+        built.search(model.encode_queries(QUERIES), mode="hybrid")
+    with pytest.raises(ValueError, match=r"\[n, 256\]"):
+        built.search(np.zeros((2, 128), dtype=np.float32))
+    with pytest.raises(TypeError):
+        built.search("one string")
+    assert len(built.search(QUERIES[:1], k=1000)[0]) == 400  # k beyond the corpus returns all of it
+
+
+def test_text_search_without_model_is_a_clear_error(saved, model):
+    index = PassageIndex.load(saved / "idx")
+    with pytest.raises(ValueError, match="needs the model"):
+        index.search(QUERIES)
+    assert index.search(model.encode_queries(QUERIES), k=3)[0]  # vectors work
+    assert index.search(QUERIES, k=3, mode="keyword")[0]        # so does BM25
+
+
+def test_concurrent_searches_match_sequential(built):
+    expected = {q: plain(built.search([q], k=5, mode="hybrid")) for q in QUERIES}
+    errors = []
+
+    def worker():
+        try:
+            for _ in range(5):
+                for q in QUERIES:
+                    assert plain(built.search([q], k=5, mode="hybrid")) == expected[q]
+        except Exception as e:  # noqa: BLE001 - surfaced below
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+
+
+def test_add_after_load_and_streaming_build(saved, model, tmp_path):
+    index = PassageIndex.load(copy_index(saved, tmp_path), model)
+    index.add(["new1", "new2"], ["A quokka is a small marsupial from Rottnest Island.", "Quokkas smile."])
+    assert len(index) == 402
+    assert index.search(["quokka rottnest"], k=1, mode="keyword")[0][0].id == "new1"
+    assert "new1" in {h.id for h in index.search(["quokka marsupial"], k=402)[0]}
+    index.save(tmp_path / "idx")  # saving over the directory it was loaded from
+    again = PassageIndex.load(tmp_path / "idx", model)
+    assert len(again) == 402 and again.search(["quokka rottnest"], k=1, mode="hybrid")[0][0].id == "new1"
+    # a stream of (id, text) pairs, read in chunks smaller than the corpus, without a keyword side
+    ids, texts = synthetic_corpus(120, seed=1)
+    streamed = PassageIndex.build(model, iter(zip(ids, texts)), chunk_size=50, keyword=False, tune_samples=20)
+    assert len(streamed) == 120 and streamed.keyword is None and streamed.meta["keyword"] is None
+    assert streamed.search(["snow"], k=3)[0][0].id in ids
+
+
+def test_load_refuses_another_model_or_dim(saved):
+    torch.manual_seed(1)
+    other = TwoTowers()  # same config, other random projection
+    with pytest.raises(ValueError, match="another model"):
+        PassageIndex.load(saved / "idx", other)
+    with pytest.raises(ValueError, match="128-dim"):
+        PassageIndex.load(saved / "idx", TwoTowers(projection_dim=128))
+
+
+def test_load_refuses_wrong_dim_in_index_json(saved, tmp_path):
+    d = copy_index(saved, tmp_path)
+    meta = json.loads((d / "index.json").read_text())
+    meta["dim"] = 128
+    (d / "index.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=r"hnsw.bin holds 256-dim vectors but index.json says dim=128"):
+        PassageIndex.load(d)
+
+
+@pytest.mark.parametrize("name", ["hnsw.bin", "passages.bin", "ids_offsets.npy", "keyword_csc_data.npy"])
+def test_load_names_a_truncated_file(saved, tmp_path, name):
+    d = copy_index(saved, tmp_path)
+    data = (d / name).read_bytes()
+    (d / name).write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match=rf"{name} is \d+ bytes but index.json records \d+: truncated"):
+        PassageIndex.load(d)
+
+
+def test_load_refuses_missing_or_foreign_keyword_part(saved, model, tmp_path):
+    d = copy_index(saved, tmp_path)
+    kw_meta = json.loads((d / "keyword.json").read_text())
+    # a keyword part from another corpus (same sizes, so only the corpus hash tells)
+    (d / "keyword.json").write_text((d / "keyword.json").read_text().replace(kw_meta["corpus_hash"], "0" * 64))
+    with pytest.raises(ValueError, match="belongs to another corpus"):
+        PassageIndex.load(d)
+    # a keyword part from another corpus of another size
+    other = PassageIndex.build(model, *synthetic_corpus(50, seed=3), tune_samples=10)
+    other.keyword.save(d)
+    with pytest.raises(ValueError, match="keyword"):
+        PassageIndex.load(d)
+    for p in d.glob("keyword*"):
+        p.unlink()
+    with pytest.raises(FileNotFoundError, match="keyword.*missing.*keyword \\(BM25\\) part"):
+        PassageIndex.load(d)
+
+
+def test_load_names_a_missing_index_json(tmp_path):
+    with pytest.raises(FileNotFoundError, match="index.json not found"):
+        PassageIndex.load(tmp_path)

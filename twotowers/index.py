@@ -1,0 +1,551 @@
+"""`PassageIndex`: hnswlib over passage vectors + the passages themselves + BM25, saved whole, checked on load.
+
+    index = PassageIndex.build(model, ids, texts)     # or PassageIndex.build(model, pairs) for a stream
+    hits = index.search(["what is the rba"], k=10)[0]  # [SearchHit(id, text, score, ...), ...]
+    hits = index.search(queries, k=10, mode="hybrid", alpha=0.5)   # dense + BM25, fused
+    index.save("my-index"); index = PassageIndex.load("my-index", model)
+
+A saved index is one directory, described by `index.json` (space, dim, M, ef_construction, the ef to
+search with, count, the encoding model's fingerprint and config, the keyword part, each file's size):
+
+    index.json         what it is (read first; written last)
+    hnsw.bin           the hnswlib graph (inner product over unit vectors), labels = row positions
+    ids.bin            passage ids, one UTF-8 blob ...  + ids_offsets.npy       int64 [count + 1]
+    passages.bin       passage texts, one UTF-8 blob ... + passages_offsets.npy int64 [count + 1]
+    keyword*.json/npy  the BM25 side (twotowers.keyword), when built with keyword=True
+
+Texts and ids are memory-mapped, so 8.8M passages need no more RAM than the graph. `load` checks that
+every file is there with its recorded size, that hnsw.bin's header agrees with count/dim/M, that the
+keyword part covers the same corpus, and (given a model) that it is the model which built the index.
+
+Search is safe from several threads at once (hnswlib reads are thread-safe; nothing shared is
+mutated); `add` is not, so do not call it while searching.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import os
+import shutil
+import struct
+import tempfile
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import hnswlib
+import numpy as np
+
+from .keyword import KeywordIndex, load_array
+from .store import TextStore
+
+FORMAT = "twotowers-passage-index"
+FORMAT_VERSION = 1
+META_NAME = "index.json"
+HNSW_NAME = "hnsw.bin"
+STORE_FILES = {"ids": ("ids.bin", "ids_offsets.npy"), "passages": ("passages.bin", "passages_offsets.npy")}
+EF_CANDIDATES = (10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048)
+MODES = ("dense", "keyword", "hybrid")
+FUSIONS = ("score", "rrf")
+RRF_K = 60  # reciprocal rank fusion constant (Cormack et al. 2009)
+
+
+@dataclass
+class SearchHit:
+    """One result: the passage, the score it was ranked by, and each side's score where known.
+
+    `score` is the cosine similarity (dense), the BM25 score (keyword) or the fused score (hybrid).
+    """
+
+    id: str
+    text: str
+    score: float
+    dense_score: float | None = None
+    keyword_score: float | None = None
+
+
+class PassageIndex:
+    """Passages searchable by dense vectors (hnswlib), by BM25 keywords, or by both fused."""
+
+    def __init__(self, hnsw: hnswlib.Index, ids: TextStore, passages: TextStore, meta: dict,
+                 keyword: KeywordIndex | None = None, model=None):
+        self.hnsw, self.ids, self.passages, self.keyword = hnsw, ids, passages, keyword
+        self._meta = meta
+        self.model = model
+
+    # -- properties ----------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def dim(self) -> int:
+        return int(self._meta["dim"])
+
+    @property
+    def ef(self) -> int:
+        """hnswlib's search breadth (ef), chosen at build time for the target recall."""
+        return int(self._meta["ef"])
+
+    @property
+    def meta(self) -> dict:
+        """What index.json holds (sizes of files are added by `save`)."""
+        m = dict(self._meta)
+        m["count"] = len(self)
+        if self.keyword is not None:
+            m["keyword"] = {**self.keyword.meta, "present": True}
+        else:
+            m["keyword"] = None
+        return m
+
+    def __repr__(self) -> str:
+        return (f"PassageIndex({len(self)} passages, dim={self.dim}, M={self._meta['M']}, ef={self.ef}, "
+                f"keyword={self.keyword is not None})")
+
+    # -- building ------------------------------------------------------------------------------------
+    @classmethod
+    def build(cls, model, ids, texts: Sequence[str] | None = None, *, M: int = 32, ef_construction: int = 200,
+              target_recall: float = 0.99, chunk_size: int = 10_000, keyword: bool = True,
+              show_progress: bool = False, tune_queries: Sequence[str] | np.ndarray | None = None,
+              tune_samples: int = 200, tune_k: int = 10, batch_size: int = 64, stemmer: str | None = None,
+              k1: float = 0.9, b: float = 0.4, seed: int = 0) -> "PassageIndex":
+        """Encode passages with `model` in chunks and index them (dense and, by default, BM25).
+
+        `ids, texts` are two sequences, or `ids` alone is an iterable of `(id, text)` pairs (read as a
+        stream: memory is bounded by `chunk_size`, not the corpus). `ef` is then set to the smallest
+        value whose recall@`tune_k` against exact search reaches `target_recall` on `tune_samples`
+        queries: `tune_queries` (texts or query vectors) when given, else held-out passages' own
+        vectors, each excluding itself from both result lists.
+        """
+        if texts is not None:
+            ids, texts = list(ids), list(texts)
+            if len(ids) != len(texts):
+                raise ValueError(f"{len(ids)} ids but {len(texts)} texts")
+            total, pairs = len(ids), zip(ids, texts)
+        else:
+            total, pairs = (len(ids) if hasattr(ids, "__len__") else None), iter(ids)
+        if not 0 < target_recall <= 1:
+            raise ValueError(f"target_recall must be in (0, 1], got {target_recall}")
+        index = cls._empty(model, M=M, ef_construction=ef_construction, capacity=max(total or chunk_size, 1),
+                           keyword=KeywordIndex(k1=k1, b=b, stemmer=stemmer) if keyword else None, seed=seed)
+        bar = None
+        if show_progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=total, desc="indexing passages", unit="passage", smoothing=0.05)
+        t0 = time.perf_counter()
+        while True:
+            chunk = list(itertools.islice(pairs, chunk_size))
+            if not chunk:
+                break
+            chunk_ids, chunk_texts = _split_pairs(chunk, start=len(index))
+            index._append(chunk_ids, chunk_texts, batch_size=batch_size, rescore=False)
+            if bar is not None:
+                bar.update(len(chunk))
+        if bar is not None:
+            bar.close()
+        if index.keyword is not None:
+            index.keyword._rescore()
+        index._meta["build_seconds"] = round(time.perf_counter() - t0, 2)
+        index.tune_ef(target_recall, queries=tune_queries, samples=tune_samples, k=tune_k, seed=seed)
+        return index
+
+    @classmethod
+    def _empty(cls, model, *, M: int, ef_construction: int, capacity: int, keyword: KeywordIndex | None,
+               seed: int = 0) -> "PassageIndex":
+        dim = int(model.dim)
+        hnsw = hnswlib.Index(space="ip", dim=dim)  # distance = 1 - dot: on unit vectors, 1 - cosine
+        hnsw.init_index(max_elements=capacity, M=M, ef_construction=ef_construction, random_seed=seed + 100)
+        meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "space": "ip", "dim": dim, "M": M,
+                "ef_construction": ef_construction, "ef": 10, "count": 0,
+                "model": {"class": type(model).__name__, "fingerprint": model.fingerprint(),
+                          "config": getattr(model, "_hub_mixin_config", None)}}
+        return cls(hnsw, TextStore(), TextStore(), meta, keyword=keyword, model=model)
+
+    def add(self, ids: Sequence[str], texts: Sequence[str], *, batch_size: int = 64) -> None:
+        """Encode and append passages (dense and keyword sides); ef stays as chosen. Not thread-safe."""
+        self._require_model("add")
+        ids, texts = _check_strings(ids, "ids"), _check_strings(texts, "texts")
+        if len(ids) != len(texts):
+            raise ValueError(f"{len(ids)} ids but {len(texts)} texts")
+        if texts:
+            self._append(ids, texts, batch_size=batch_size, rescore=True)
+
+    def _append(self, ids: list[str], texts: list[str], *, batch_size: int, rescore: bool) -> None:
+        vectors = self.model.encode_passages(texts, batch_size=batch_size)  # [n, dim] unit vectors
+        start = len(self)
+        need = start + len(texts)
+        if need > self.hnsw.get_max_elements():
+            self.hnsw.resize_index(max(need, 2 * self.hnsw.get_max_elements()))
+        self.hnsw.add_items(vectors, np.arange(start, need, dtype=np.int64))
+        self.ids.extend(ids)
+        self.passages.extend(texts)
+        if self.keyword is not None:
+            (self.keyword.add if rescore else self.keyword._append)(texts)
+
+    def tune_ef(self, target_recall: float = 0.99, *, queries=None, samples: int = 200, k: int = 10,
+                seed: int = 0) -> dict:
+        """Set `ef` to the smallest candidate reaching recall@k >= target against exact search; returns the record.
+
+        Queries: `queries` (texts or query vectors) when given; else query-like pseudo-queries, i.e. the
+        query tower's vectors of 3-12-word windows cut from sampled passages (passage vectors themselves
+        sit closer to the graph than real queries do, and overstate recall); else, without a model,
+        sampled passage vectors, each excluding itself from both result lists.
+        """
+        n = len(self)
+        if n == 0:
+            return {}
+        rng = np.random.default_rng(seed)
+        rows = np.sort(rng.choice(n, size=min(samples, n), replace=False))
+        exclude_self = False
+        if queries is not None:
+            q = queries if isinstance(queries, np.ndarray) else self._require_model("tune_ef").encode_queries(list(queries))
+            q, source = q[:samples], "given queries"
+        elif self.model is not None:
+            windows = []
+            for text in self.passages.get(rows):
+                words = text.split() or [""]
+                size = int(rng.integers(3, 13))
+                start = int(rng.integers(0, max(len(words) - size, 0) + 1))
+                windows.append(" ".join(words[start : start + size]))
+            q, source = self.model.encode_queries(windows), "query-tower vectors of 3-12-word windows of sampled passages"
+        else:
+            q, source, exclude_self = self.vectors(rows), "sampled passage vectors (self excluded)", True
+        q = np.ascontiguousarray(q, dtype=np.float32)
+        kk = min(k, n - 1 if exclude_self else n)
+        if kk < 1:
+            return {}
+        extra = 1 if exclude_self else 0
+        exact = self._exact_top(q, kk + extra)
+        if exclude_self:
+            exact = _drop_self(exact, rows, kk)
+        chosen, recall = None, 0.0
+        for ef in (e for e in EF_CANDIDATES if e >= kk + extra):
+            self.hnsw.set_ef(ef)
+            labels, _ = self.hnsw.knn_query(q, k=kk + extra)
+            approx = _drop_self(labels.astype(np.int64), rows, kk) if exclude_self else labels
+            recall = float(np.mean([len(set(a) & set(e)) / kk for a, e in zip(approx, exact)]))
+            chosen = ef
+            if recall >= target_recall:
+                break
+        self.hnsw.set_ef(chosen)
+        self._meta["ef"] = chosen
+        record = {"target_recall": target_recall, "k": kk, "queries": len(q), "source": source,
+                  "recall": round(recall, 4), "reached": recall >= target_recall}
+        self._meta["ef_tuning"] = record
+        return record
+
+    def vectors(self, rows) -> np.ndarray:
+        """The stored passage vectors at `rows` -> `[len(rows), dim]` float32."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if len(rows) == 0:
+            return np.empty((0, self.dim), dtype=np.float32)
+        return np.asarray(self.hnsw.get_items(rows), dtype=np.float32).reshape(len(rows), self.dim)
+
+    def _exact_top(self, q: np.ndarray, k: int, block: int = 100_000) -> np.ndarray:
+        """Exact top-k rows by inner product, scanning the stored vectors in blocks -> `[nq, k]`."""
+        best_s = np.full((len(q), 0), -np.inf, dtype=np.float32)
+        best_r = np.zeros((len(q), 0), dtype=np.int64)
+        for start in range(0, len(self), block):
+            rows = np.arange(start, min(start + block, len(self)))
+            s = q @ self.vectors(rows).T  # [nq, block]
+            s_all = np.concatenate([best_s, s], axis=1)
+            r_all = np.concatenate([best_r, np.broadcast_to(rows, s.shape)], axis=1)
+            top = np.argsort(-s_all, axis=1, kind="stable")[:, :k]
+            best_s, best_r = np.take_along_axis(s_all, top, 1), np.take_along_axis(r_all, top, 1)
+        return best_r
+
+    # -- search --------------------------------------------------------------------------------------
+    def search(self, queries: Sequence[str] | np.ndarray, k: int = 10, *, mode: str = "dense",
+               alpha: float = 0.5, fusion: str = "score", depth: int | None = None) -> list[list[SearchHit]]:
+        """Top-k passages per query, best first.
+
+        mode: "dense" (the towers; queries may be texts or `[n, dim]` query vectors), "keyword" (BM25)
+              or "hybrid" (both; texts only).
+        alpha: hybrid weight of the dense side (1 = dense only, 0 = keyword only).
+        fusion: "score" (each side's scores min-max normalised over the candidates, then weighted) or
+              "rrf" (weighted reciprocal rank fusion, constant 60).
+        depth: hybrid candidates = the union of each side's top-`depth` (default max(k, 100)); every
+              candidate gets its exact dense and BM25 scores before fusing.
+        """
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValueError(f"k must be a positive int, got {k!r}")
+        is_vectors = isinstance(queries, np.ndarray)
+        if not is_vectors:
+            queries = _check_strings(queries, "search queries")
+        if mode != "dense" and (is_vectors or self.keyword is None):
+            raise ValueError(f"mode={mode!r} needs text queries and an index built with keyword=True"
+                             + ("" if self.keyword is not None else " (this index has no keyword part)"))
+        if mode == "keyword":
+            rows, scores = self.keyword.search(queries, k)
+            return [self._hits(r, s, keyword=s) for r, s in zip(rows, scores)]
+        q = self._query_vectors(queries)
+        if mode == "dense":
+            rows, sims = self._dense(q, k)
+            return [self._hits(r, s, dense=s) for r, s in zip(rows, sims)]
+        if fusion not in FUSIONS:
+            raise ValueError(f"fusion must be one of {FUSIONS}, got {fusion!r}")
+        if not 0 <= alpha <= 1:
+            raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+        depth = max(k, depth or 100)
+        d_rows, _ = self._dense(q, depth)
+        k_rows, _ = self.keyword.search(queries, depth)
+        out = []
+        for qi, text in enumerate(queries):
+            cand = np.unique(np.concatenate([d_rows[qi], k_rows[qi]]))
+            cand = cand[cand >= 0]
+            dense = self.vectors(cand) @ q[qi]                          # [c] exact cosine
+            kw = self.keyword.score_rows(text, cand)                     # [c] exact BM25 (0 = no shared term)
+            fused = _fuse(dense, kw, alpha, fusion)
+            top = np.lexsort((cand, -fused))[:k]
+            out.append(self._hits(cand[top], fused[top], dense=dense[top], keyword=kw[top]))
+        return out
+
+    def _query_vectors(self, queries) -> np.ndarray:
+        if isinstance(queries, np.ndarray):
+            if queries.ndim != 2 or queries.shape[1] != self.dim:
+                raise ValueError(f"query vectors must be [n, {self.dim}], got shape {queries.shape}")
+            return np.ascontiguousarray(queries, dtype=np.float32)
+        return self._require_model("text search").encode_queries(queries)
+
+    def _dense(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """hnswlib top-k -> (`[n, k]` int64 rows, -1 pad; `[n, k]` float32 cosine)."""
+        n = len(self)
+        rows = np.full((len(q), k), -1, dtype=np.int64)
+        sims = np.zeros((len(q), k), dtype=np.float32)
+        kk = min(k, n)
+        if kk and len(q):
+            labels, dist = self.hnsw.knn_query(q, k=kk, num_threads=1 if len(q) == 1 else -1)
+            rows[:, :kk], sims[:, :kk] = labels, 1.0 - dist  # hnswlib "ip" distance is 1 - dot
+        return rows, sims
+
+    def _hits(self, rows, scores, dense=None, keyword=None) -> list[SearchHit]:
+        hits = []
+        for j, r in enumerate(rows):
+            if r < 0:
+                break
+            r = int(r)
+            hits.append(SearchHit(self.ids[r], self.passages[r], float(scores[j]),
+                                  None if dense is None else float(dense[j]),
+                                  None if keyword is None else float(keyword[j])))
+        return hits
+
+    def _require_model(self, what: str):
+        if self.model is None:
+            raise ValueError(f"{what} needs the model that encoded the index: "
+                             "PassageIndex.load(directory, model=TwoTowers.from_pretrained(...)), "
+                             "or search with query vectors")
+        return self.model
+
+    # -- persistence ---------------------------------------------------------------------------------
+    def save(self, directory) -> None:
+        """Write the whole index into `directory` (files replaced atomically; index.json last)."""
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".tmp-save-", dir=d))
+        try:
+            self.hnsw.save_index(str(tmp / HNSW_NAME))
+            self.ids.save(tmp / STORE_FILES["ids"][0], tmp / STORE_FILES["ids"][1])
+            self.passages.save(tmp / STORE_FILES["passages"][0], tmp / STORE_FILES["passages"][1])
+            if self.keyword is not None:
+                self.keyword.save(tmp)
+            meta = self.meta
+            meta["files"] = {p.name: p.stat().st_size for p in sorted(tmp.iterdir())}
+            meta["versions"] = _versions()
+            # Replace file by file: a reader that mapped the old files keeps its inodes intact.
+            if (d / META_NAME).exists():
+                (d / META_NAME).unlink()
+            for p in tmp.iterdir():
+                os.replace(p, d / p.name)
+            for stale in _stale_keyword_files(d, keep=self.keyword is not None):
+                stale.unlink()
+            (d / META_NAME).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    @classmethod
+    def load(cls, directory, model=None, *, mmap: bool = True) -> "PassageIndex":
+        """Read a saved index, checking every part; `model`, if given, must be the one that built it."""
+        d = Path(directory)
+        meta_path = d / META_NAME
+        if not meta_path.is_file():
+            raise FileNotFoundError(f"{meta_path} not found: {d} is not a saved PassageIndex")
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ValueError(f"{meta_path} is not valid JSON (truncated or corrupt?): {e}") from e
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            raise ValueError(f"{meta_path} does not describe a twotowers passage index")
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"{meta_path}: format_version {meta.get('format_version')!r} is not supported "
+                             f"(this twotowers reads {FORMAT_VERSION})")
+        try:
+            count, dim, space, M = int(meta["count"]), int(meta["dim"]), meta["space"], int(meta["M"])
+            files, fingerprint = meta["files"], meta["model"]["fingerprint"]
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"{meta_path} lacks or garbles a required field: {e!r}") from e
+        if model is not None:
+            _check_model(model, meta, meta_path)
+        # 1. every recorded file present, with its recorded size (catches truncation and swaps)
+        for name, size in files.items():
+            p = d / name
+            if not p.is_file():
+                what = "the keyword (BM25) part" if name.startswith("keyword") else "a part of the index"
+                raise FileNotFoundError(f"{p} is missing: {what} listed in {META_NAME} is not there")
+            if p.stat().st_size != size:
+                raise ValueError(f"{p} is {p.stat().st_size} bytes but {META_NAME} records {size}: "
+                                 "truncated, corrupt or from another index")
+        # 2. the graph: header agrees with index.json, then hnswlib reads it
+        hnsw_path = d / HNSW_NAME
+        _check_hnsw_header(hnsw_path, count=count, dim=dim, M=M)
+        hnsw = hnswlib.Index(space=space, dim=dim)
+        try:
+            hnsw.load_index(str(hnsw_path), max_elements=max(count, 1))
+        except Exception as e:
+            raise ValueError(f"{hnsw_path} could not be read by hnswlib: {e}") from e
+        hnsw.set_ef(int(meta["ef"]))  # hnswlib does not save ef
+        # 3. ids and texts
+        stores = {}
+        for key, (blob, offsets) in STORE_FILES.items():
+            off = load_array(d / offsets, np.int64, (count + 1,), mmap=mmap)
+            stores[key] = TextStore.load(d / blob, off)
+        # 4. the keyword side covers the same corpus
+        kw = None
+        if meta.get("keyword"):
+            if not (d / "keyword.json").is_file():
+                raise FileNotFoundError(f"{d / 'keyword.json'} is missing: {META_NAME} says this index has a "
+                                        "keyword (BM25) part")
+            kw = KeywordIndex.load(d, mmap=mmap)
+            if len(kw) != count or kw.corpus_hash != meta["keyword"].get("corpus_hash"):
+                raise ValueError(f"{d / 'keyword.json'}: the keyword part ({len(kw)} passages, corpus "
+                                 f"{kw.corpus_hash[:12]}) belongs to another corpus than {META_NAME} "
+                                 f"({count} passages, corpus {str(meta['keyword'].get('corpus_hash'))[:12]})")
+        meta.pop("files", None)
+        meta.pop("versions", None)
+        meta.pop("keyword", None)
+        return cls(hnsw, stores["ids"], stores["passages"], meta, keyword=kw, model=model)
+
+    @classmethod
+    def from_pretrained(cls, repo_id_or_dir: str, revision: str | None = None, subfolder: str = "index",
+                        model=None) -> "PassageIndex":
+        """Load an index from a local directory or a Hub repo's `subfolder` (safetensors/JSON/numpy only).
+
+        `model` may be a TwoTowers, a directory or Hub id to load one from (checked against the
+        index's fingerprint), or None for vector-only search.
+        """
+        if isinstance(model, (str, os.PathLike)):
+            from .model import TwoTowers
+
+            model = TwoTowers.from_pretrained(str(model), revision=revision)
+        if os.path.isdir(repo_id_or_dir):
+            root = Path(repo_id_or_dir)
+        else:
+            from huggingface_hub import snapshot_download
+
+            pattern = f"{subfolder}/*" if subfolder else "*"
+            try:
+                root = Path(snapshot_download(repo_id_or_dir, revision=revision, allow_patterns=[pattern]))
+            except Exception as e:
+                raise OSError(f"could not download index {repo_id_or_dir!r}: {type(e).__name__}: {e}") from e
+        d = root / subfolder if subfolder and (root / subfolder / META_NAME).is_file() else root
+        return cls.load(d, model=model)
+
+
+# -- helpers ---------------------------------------------------------------------------------------------
+def _fuse(dense: np.ndarray, kw: np.ndarray, alpha: float, fusion: str) -> np.ndarray:
+    """Fused scores of one query's candidates from their dense and keyword scores."""
+    if fusion == "rrf":
+        # ranks among the candidates, 1 = best; passages without a shared term get no keyword credit
+        rd = np.empty(len(dense)); rd[np.argsort(-dense, kind="stable")] = np.arange(1, len(dense) + 1)
+        rk = np.empty(len(kw)); rk[np.argsort(-kw, kind="stable")] = np.arange(1, len(kw) + 1)
+        return alpha / (RRF_K + rd) + (1 - alpha) * np.where(kw > 0, 1.0 / (RRF_K + rk), 0.0)
+    return alpha * _minmax(dense) + (1 - alpha) * _minmax(kw)
+
+
+def _minmax(x: np.ndarray) -> np.ndarray:
+    """Scale to [0, 1] over the candidates (all zeros when they tie)."""
+    lo, hi = (float(x.min()), float(x.max())) if len(x) else (0.0, 0.0)
+    return (x - lo) / (hi - lo) if hi > lo else np.zeros_like(x, dtype=np.float64)
+
+
+def _drop_self(labels: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
+    """Remove each query's own row from its result list, keeping the first k of the rest."""
+    out = np.empty((len(labels), k), dtype=np.int64)
+    for i, (lab, r) in enumerate(zip(labels, rows)):
+        out[i] = lab[lab != r][:k]
+    return out
+
+
+def _split_pairs(chunk, start: int) -> tuple[list[str], list[str]]:
+    ids, texts = [], []
+    for j, pair in enumerate(chunk):
+        try:
+            pid, text = pair
+        except (TypeError, ValueError):
+            raise ValueError(f"passage {start + j}: expected an (id, text) pair, got {pair!r:.80}") from None
+        if not isinstance(text, str):
+            raise TypeError(f"passage {start + j} ({pid!r}): text is {type(text).__name__}, not str")
+        ids.append(str(pid))
+        texts.append(text)
+    return ids, texts
+
+
+def _check_strings(xs, what: str) -> list[str]:
+    if isinstance(xs, (str, bytes)) or not isinstance(xs, (Sequence, np.ndarray)):
+        raise TypeError(f"{what} must be a list of strings, got {type(xs).__name__}")
+    xs = list(xs)
+    for i, x in enumerate(xs):
+        if not isinstance(x, str):
+            raise TypeError(f"{what}: item {i} is {type(x).__name__}, not str")
+    return xs
+
+
+def _check_model(model, meta: dict, meta_path: Path) -> None:
+    if int(model.dim) != int(meta["dim"]):
+        raise ValueError(f"{meta_path}: the index holds {meta['dim']}-dim vectors but the given model "
+                         f"encodes {model.dim}-dim ones: load it with the model that built it")
+    got = model.fingerprint()
+    if got != meta["model"]["fingerprint"]:
+        raise ValueError(f"{meta_path}: the index was encoded by another model (fingerprint "
+                         f"{meta['model']['fingerprint'][:12]}, config {meta['model'].get('config')}); the given "
+                         f"model's fingerprint is {got[:12]}. Rebuild the index or load the model that built it")
+
+
+_HNSW_HEADER = struct.Struct("<6QiI3QdQ")  # hnswalg.h saveIndex: offsetLevel0 .. ef_construction
+
+
+def _check_hnsw_header(path: Path, *, count: int, dim: int, M: int) -> None:
+    with open(path, "rb") as f:
+        head = f.read(_HNSW_HEADER.size)
+    if len(head) < _HNSW_HEADER.size:
+        raise ValueError(f"{path} is truncated: {len(head)} bytes, shorter than an hnswlib header")
+    (_, _, cur, _, label_offset, offset_data, _, _, _, _, m, _, _) = _HNSW_HEADER.unpack(head)
+    if cur != count:
+        raise ValueError(f"{path} holds {cur} vectors but {META_NAME} says {count}: the parts disagree")
+    if label_offset - offset_data != 4 * dim:
+        raise ValueError(f"{path} holds {(label_offset - offset_data) // 4}-dim vectors but {META_NAME} says "
+                         f"dim={dim}: the parts disagree")
+    if m != M:
+        raise ValueError(f"{path} was built with M={m} but {META_NAME} says M={M}: the parts disagree")
+
+
+def _stale_keyword_files(d: Path, keep: bool):
+    return [] if keep else [p for p in d.glob("keyword*") if p.is_file()]
+
+
+def _versions() -> dict:
+    import bm25s
+
+    from . import __version__
+
+    return {"twotowers": __version__, "hnswlib": getattr(hnswlib, "__version__", "0.8.0"), "bm25s": bm25s.__version__}
+
+
+if __name__ == "__main__":
+    from .index_cli import main
+
+    main()

@@ -1,0 +1,107 @@
+"""`TextStore`: an append-only list of strings as one UTF-8 blob + int64 offsets, memory-mapped.
+
+8.8M MS MARCO passages are ~3 GB of text: the index keeps them on disk and reads only the hits.
+While building, strings are appended to a spool file in a private temporary directory; `save` copies
+it out. A loaded store maps the saved file read-only; the first `extend` after loading copies it to a
+spool first, so a saved (or Hub-cached) index is never modified in place.
+"""
+
+from __future__ import annotations
+
+import mmap
+import shutil
+import tempfile
+import weakref
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+
+class TextStore:
+    """Strings by position: `store[i]`, `store.get(rows)`, `len(store)`, `extend(strings)`, `save(blob, offsets)`."""
+
+    def __init__(self):
+        self._offsets = np.zeros(1, dtype=np.int64)  # [n + 1] byte offsets into the blob
+        self._blob_path: Path | None = None           # file holding the blob (spool or saved file)
+        self._writable = False
+        self._mm: mmap.mmap | None = None
+        self._tmp: str | None = None
+
+    @classmethod
+    def load(cls, blob_path, offsets: np.ndarray) -> "TextStore":
+        """Map a saved blob read-only; `offsets` ([n + 1] int64, checked by the caller) index into it."""
+        store = cls()
+        store._blob_path = Path(blob_path)
+        store._offsets = offsets
+        size = store._blob_path.stat().st_size
+        if int(offsets[0]) != 0 or int(offsets[-1]) != size or (len(offsets) > 1 and np.any(np.diff(offsets) < 0)):
+            raise ValueError(f"{store._blob_path}: {size} bytes, but its offsets end at {int(offsets[-1])} "
+                             "(truncated, or from another index)")
+        store._map()
+        return store
+
+    def _spool(self) -> None:
+        """Make the blob a private, appendable file (copying a loaded one)."""
+        self._tmp = tempfile.mkdtemp(prefix="twotowers-store-")
+        weakref.finalize(self, shutil.rmtree, self._tmp, True)
+        spool = Path(self._tmp) / "blob"
+        if self._blob_path is not None:
+            shutil.copyfile(self._blob_path, spool)
+        else:
+            spool.touch()
+        self._close_map()
+        self._blob_path, self._writable = spool, True
+        self._offsets = np.array(self._offsets, dtype=np.int64)  # a private, growable copy
+
+    def _map(self) -> None:
+        self._close_map()
+        if self._blob_path is not None and self._offsets[-1] > 0:
+            with open(self._blob_path, "rb") as f:
+                self._mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+
+    def _close_map(self) -> None:
+        if self._mm is not None:
+            self._mm.close()
+            self._mm = None
+
+    def extend(self, strings: Sequence[str]) -> None:
+        """Append strings (encoded UTF-8; a string may hold any character, newlines and tabs included)."""
+        if not self._writable:
+            self._spool()
+        data = [s.encode("utf-8") for s in strings]
+        with open(self._blob_path, "ab") as f:
+            f.write(b"".join(data))
+        lengths = np.fromiter((len(b) for b in data), dtype=np.int64, count=len(data))
+        self._offsets = np.concatenate([self._offsets, self._offsets[-1] + np.cumsum(lengths)])
+        self._map()
+
+    def __len__(self) -> int:
+        return len(self._offsets) - 1
+
+    def __getitem__(self, i: int) -> str:
+        n = len(self)
+        if not -n <= i < n:
+            raise IndexError(f"row {i} out of range for {n} strings")
+        i %= n
+        start, end = int(self._offsets[i]), int(self._offsets[i + 1])
+        return self._mm[start:end].decode("utf-8") if end > start else ""
+
+    def get(self, rows) -> list[str]:
+        """Strings at `rows` (any int iterable)."""
+        return [self[int(i)] for i in rows]
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+    def save(self, blob_path, offsets_path) -> None:
+        """Write the blob and its offsets (`.npy`, no pickles)."""
+        blob_path = Path(blob_path)
+        if self._blob_path is None:
+            blob_path.write_bytes(b"")
+        elif blob_path.resolve() != self._blob_path.resolve():
+            shutil.copyfile(self._blob_path, blob_path)
+        np.save(offsets_path, np.ascontiguousarray(self._offsets, dtype=np.int64), allow_pickle=False)
+
+    def nbytes(self) -> int:
+        return int(self._offsets[-1])
