@@ -51,8 +51,11 @@ def main(argv: list[str] | None = None) -> int:
 
             train_config = None
             if args.train_config:
-                with open(args.train_config, encoding="utf-8") as f:
-                    train_config = json.load(f)
+                try:
+                    with open(args.train_config, encoding="utf-8") as f:
+                        train_config = json.load(f)
+                except json.JSONDecodeError as e:
+                    raise PublishError(f"{args.train_config}:{e.lineno}: not JSON ({e.msg})") from None
             push(args.model, args.index, args.repo_id, metrics_files=args.metrics, private=args.private,
                  revision=args.revision, dry_run=args.dry_run, out=args.out, train_config=train_config,
                  space_id=args.space_id)

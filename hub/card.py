@@ -98,6 +98,8 @@ def _about(repo_id: str, cfg: dict, index_info: dict | None) -> str:
         lines += [f"| index: {k} | {v} |" for k, v in index_info.items()]
     lines += [
         "",
+        "MS MARCO is released for non-commercial research; check its terms before using this model commercially.",
+        "",
         "Files: `model.safetensors` (weights), `config.json` (the constructor's arguments), `base_config.json` and "
         "the tokenizer files" + (", and `index/`, a prebuilt passage index encoded by this model." if index_info
                                  else ". No passage index is included; build one with the command below."),

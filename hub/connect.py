@@ -46,6 +46,8 @@ def explain(err: BaseException, api: HfApi | None = None, what: str = "the Hub")
             msg = f"{endpoint} answered {status} for {what}" + (f": {server}" if server else "")
     elif _is_network_error(err):
         msg = f"cannot reach {endpoint} ({_root(err)}): check the network connection or HF_ENDPOINT"
+    elif isinstance(err, (ValueError, FileNotFoundError, PermissionError, IsADirectoryError)):
+        msg = str(err)  # our own checks and the loaders': they already name the file
     else:
         msg = f"{type(err).__name__}: {err}"
     return redact(" ".join(msg.split()), api)
