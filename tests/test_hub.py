@@ -445,11 +445,10 @@ def test_deploy_space_is_one_commit_and_sets_the_variable(fake_hub, tmp_path, ca
 def test_push_from_training_uploads_model_index_recipe_and_final_metrics(trained, fake_hub, tmp_path, capsys):
     import shutil
 
-    @dataclass
-    class Cfg:
-        tower: str = "mean"
-        learning_rate: float = 2e-5
-        push_to_hub: str = "me/trained"
+    from train.config import TrainConfig  # the real training config, as `python -m train` passes it
+
+    def Cfg():  # noqa: N802
+        return TrainConfig(tower="mean", learning_rate=2e-5, push_to_hub="me/trained")
 
     run = tmp_path / "run"
     shutil.copytree(trained.model_dir, run)
@@ -467,7 +466,8 @@ def test_push_from_training_uploads_model_index_recipe_and_final_metrics(trained
     got = {(r.task_type, r.metric_type): r.metric_value for r in card.data.eval_results}
     assert got == {("Retrieval", "ndcg_at_10"): 0.42, ("Retrieval", "mrr_at_10"): 0.37, ("Retrieval", "recall_at_100"): 0.9,
                    ("Reranking", "ndcg_at_10"): 0.61, ("Reranking", "mrr_at_10"): 0.55}
-    assert '"learning_rate": 2e-05' in card.content and "| random | 0.3000 | 0.2000 |" in card.content
+    assert '"learning_rate": 2e-05' in card.content and '"push_to_hub": "me/trained"' in card.content
+    assert "| random | 0.3000 | 0.2000 |" in card.content
 
 
 def test_load_pretrained_downloads_model_and_index_at_a_pinned_revision(trained, fake_hub, tmp_path, monkeypatch):
