@@ -1,0 +1,160 @@
+"""`python -m train` end to end on tiny synthetic data and a tiny base model: CLI with W&B offline,
+data errors before training, NaN stop, SIGKILL + --resume, and two-process DDP (gloo)."""
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from tinymodel import make_tiny_base, synthetic_rows
+from train.config import TrainConfig, parse_config
+from train.loop import main, run
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "TOKENIZERS_PARALLELISM": "false",
+       "OMP_NUM_THREADS": "1", "WANDB_SILENT": "true"}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    d = tmp_path_factory.mktemp("train")
+    base = make_tiny_base(d / "base")
+    train = d / "train.jsonl"
+    train.write_text("".join(json.dumps(r) + "\n" for r in synthetic_rows(25, seed=1)))  # 200 rows
+    val = d / "val.jsonl"
+    val.write_text("".join(json.dumps(r) + "\n" for r in synthetic_rows(1, seed=2)))
+    return {"base": str(base), "train": str(train), "val": str(val), "dir": d}
+
+
+def args(data, out, *extra):
+    return ["--tower", "mean", "--base-model", data["base"], "--data-files", data["train"], "--batch-size", "8",
+            "--num-workers", "0", "--output-dir", str(out), "--log-steps", "5", "--seed", "3", *extra]
+
+
+def test_cli_end_to_end_with_wandb_offline(data, tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-m", "train", *args(data, out, "--validation-files", data["val"], "--epochs", "2",
+                                                                "--max-samples", "64")],
+                          cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["global_step"] == 2 * 8  # 64 examples / batch 8, two epochs
+    for key in ("val/ndcg@10", "val/random_ndcg@10", "test/ndcg@10", "test/recall@100"):
+        assert 0.0 <= metrics[key] <= 1.0
+    assert "200 rows -> 200 examples" in proc.stdout and "examples/s" in proc.stdout
+    from twotowers import TwoTowers
+
+    model = TwoTowers.from_pretrained(out)  # the final model loads as a normal saved model
+    assert model.encode_queries(["piano keys"]).shape == (1, 256)
+    assert list(out.glob("wandb/offline-run-*")), "WANDB_MODE=offline should leave an offline run"
+
+
+def test_unparsable_file_stops_before_training(data, tmp_path, capsys):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(Path(data["train"]).read_text().splitlines()[0] + "\n{oops\n")
+    from twotowers.data import DataFormatError
+
+    with pytest.raises(DataFormatError, match=r"bad\.jsonl:2"):
+        run(parse_config(args(data, tmp_path / "o", "--no-wandb") + ["--data-files", str(bad)]))
+    assert "tokenised" not in capsys.readouterr().out
+    assert not (tmp_path / "o").exists()
+
+
+def test_nan_loss_stops_with_clear_message(data, tmp_path):
+    from twotowers import TwoTowers
+
+    broken = TwoTowers(tower="mean", base_model=data["base"])
+    with torch.no_grad():
+        broken.query_tower.projection.weight.fill_(float("nan"))
+    broken.save_pretrained(tmp_path / "nan")
+    cfg = parse_config(args(data, tmp_path / "o", "--no-wandb", "--init-from", str(tmp_path / "nan")))
+    with pytest.raises(SystemExit, match=r"loss is nan at epoch 1, batch 1"):
+        main(cfg)
+
+
+def _state(out: Path):
+    for name in ("checkpoint", "checkpoint.old"):
+        f = out / name / "trainer_state.json"
+        if f.is_file():
+            try:
+                return json.loads(f.read_text())
+            except (OSError, json.JSONDecodeError):
+                return None
+    return None
+
+
+def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(data, tmp_path):
+    extra = ("--no-wandb", "--epochs", "2", "--batch-size", "4", "--max-samples", "96", "--save-steps", "4",
+             "--no-comprehensive-test")
+    full = run(parse_config(args(data, tmp_path / "full", *extra)))
+    steps = 2 * math.ceil(96 / 4)
+    assert full["global_step"] == steps
+
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "train", *args(data, out, *extra)], cwd=ROOT, env=ENV,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        s = _state(out)
+        if s and s["global_step"] >= 4:
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.02)
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, f"run was not killed mid-way: {proc.stderr.read()[-2000:]}"
+    killed_at = _state(out)
+    assert killed_at is not None and 0 < killed_at["global_step"] < steps
+    assert not (out / "metrics.json").exists()
+
+    with pytest.raises(SystemExit, match="--resume"):  # a plain rerun would clobber the checkpoint
+        run(parse_config(args(data, out, *extra)))
+    resumed = run(parse_config(args(data, out, *extra, "--resume")))
+    assert resumed["global_step"] == full["global_step"]
+    assert resumed["examples_seen"] == full["examples_seen"]
+    from safetensors.torch import load_file
+
+    a, b = load_file(tmp_path / "full" / "model.safetensors"), load_file(out / "model.safetensors")
+    for k in a:  # same data order, optimizer and schedule: the same weights
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5)
+
+
+def test_two_process_ddp_with_gloo(data, tmp_path):
+    out = tmp_path / "ddp"
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29517",
+                           "-m", "train", *args(data, out, "--no-wandb", "--device", "cpu", "--max-samples", "48",
+                                             "--no-comprehensive-test")],
+                          cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=400)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["global_step"] == math.ceil(48 / 2 / 8)  # each process takes half of every epoch
+    assert metrics["examples_seen"] == 48
+    assert "2 process(es)" in proc.stdout
+
+
+def test_config_flags_are_field_names():
+    cfg = parse_config(["--learning-rate", "3e-4", "--no-wandb", "--data-files", "a.jsonl", "b.tsv",
+                        "--projection-dim", "0", "--resume=false"])
+    assert cfg.learning_rate == 3e-4 and cfg.no_wandb and cfg.data_files == ["a.jsonl", "b.tsv"]
+    assert cfg.projection is None and cfg.resume is False
+    assert TrainConfig(tower="gru").projection == 256 and TrainConfig(tower="transformer").lr == 2e-5
+    with pytest.raises(SystemExit):
+        parse_config(["--tower", "cnn"])
+
+
+def test_sweep_configs_use_config_fields_and_the_retrieval_metric():
+    import dataclasses
+
+    from train.sweep import sweep_config
+
+    for name in ("quick", "basic", "extensive"):
+        sc = sweep_config(TrainConfig(sweep=name, data_files=["x.jsonl"]))
+        assert sc["method"] == "bayes" and sc["metric"] == {"name": "test/ndcg@10", "goal": "maximize"}
+        assert set(sc["parameters"]) <= {f.name for f in dataclasses.fields(TrainConfig)}
+        assert sc["parameters"]["data_files"] == {"value": ["x.jsonl"]}

@@ -1,0 +1,1 @@
+"""`python -m train`: train two-tower models on MS MARCO (config, loop, checkpoints, W&B, sweeps)."""
