@@ -205,7 +205,7 @@ def test_load_refuses_wrong_dim_in_index_json(saved, tmp_path):
         PassageIndex.load(d)
 
 
-@pytest.mark.parametrize("name", ["hnsw.bin", "passages.bin", "ids_offsets.npy", "keyword_csc_data.npy"])
+@pytest.mark.parametrize("name", ["hnsw.bin", "vectors.npy", "passages.bin", "ids_offsets.npy", "keyword_csc_data.npy"])
 def test_load_names_a_truncated_file(saved, tmp_path, name):
     d = copy_index(saved, tmp_path)
     data = (d / name).read_bytes()

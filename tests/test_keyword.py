@@ -27,6 +27,9 @@ def test_scores_equal_bm25s_on_the_same_tokens():
     ref.index((tokens, dict(kw.vocab)), create_empty_token=False, show_progress=False)
     q = [kw.vocab[w] for w in kw.analyzer("capital of France") if w in kw.vocab]
     np.testing.assert_allclose(kw._bm25.get_scores_from_ids(q), ref.get_scores_from_ids(q), rtol=1e-6)
+    np.testing.assert_allclose(kw.scores(q), ref.get_scores_from_ids(q), rtol=1e-6)
+    rows = np.array([0, 3, 4, 8])
+    np.testing.assert_allclose(kw.score_rows("capital of France", rows), ref.get_scores_from_ids(q)[rows], rtol=1e-6)
 
 
 def test_search_best_first_pads_non_matches():

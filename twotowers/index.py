@@ -10,6 +10,8 @@ search with, count, the encoding model's fingerprint and config, the keyword par
 
     index.json         what it is (read first; written last)
     hnsw.bin           the hnswlib graph (inner product over unit vectors), labels = row positions
+    vectors.npy        the same vectors, float32 [count, dim], memory-mapped: exact scores for hybrid
+                       candidates and ef tuning (hnswlib's get_items is ~50 us a vector)
     ids.bin            passage ids, one UTF-8 blob ...  + ids_offsets.npy       int64 [count + 1]
     passages.bin       passage texts, one UTF-8 blob ... + passages_offsets.npy int64 [count + 1]
     keyword*.json/npy  the BM25 side (twotowers.keyword), when built with keyword=True
@@ -40,12 +42,13 @@ import hnswlib
 import numpy as np
 
 from .keyword import KeywordIndex, load_array
-from .store import TextStore
+from .store import TextStore, VectorStore
 
 FORMAT = "twotowers-passage-index"
 FORMAT_VERSION = 1
 META_NAME = "index.json"
 HNSW_NAME = "hnsw.bin"
+VECTORS_NAME = "vectors.npy"
 STORE_FILES = {"ids": ("ids.bin", "ids_offsets.npy"), "passages": ("passages.bin", "passages_offsets.npy")}
 EF_CANDIDATES = (10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048)
 MODES = ("dense", "keyword", "hybrid")
@@ -70,9 +73,10 @@ class SearchHit:
 class PassageIndex:
     """Passages searchable by dense vectors (hnswlib), by BM25 keywords, or by both fused."""
 
-    def __init__(self, hnsw: hnswlib.Index, ids: TextStore, passages: TextStore, meta: dict,
+    def __init__(self, hnsw: hnswlib.Index, vectors: VectorStore, ids: TextStore, passages: TextStore, meta: dict,
                  keyword: KeywordIndex | None = None, model=None):
         self.hnsw, self.ids, self.passages, self.keyword = hnsw, ids, passages, keyword
+        self._vectors = vectors
         self._meta = meta
         self.model = model
 
@@ -110,7 +114,7 @@ class PassageIndex:
               target_recall: float = 0.99, chunk_size: int = 10_000, keyword: bool = True,
               show_progress: bool = False, tune_queries: Sequence[str] | np.ndarray | None = None,
               tune_samples: int = 200, tune_k: int = 10, batch_size: int = 64, stemmer: str | None = None,
-              k1: float = 0.9, b: float = 0.4, seed: int = 0) -> "PassageIndex":
+              k1: float = 0.9, b: float = 0.4, seed: int = 0, vectors: np.ndarray | None = None) -> "PassageIndex":
         """Encode passages with `model` in chunks and index them (dense and, by default, BM25).
 
         `ids, texts` are two sequences, or `ids` alone is an iterable of `(id, text)` pairs (read as a
@@ -141,7 +145,8 @@ class PassageIndex:
             if not chunk:
                 break
             chunk_ids, chunk_texts = _split_pairs(chunk, start=len(index))
-            index._append(chunk_ids, chunk_texts, batch_size=batch_size, rescore=False)
+            given = None if vectors is None else vectors[len(index) : len(index) + len(chunk)]
+            index._append(chunk_ids, chunk_texts, batch_size=batch_size, rescore=False, vectors=given)
             if bar is not None:
                 bar.update(len(chunk))
         if bar is not None:
@@ -162,7 +167,7 @@ class PassageIndex:
                 "ef_construction": ef_construction, "ef": 10, "count": 0,
                 "model": {"class": type(model).__name__, "fingerprint": model.fingerprint(),
                           "config": getattr(model, "_hub_mixin_config", None)}}
-        return cls(hnsw, TextStore(), TextStore(), meta, keyword=keyword, model=model)
+        return cls(hnsw, VectorStore(dim), TextStore(), TextStore(), meta, keyword=keyword, model=model)
 
     def add(self, ids: Sequence[str], texts: Sequence[str], *, batch_size: int = 64) -> None:
         """Encode and append passages (dense and keyword sides); ef stays as chosen. Not thread-safe."""
@@ -173,13 +178,20 @@ class PassageIndex:
         if texts:
             self._append(ids, texts, batch_size=batch_size, rescore=True)
 
-    def _append(self, ids: list[str], texts: list[str], *, batch_size: int, rescore: bool) -> None:
-        vectors = self.model.encode_passages(texts, batch_size=batch_size)  # [n, dim] unit vectors
+    def _append(self, ids: list[str], texts: list[str], *, batch_size: int, rescore: bool,
+                vectors: np.ndarray | None = None) -> None:
+        if vectors is None:
+            vectors = self.model.encode_passages(texts, batch_size=batch_size)  # [n, dim] unit vectors
+        elif vectors.shape != (len(texts), self.dim):
+            raise ValueError(f"vectors for passages {len(self)}..{len(self) + len(texts) - 1} have shape "
+                             f"{vectors.shape}, expected ({len(texts)}, {self.dim})")
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         start = len(self)
         need = start + len(texts)
         if need > self.hnsw.get_max_elements():
             self.hnsw.resize_index(max(need, 2 * self.hnsw.get_max_elements()))
         self.hnsw.add_items(vectors, np.arange(start, need, dtype=np.int64))
+        self._vectors.extend(vectors)
         self.ids.extend(ids)
         self.passages.extend(texts)
         if self.keyword is not None:
@@ -239,20 +251,18 @@ class PassageIndex:
 
     def vectors(self, rows) -> np.ndarray:
         """The stored passage vectors at `rows` -> `[len(rows), dim]` float32."""
-        rows = np.asarray(rows, dtype=np.int64)
-        if len(rows) == 0:
-            return np.empty((0, self.dim), dtype=np.float32)
-        return np.asarray(self.hnsw.get_items(rows), dtype=np.float32).reshape(len(rows), self.dim)
+        return self._vectors[np.asarray(rows, dtype=np.int64)]
 
     def _exact_top(self, q: np.ndarray, k: int, block: int = 100_000) -> np.ndarray:
         """Exact top-k rows by inner product, scanning the stored vectors in blocks -> `[nq, k]`."""
         best_s = np.full((len(q), 0), -np.inf, dtype=np.float32)
         best_r = np.zeros((len(q), 0), dtype=np.int64)
         for start in range(0, len(self), block):
-            rows = np.arange(start, min(start + block, len(self)))
-            s = q @ self.vectors(rows).T  # [nq, block]
-            s_all = np.concatenate([best_s, s], axis=1)
-            r_all = np.concatenate([best_r, np.broadcast_to(rows, s.shape)], axis=1)
+            s = q @ self._vectors[start : start + block].T  # [nq, block]
+            kk = min(k, s.shape[1])
+            part = np.argpartition(-s, kk - 1, axis=1)[:, :kk]
+            s_all = np.concatenate([best_s, np.take_along_axis(s, part, 1)], axis=1)
+            r_all = np.concatenate([best_r, part + start], axis=1)
             top = np.argsort(-s_all, axis=1, kind="stable")[:, :k]
             best_s, best_r = np.take_along_axis(s_all, top, 1), np.take_along_axis(r_all, top, 1)
         return best_r
@@ -292,17 +302,24 @@ class PassageIndex:
         if not 0 <= alpha <= 1:
             raise ValueError(f"alpha must be in [0, 1], got {alpha}")
         depth = max(k, depth or 100)
-        d_rows, _ = self._dense(q, depth)
-        k_rows, _ = self.keyword.search(queries, depth)
-        out = []
+        d_rows, d_sims = self._dense(q, depth)
+        kw, out = self.keyword, []
         for qi, text in enumerate(queries):
-            cand = np.unique(np.concatenate([d_rows[qi], k_rows[qi]]))
-            cand = cand[cand >= 0]
-            dense = self.vectors(cand) @ q[qi]                          # [c] exact cosine
-            kw = self.keyword.score_rows(text, cand)                     # [c] exact BM25 (0 = no shared term)
-            fused = _fuse(dense, kw, alpha, fusion)
-            top = np.lexsort((cand, -fused))[:k]
-            out.append(self._hits(cand[top], fused[top], dense=dense[top], keyword=kw[top]))
+            n_dense = int(np.count_nonzero(d_rows[qi] >= 0))
+            rows, dense = d_rows[qi, :n_dense], d_sims[qi, :n_dense]
+            terms = kw._term_ids(text)
+            if terms:
+                bm25 = kw.scores(terms)                                   # [N] BM25 of every passage
+                k_rows, _ = kw.top(bm25, depth)
+                extra = np.setdiff1d(k_rows, rows, assume_unique=True)    # keyword-only candidates
+                rows = np.concatenate([rows, extra])
+                dense = np.concatenate([dense, self._vectors[extra] @ q[qi]])  # their exact cosines
+                keyword = bm25[rows]                                      # exact BM25 (0 = no shared term)
+            else:
+                keyword = np.zeros(len(rows), dtype=np.float32)
+            fused = _fuse(dense, keyword, alpha, fusion)
+            top = np.lexsort((rows, -fused))[:k]
+            out.append(self._hits(rows[top], fused[top], dense=dense[top], keyword=keyword[top]))
         return out
 
     def _query_vectors(self, queries) -> np.ndarray:
@@ -324,15 +341,14 @@ class PassageIndex:
         return rows, sims
 
     def _hits(self, rows, scores, dense=None, keyword=None) -> list[SearchHit]:
-        hits = []
-        for j, r in enumerate(rows):
-            if r < 0:
-                break
-            r = int(r)
-            hits.append(SearchHit(self.ids[r], self.passages[r], float(scores[j]),
-                                  None if dense is None else float(dense[j]),
-                                  None if keyword is None else float(keyword[j])))
-        return hits
+        rows = np.asarray(rows)
+        n = int(np.count_nonzero(rows >= 0))  # -1 pads only at the end
+        rows = rows[:n]
+        none = [None] * n
+        dense = none if dense is None else np.asarray(dense[:n], dtype=np.float64).tolist()
+        keyword = none if keyword is None else np.asarray(keyword[:n], dtype=np.float64).tolist()
+        scores = np.asarray(scores[:n], dtype=np.float64).tolist()
+        return [SearchHit(*fields) for fields in zip(self.ids.get(rows), self.passages.get(rows), scores, dense, keyword)]
 
     def _require_model(self, what: str):
         if self.model is None:
@@ -349,6 +365,7 @@ class PassageIndex:
         tmp = Path(tempfile.mkdtemp(prefix=".tmp-save-", dir=d))
         try:
             self.hnsw.save_index(str(tmp / HNSW_NAME))
+            self._vectors.save(tmp / VECTORS_NAME)
             self.ids.save(tmp / STORE_FILES["ids"][0], tmp / STORE_FILES["ids"][1])
             self.passages.save(tmp / STORE_FILES["passages"][0], tmp / STORE_FILES["passages"][1])
             if self.keyword is not None:
@@ -408,6 +425,7 @@ class PassageIndex:
         except Exception as e:
             raise ValueError(f"{hnsw_path} could not be read by hnswlib: {e}") from e
         hnsw.set_ef(int(meta["ef"]))  # hnswlib does not save ef
+        vectors = VectorStore.load(load_array(d / VECTORS_NAME, np.float32, (count, dim), mmap=mmap))
         # 3. ids and texts
         stores = {}
         for key, (blob, offsets) in STORE_FILES.items():
@@ -427,7 +445,7 @@ class PassageIndex:
         meta.pop("files", None)
         meta.pop("versions", None)
         meta.pop("keyword", None)
-        return cls(hnsw, stores["ids"], stores["passages"], meta, keyword=kw, model=model)
+        return cls(hnsw, vectors, stores["ids"], stores["passages"], meta, keyword=kw, model=model)
 
     @classmethod
     def from_pretrained(cls, repo_id_or_dir: str, revision: str | None = None, subfolder: str = "index",

@@ -7,8 +7,8 @@
 Text is lower-cased, split on `\\b\\w\\w+\\b`, English stopwords dropped (bm25s' list), optionally stemmed
 (`stemmer="english"`: Snowball via PyStemmer). The index keeps, per passage, its (term, count) pairs, so
 `add` re-scores the whole corpus without tokenizing old text again (BM25's idf and average length are
-corpus-wide). Scores are bm25s' own Lucene BM25 (a test checks them against `bm25s.BM25.index`), and
-queries are scored by `bm25s.BM25.get_scores_from_ids` on that matrix.
+corpus-wide). The weights are bm25s' own Lucene BM25 and a query's scores are its
+`get_scores_from_ids` sums (tests check both against bm25s), computed here without `np.add.at`.
 """
 
 from __future__ import annotations
@@ -194,22 +194,42 @@ class KeywordIndex:
             raise ValueError(f"k must be a positive int, got {k!r}")
         rows = np.full((len(queries), k), -1, dtype=np.int64)
         scores = np.zeros((len(queries), k), dtype=np.float32)
-        bm, n = self._bm25, len(self)
         for qi, q in enumerate(queries):
             ids = self._term_ids(q)
-            if not ids or n == 0:
-                continue
-            s = bm.get_scores_from_ids(ids)  # [N] float32
-            kk = min(k, n)
-            if kk < n:  # everything scoring at least the k-th best, so ties at the cut are kept whole
-                kth = s[np.argpartition(-s, kk - 1)[kk - 1]]
-                top = np.flatnonzero(s >= max(kth, np.float32(1e-30)))
-            else:
-                top = np.flatnonzero(s > 0)
-            top = top[np.lexsort((top, -s[top]))][:kk]  # best first; ties by row: deterministic
-            rows[qi, : len(top)] = top
-            scores[qi, : len(top)] = s[top]
+            if ids and len(self):
+                top, top_scores = self.top(self.scores(ids), k)
+                rows[qi, : len(top)] = top
+                scores[qi, : len(top)] = top_scores
         return rows, scores
+
+    @staticmethod
+    def top(s: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Best k rows of a `[N]` score array with score > 0 -> (rows, scores), best first, ties by row.
+
+        Everything scoring at least the k-th best is kept before sorting, so ties at the cut are
+        resolved by row, not by argpartition's whim.
+        """
+        nz = np.flatnonzero(s > 0)  # passages sharing a term: usually far fewer than N
+        vals = s[nz]
+        if len(nz) > k:
+            kth = vals[np.argpartition(-vals, k - 1)[k - 1]]
+            keep = vals >= kth
+            nz, vals = nz[keep], vals[keep]
+        order = np.lexsort((nz, -vals))[:k]
+        return nz[order], vals[order]
+
+    def scores(self, term_ids: Sequence[int]) -> np.ndarray:
+        """BM25 score of every passage for a query's term ids -> `[N]` float32.
+
+        Same sums as `bm25s.BM25.get_scores_from_ids`, without its `np.add.at`: a term's passages are
+        distinct, so a plain fancy-index add is exact and several times faster.
+        """
+        a = self._arrays
+        out = np.zeros(len(self), dtype=np.float32)
+        for t in term_ids:
+            start, end = a["csc_indptr"][t], a["csc_indptr"][t + 1]
+            out[a["csc_indices"][start:end]] += a["csc_data"][start:end]
+        return out
 
     def score_rows(self, query: str, rows: np.ndarray) -> np.ndarray:
         """BM25 score of one query for the passages at `rows` -> `[len(rows)]` float32 (0 = no shared term)."""
@@ -315,4 +335,4 @@ def load_array(path: Path, dtype, shape: tuple[int, ...], mmap: bool = True) -> 
     if arr.dtype != np.dtype(dtype) or arr.shape != tuple(shape):
         raise ValueError(f"{path}: expected {np.dtype(dtype).name} {tuple(shape)}, found {arr.dtype.name} {arr.shape} "
                          "(truncated, or from another index)")
-    return arr
+    return arr.view(np.ndarray)  # still memory-mapped; a plain ndarray indexes ~10x faster than np.memmap

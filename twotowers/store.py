@@ -88,8 +88,13 @@ class TextStore:
         return self._mm[start:end].decode("utf-8") if end > start else ""
 
     def get(self, rows) -> list[str]:
-        """Strings at `rows` (any int iterable)."""
-        return [self[int(i)] for i in rows]
+        """Strings at `rows` (an int array or list; rows must be in range)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if len(rows) and (rows.min() < 0 or rows.max() >= len(self)):
+            raise IndexError(f"rows out of range for {len(self)} strings")
+        starts, ends = self._offsets[rows].tolist(), self._offsets[rows + 1].tolist()
+        mm = self._mm
+        return [mm[a:b].decode("utf-8") if b > a else "" for a, b in zip(starts, ends)]
 
     def __iter__(self):
         return (self[i] for i in range(len(self)))
@@ -105,3 +110,53 @@ class TextStore:
 
     def nbytes(self) -> int:
         return int(self._offsets[-1])
+
+
+class VectorStore:
+    """Append-only float32 matrix `[n, dim]` on disk (`.npy`), memory-mapped: exact scores without hnswlib.
+
+    hnswlib keeps the vectors too, but its `get_items` copies each one through Python lists (~50 us a
+    vector); hybrid fusion and ef tuning need hundreds to millions of them.
+    """
+
+    def __init__(self, dim: int):
+        self.dim = int(dim)
+        self._arr = np.zeros((0, self.dim), dtype=np.float32)
+        self._path: Path | None = None  # raw float32 spool while building
+        self._tmp: str | None = None
+
+    @classmethod
+    def load(cls, arr: np.ndarray) -> "VectorStore":
+        """Wrap a loaded (memory-mapped, shape-checked) `[n, dim]` float32 array."""
+        store = cls(arr.shape[1])
+        store._arr = arr
+        return store
+
+    def extend(self, vectors: np.ndarray) -> None:
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.dim)
+        if self._path is None:
+            self._tmp = tempfile.mkdtemp(prefix="twotowers-vectors-")
+            weakref.finalize(self, shutil.rmtree, self._tmp, True)
+            self._path = Path(self._tmp) / "vectors.f32"
+            with open(self._path, "wb") as f:
+                for start in range(0, len(self._arr), 100_000):  # a loaded store: copy, never modify the saved file
+                    f.write(np.ascontiguousarray(self._arr[start : start + 100_000]).tobytes())
+        with open(self._path, "ab") as f:
+            f.write(vectors.tobytes())
+        n = len(self._arr) + len(vectors)
+        self._arr = np.memmap(self._path, dtype=np.float32, mode="r", shape=(n, self.dim)).view(np.ndarray)
+
+    def __len__(self) -> int:
+        return len(self._arr)
+
+    def __getitem__(self, rows) -> np.ndarray:
+        return self._arr[rows]
+
+    def save(self, path) -> None:
+        """Write `.npy` (no pickles), streaming the rows through in blocks."""
+        header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)), "fortran_order": False,
+                  "shape": (len(self._arr), self.dim)}
+        with open(path, "wb") as f:
+            np.lib.format.write_array_header_1_0(f, header)
+            for start in range(0, len(self._arr), 100_000):
+                f.write(np.ascontiguousarray(self._arr[start : start + 100_000]).tobytes())

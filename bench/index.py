@@ -1,0 +1,211 @@
+"""Index benchmark: build, size, memory, latency, throughput and recall of PassageIndex vs raw hnswlib and exact search.
+
+    python bench/index.py                                  # 100k and 1M vectors, dims 256 and 384
+    python bench/index.py --sizes 100000 --dims 256        # one configuration
+    python bench/index.py --sizes 1000000 --dims 256 --hybrid   # + text latency dense vs hybrid (BM25 built too)
+
+Vectors are the dev600 collection's real passages (11,809) encoded by the mean tower (untrained unless
+--model), repeated with Gaussian noise (--noise) and re-normalised to reach each size; queries are the
+600 dev600 queries encoded by the same model's query tower. Each configuration runs in its own
+process, so "peak RSS" is that process's high-water mark (model + vectors + index). In the same run:
+exact numpy search (`Q @ V.T`, top-k by argpartition) and raw `hnswlib.Index.knn_query` on the very
+graph the PassageIndex wraps, at the same ef. Prints markdown tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from common import DEV_COLLECTION, MSMARCO, print_table, read_passages
+
+QUERIES = MSMARCO / "dev-small" / "queries.dev600.tsv"
+
+
+def load_model(dim: int, model_dir: str | None):
+    import torch
+
+    from twotowers import TwoTowers
+
+    if model_dir:
+        return TwoTowers.from_pretrained(model_dir)
+    torch.manual_seed(0)
+    return TwoTowers(tower="mean", projection_dim=dim)
+
+
+def base_vectors(model, dim: int, cache: Path, tag: str) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
+    """(passage vectors [11809, dim], query vectors [600, dim], passage texts, query texts), cached per model."""
+    _, texts = read_passages()
+    queries = [line.rstrip("\n").split("\t", 1)[1] for line in open(QUERIES, encoding="utf-8")]
+    p_file, q_file = cache / f"{tag}-{dim}-passages.npy", cache / f"{tag}-{dim}-queries.npy"
+    if not p_file.is_file():
+        np.save(p_file, model.encode_passages(texts, batch_size=128))
+        np.save(q_file, model.encode_queries(queries))
+    return np.load(p_file), np.load(q_file), texts, queries
+
+
+def grow(base: np.ndarray, n: int, noise: float, seed: int = 0) -> np.ndarray:
+    """[n, dim]: base rows repeated, each copy after the first moved by Gaussian noise, unit norm."""
+    rng = np.random.default_rng(seed)
+    out = np.empty((n, base.shape[1]), dtype=np.float32)
+    for start in range(0, n, 100_000):
+        rows = np.arange(start, min(start + 100_000, n))
+        v = base[rows % len(base)].copy()
+        copy = rows >= len(base)
+        v[copy] += rng.standard_normal((int(copy.sum()), base.shape[1]), dtype=np.float32) * (noise / np.sqrt(base.shape[1]))
+        out[rows] = v / np.linalg.norm(v, axis=1, keepdims=True)
+    return out
+
+
+def exact_top(q: np.ndarray, v: np.ndarray, k: int) -> np.ndarray:
+    """Exact top-k rows by inner product, blocked over the vectors -> [nq, k]."""
+    best_s = np.full((len(q), 0), -np.inf, dtype=np.float32)
+    best_r = np.zeros((len(q), 0), dtype=np.int64)
+    for start in range(0, len(v), 200_000):
+        s = q @ v[start : start + 200_000].T
+        top = np.argpartition(-s, k - 1, axis=1)[:, :k]
+        s_all = np.concatenate([best_s, np.take_along_axis(s, top, 1)], 1)
+        r_all = np.concatenate([best_r, top + start], 1)
+        keep = np.argsort(-s_all, axis=1)[:, :k]
+        best_s, best_r = np.take_along_axis(s_all, keep, 1), np.take_along_axis(r_all, keep, 1)
+    return best_r
+
+
+def percentiles_ms(times: list[float]) -> tuple[float, float]:
+    t = np.array(times) * 1e3
+    return float(np.percentile(t, 50)), float(np.percentile(t, 99))
+
+
+def run_one(n: int, dim: int, args) -> dict:
+    """One configuration, in this process: returns a dict of measurements."""
+    from twotowers import PassageIndex
+
+    model = load_model(dim, args.model)
+    cache = Path(args.cache)
+    cache.mkdir(parents=True, exist_ok=True)
+    tag = "trained" if args.model else "untrained"
+    base, q, texts, qtexts = base_vectors(model, dim, cache, tag)
+    q = q[: args.queries]
+    vectors = grow(base, n, args.noise)
+    ids = [str(i) for i in range(n)]
+    passages = [texts[i % len(texts)] for i in range(n)]
+
+    t0 = time.perf_counter()
+    index = PassageIndex.build(model, ids, passages, vectors=vectors, M=args.M, ef_construction=args.ef_construction,
+                               target_recall=args.target_recall, keyword=args.hybrid, chunk_size=50_000)
+    build_s = time.perf_counter() - t0
+    with tempfile.TemporaryDirectory(dir=args.cache) as d:
+        t0 = time.perf_counter()
+        index.save(d)
+        save_s = time.perf_counter() - t0
+        sizes = {p.name: p.stat().st_size for p in Path(d).iterdir()}
+    dense_bytes = sizes["hnsw.bin"]
+    total_bytes = sum(sizes.values())
+    hnsw, k = index.hnsw, args.k
+
+    # recall@k of the index's search against exact search, at the chosen ef
+    t0 = time.perf_counter()
+    exact = exact_top(q, vectors, k)
+    exact_batch_s = time.perf_counter() - t0
+    hits = index.search(q, k=k)
+    recall = float(np.mean([len({int(h.id) for h in row} & set(e.tolist())) / k for row, e in zip(hits, exact)]))
+
+    # single-query latency, interleaved so load spikes hit all three alike
+    t_index, t_raw, t_exact = [], [], []
+    for i in range(len(q)):
+        qi = q[i : i + 1]
+        t0 = time.perf_counter(); index.search(qi, k=k); t_index.append(time.perf_counter() - t0)
+        t0 = time.perf_counter(); hnsw.knn_query(qi, k=k, num_threads=1); t_raw.append(time.perf_counter() - t0)
+        if i < args.exact_single:
+            t0 = time.perf_counter(); s = vectors @ qi[0]; np.argpartition(-s, k)[:k]; t_exact.append(time.perf_counter() - t0)
+
+    # batched throughput (all cores), median of 3
+    def qps(fn):
+        times = []
+        for _ in range(3):
+            t0 = time.perf_counter(); fn(); times.append(time.perf_counter() - t0)
+        return len(q) / float(np.median(times))
+
+    out = {"n": n, "dim": dim, "M": args.M, "ef_construction": args.ef_construction, "ef": index.ef,
+           "ef_tuning": index.meta.get("ef_tuning"), "build_s": build_s, "save_s": save_s,
+           "hnsw_bytes": dense_bytes, "total_bytes": total_bytes, "bytes_per_vector": dense_bytes / n,
+           "recall": recall, "index_p50_p99": percentiles_ms(t_index), "raw_p50_p99": percentiles_ms(t_raw),
+           "exact_p50_p99": percentiles_ms(t_exact),
+           "index_qps": qps(lambda: index.search(q, k=k)), "raw_qps": qps(lambda: hnsw.knn_query(q, k=k)),
+           "exact_qps": len(q) / exact_batch_s}
+    if args.hybrid:
+        lat = {m: [] for m in ("dense", "hybrid", "keyword")}
+        for text in qtexts[: args.queries]:
+            for m in lat:
+                t0 = time.perf_counter(); index.search([text], k=k, mode=m); lat[m].append(time.perf_counter() - t0)
+        out["text_p50_p99"] = {m: percentiles_ms(v) for m, v in lat.items()}
+    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sizes", default="100000,1000000", help="comma-separated vector counts")
+    ap.add_argument("--dims", default="256,384", help="comma-separated dims (mean tower projection)")
+    ap.add_argument("--model", help="a trained TwoTowers dir instead of the untrained mean tower (its dim is used)")
+    ap.add_argument("--M", type=int, default=32)
+    ap.add_argument("--ef-construction", type=int, default=200)
+    ap.add_argument("--target-recall", type=float, default=0.99)
+    ap.add_argument("--noise", type=float, default=0.5, help="norm of the noise added to each repeated vector")
+    ap.add_argument("--queries", type=int, default=600, help="dev600 queries used (single-query timings)")
+    ap.add_argument("--exact-single", type=int, default=100, help="queries timed one by one for exact search")
+    ap.add_argument("-k", type=int, default=10)
+    ap.add_argument("--hybrid", action="store_true", help="also build BM25 and time text queries: dense vs hybrid")
+    ap.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "twotowers-bench-index"))
+    ap.add_argument("--one", help=argparse.SUPPRESS)  # n,dim: run one configuration in this process
+    args = ap.parse_args()
+    if not DEV_COLLECTION.is_file():
+        sys.exit(f"{DEV_COLLECTION} not found: set TWOTOWERS_MSMARCO_DIR to the shared MS MARCO data")
+
+    if args.one:
+        n, dim = map(int, args.one.split(","))
+        print(json.dumps(run_one(n, dim, args)))
+        return
+
+    results = []
+    for dim in map(int, args.dims.split(",")):
+        for n in map(int, args.sizes.split(",")):
+            cmd = [sys.executable, __file__, *sys.argv[1:], "--one", f"{n},{dim}"]
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if proc.returncode != 0:
+                print(f"n={n} dim={dim} failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
+                continue
+            r = json.loads(proc.stdout.strip().splitlines()[-1])
+            results.append(r)
+            print(json.dumps(r), file=sys.stderr, flush=True)
+
+    print(f"\nhnswlib M={args.M}, ef_construction={args.ef_construction}; ef chosen for recall@10 >= "
+          f"{args.target_recall} on pseudo-queries; recall below is on the dev600 queries; k={args.k}; "
+          f"{os.cpu_count()} CPUs\n")
+    print_table(
+        ["vectors", "dim", "ef", "build s", "index MB", "bytes/vector", "peak RSS MB", "recall@10",
+         "search p50/p99 ms", "raw hnswlib p50/p99 ms", "search/raw p50", "exact p50 ms",
+         "search QPS", "raw QPS", "exact QPS"],
+        [[f"{r['n']:,}", r["dim"], r["ef"], r["build_s"], r["total_bytes"] / 1e6, f"{r['bytes_per_vector']:,.0f}",
+          r["peak_rss_mb"], f"{r['recall']:.4f}", "{:.3f} / {:.3f}".format(*r["index_p50_p99"]),
+          "{:.3f} / {:.3f}".format(*r["raw_p50_p99"]), f"{r['index_p50_p99'][0] / r['raw_p50_p99'][0]:.2f}x",
+          f"{r['exact_p50_p99'][0]:.2f}", r["index_qps"], r["raw_qps"], r["exact_qps"]] for r in results])
+    hybrid = [r for r in results if "text_p50_p99" in r]
+    if hybrid:
+        print("\nText queries (query encoding included), single query, k=10:\n")
+        print_table(["vectors", "dim", "dense p50/p99 ms", "keyword p50/p99 ms", "hybrid p50/p99 ms", "hybrid/dense p50"],
+                    [[f"{r['n']:,}", r["dim"]] + ["{:.2f} / {:.2f}".format(*r["text_p50_p99"][m]) for m in ("dense", "keyword", "hybrid")]
+                     + [f"{r['text_p50_p99']['hybrid'][0] / r['text_p50_p99']['dense'][0]:.2f}x"] for r in hybrid])
+
+
+if __name__ == "__main__":
+    main()
