@@ -163,3 +163,20 @@ def test_read_texts_formats_and_errors(tmp_path):
     (tmp_path / "bad.tsv").write_text("1\tok\nonly-one-column\n")
     with pytest.raises(ValueError, match=r"bad.tsv:2"):
         read_texts([tmp_path / "bad.tsv"])
+
+
+def test_cache_writes_bounded_shards(tmp_path):
+    teacher, texts = ToyTeacher(), toy_texts(25, 6, 3)
+    a = TeacherCache(tmp_path, shard_size=10).encode(teacher, texts, "passage", show_progress=False)
+    assert len(list(tmp_path.rglob("passage-*.safetensors"))) == 3 and teacher.calls == 3
+    np.testing.assert_allclose(TeacherCache(tmp_path).encode(teacher, texts, "passage"), a)
+    assert teacher.calls == 3
+
+
+def test_max_seconds_bounds_a_run(corpus):
+    passages, queries = corpus
+    teacher = ToyTeacher()
+    student = TwoTowers(tower="mean", projection_dim=teacher.dim).to("cpu")
+    summary = distill(student, queries, passages, teacher._enc(queries), teacher._enc(passages),
+                      DistillConfig(epochs=50, batch_size=8, max_seconds=0.5, mine_k=5))
+    assert summary["stopped_early"] and summary["steps"] < 50 * 25

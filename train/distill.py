@@ -27,16 +27,25 @@ from twotowers.distill import DistillConfig, TeacherCache, distill, load_teacher
 
 DEFAULTS = dict(
     distill_from=None, distill_data=[], distill_weight=1.0, tower="mean", projection_dim=384, epochs=4,
-    learning_rate=2e-3, batch_size=128, seed=0, output_dir="runs/distill", no_save=False, data_files=[],
+    learning_rate=2e-3, batch_size=128, seed=0, output_dir="", no_save=False, data_files=[],
     distill_cache_dir=None, distill_init=None, distill_temperature=0.05, distill_candidates=1,
-    distill_weight_cosine=1.0, distill_weight_kl=1.0, distill_weight_mse=0.0, distill_embedding_lr=None,
+    distill_weight_cosine=1.0, distill_weight_kl=0.2, distill_weight_mse=0.0, distill_embedding_lr=None,
     distill_max_seconds=None, rnn_hidden_size=256, max_passage_length=256, device=None,
     eval_queries=None, eval_qrels=None, eval_collection=None,
 )
 
 
+# train's TrainConfig names for the same settings (its defaults suit labelled training, not these)
+ALIASES = {"distill_init": "init_from", "eval_queries": "test_queries", "eval_qrels": "test_qrels",
+           "eval_collection": "test_collection"}
+
+
 def _get(cfg, name):
     v = getattr(cfg, name, None)
+    if v is None and name in ALIASES:
+        v = getattr(cfg, ALIASES[name], None)
+    if name == "device" and v == "auto":
+        v = None
     return DEFAULTS[name] if v is None else v
 
 
@@ -136,8 +145,8 @@ def run_distillation(cfg) -> dict:
         proj = _get(cfg, "projection_dim")
         student = TwoTowers(tower=_get(cfg, "tower"), projection_dim=None if proj in (0, -1) else proj,
                             rnn_hidden_size=_get(cfg, "rnn_hidden_size"), max_passage_length=_get(cfg, "max_passage_length"))
-    if getattr(cfg, "device", None):
-        student.to(cfg.device)
+    if _get(cfg, "device"):
+        student.to(_get(cfg, "device"))
     dcfg = DistillConfig(
         epochs=_get(cfg, "epochs"), batch_size=_get(cfg, "batch_size"), learning_rate=_get(cfg, "learning_rate"),
         embedding_learning_rate=_get(cfg, "distill_embedding_lr"), weight_cosine=_get(cfg, "distill_weight_cosine"),
@@ -153,8 +162,8 @@ def run_distillation(cfg) -> dict:
     summary = distill(student, queries, passages, tq, tp, dcfg, extra_loss=extra)
     summary.update(teacher_seconds=round(t_teacher, 1), cache_mib=round(cache.size_bytes() / 2**20, 1),
                    teacher=str(_get(cfg, "distill_from")), tower=student.tower_config.tower)
+    out = Path(_get(cfg, "output_dir") or f"runs/distill-{student.tower_config.tower}")
     if not _get(cfg, "no_save"):
-        out = Path(_get(cfg, "output_dir"))
         student.save_pretrained(out)
         (out / "distill_summary.json").write_text(json.dumps(summary, indent=2))
         _log(f"saved {out}")
@@ -163,7 +172,7 @@ def run_distillation(cfg) -> dict:
         summary["eval"] = m
         _log("eval: " + json.dumps({k: round(v, 4) for k, v in m.items()}))
         if not _get(cfg, "no_save"):
-            (Path(_get(cfg, "output_dir")) / "distill_summary.json").write_text(json.dumps(summary, indent=2))
+            (out / "distill_summary.json").write_text(json.dumps(summary, indent=2))
     _log(f"total {time.perf_counter() - t0:.0f}s")
     return summary
 

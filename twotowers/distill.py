@@ -146,8 +146,9 @@ class TeacherCache:
     `keys [n, 16] uint8` (text hashes) and `vectors [n, dim] float16`. Lookups are by text hash, so any
     text set reuses what any earlier run computed; only missing texts are encoded (one new shard)."""
 
-    def __init__(self, directory: str | Path = DEFAULT_CACHE_DIR):
+    def __init__(self, directory: str | Path = DEFAULT_CACHE_DIR, shard_size: int = 20_000):
         self.directory = Path(directory).expanduser()
+        self.shard_size = shard_size
         self._fingerprints: dict[int, str] = {}
         self._index: dict[tuple[str, str], dict[bytes, tuple[int, int]]] = {}  # (fp, kind) -> key -> (shard, row)
         self._shards: dict[tuple[str, str], list[np.ndarray]] = {}
@@ -203,23 +204,28 @@ class TeacherCache:
                  f"({len(texts) - sum(1 for k in keys if k in missing):,} of {len(texts):,} cached)")
             enc = teacher.encode_queries if kind == "query" else teacher.encode_passages
             kwargs = {} if batch_size is None else {"batch_size": batch_size}
-            vecs = enc(list(missing.values()), show_progress=show_progress, **kwargs).astype(np.float16)
-            new_keys = np.frombuffer(b"".join(missing), dtype=np.uint8).reshape(len(missing), 16)
             folder = self.directory / fp[:16]
             folder.mkdir(parents=True, exist_ok=True)
-            n = len(list(folder.glob(f"{kind}-*.safetensors")))
-            path = folder / f"{kind}-{n:04d}.safetensors"
-            tmp = path.with_suffix(".tmp")
-            save_file({"keys": new_keys, "vectors": vecs}, str(tmp), metadata={"fingerprint": fp, "kind": kind})
-            os.replace(tmp, path)  # a killed run never leaves half a shard
-            s = len(shards)
-            shards.append(vecs)
-            for row, k in enumerate(missing):
-                index[k] = (s, row)
-            self.computed += len(missing)
-            dt = time.perf_counter() - t0
-            _log(f"teacher {fp[:12]}: {len(missing):,} {kind} texts in {dt:.1f}s "
-                 f"({len(missing) / max(dt, 1e-9):,.0f}/s); cache {self.size_bytes(teacher) / 2**20:.1f} MiB in {folder}")
+            items = list(missing.items())
+            # One shard per `shard_size` texts: a killed run keeps what it finished, memory stays bounded.
+            for a in range(0, len(items), self.shard_size):
+                part = items[a : a + self.shard_size]
+                vecs = enc([t for _, t in part], show_progress=show_progress, **kwargs).astype(np.float16)
+                new_keys = np.frombuffer(b"".join(k for k, _ in part), dtype=np.uint8).reshape(len(part), 16)
+                n = len(list(folder.glob(f"{kind}-*.safetensors")))
+                path = folder / f"{kind}-{n:04d}.safetensors"
+                tmp = path.with_suffix(".tmp")
+                save_file({"keys": new_keys, "vectors": vecs}, str(tmp), metadata={"fingerprint": fp, "kind": kind})
+                os.replace(tmp, path)  # never half a shard
+                s = len(shards)
+                shards.append(vecs)
+                for row, (k, _) in enumerate(part):
+                    index[k] = (s, row)
+                self.computed += len(part)
+                done = a + len(part)
+                dt = time.perf_counter() - t0
+                _log(f"teacher {fp[:12]}: {done:,}/{len(items):,} {kind} texts in {dt:.1f}s "
+                     f"({done / max(dt, 1e-9):,.0f}/s); cache {self.size_bytes(teacher) / 2**20:.1f} MiB in {folder}")
         dim = shards[0].shape[1] if shards else 0
         out = np.empty((len(texts), dim), dtype=np.float32)
         for i, k in enumerate(keys):
@@ -310,7 +316,7 @@ class DistillConfig:
     learning_rate: float = 2e-3
     embedding_learning_rate: float | None = None  # None = learning_rate
     weight_cosine: float = 1.0  # 1 - cos(student, teacher) on queries and passages
-    weight_kl: float = 1.0  # KL over each query's candidate scores
+    weight_kl: float = 0.2  # KL over each query's candidate scores
     weight_mse: float = 0.0  # MSE on the query x passage cosine matrix
     temperature: float = 0.05
     candidates: int = 1  # teacher-mined top-k passages sampled per query (from `mine_k`)
@@ -372,9 +378,17 @@ def distill(student, queries: Sequence[str], passages: Sequence[str], teacher_q:
     # passage-only steps cover the passages that queries' candidates don't reach
     steps_p = math.ceil(npas / (B * max(1, 2 * cfg.candidates))) if (cfg.passage_only_steps or not nq) else 0
     total = cfg.epochs * (steps_q + steps_p)
-    scheds = [torch.optim.lr_scheduler.OneCycleLR(o, max_lr=lr, total_steps=max(total, 1), pct_start=0.05,
-                                                  anneal_strategy="cos", cycle_momentum=False)
-              for o, lr in ((opt, cfg.learning_rate), (opt_e, lr_e)) if o is not None]
+    # 5% linear warm-up then cosine decay to 0 over `budget["total"]` steps; with `max_seconds` the plan
+    # shrinks to the steps that fit once the first steps are timed, so a capped run still anneals.
+    budget = {"total": max(total, 1)}
+
+    def lr_factor(i: int) -> float:
+        warm = max(1, int(0.05 * budget["total"]))
+        if i < warm:
+            return (i + 1) / warm
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (i - warm) / max(1, budget["total"] - warm))))
+
+    scheds = [torch.optim.lr_scheduler.LambdaLR(o, lr_factor) for o in (opt, opt_e) if o is not None]
     student.train()
     step, seen, last, stopped = 0, 0, t0, False
     losses: list[float] = []
@@ -428,7 +442,14 @@ def distill(student, queries: Sequence[str], passages: Sequence[str], teacher_q:
                 last = now
                 _log(f"epoch {epoch + 1}/{cfg.epochs} step {step}/{total} loss {np.mean(losses[-50:]):.4f} "
                      f"{seen / (now - t0):,.0f} texts/s {now - t0:.0f}s")
-            if cfg.max_seconds is not None and now - t0 > cfg.max_seconds:
+            if cfg.max_seconds is not None and step == 20:
+                fit = int(step + (cfg.max_seconds - (now - t0)) / ((now - t_first) / (step - 1)))
+                if fit < budget["total"]:
+                    budget["total"] = max(fit, step + 1)
+                    _log(f"max_seconds={cfg.max_seconds:g}: planning {budget['total']} of {total} steps")
+            if step == 1:
+                t_first = now
+            if cfg.max_seconds is not None and (now - t0 > cfg.max_seconds or step >= budget["total"]):
                 stopped = True
                 break
         if stopped:
