@@ -83,15 +83,22 @@ def push(model_dir, index_dir, repo_id: str, *, metrics_files=(), private: bool 
                                  train_config=train_config, space_id=space_id)
         _describe(log, "creating (exist_ok) model repo", repo_id, private, revision, Path(tmp), files)
         url = upload_tree(api, Path(tmp), files, repo_id, repo_type="model", private=private, revision=revision,
-                          message=f"Upload twotowers model + index ({len(files)} files)")
+                          message=f"Upload twotowers model + index ({len(files)} files)",
+                          prune=(f"{INDEX_SUBFOLDER}/",), log=log)
     log(f"pushed {len(files)} files in one commit: {url}")
     return url
 
 
 def upload_tree(api, tree: Path, files: list[str], repo_id: str, *, repo_type: str, message: str,
-                private: bool = False, revision: str | None = None, space_sdk: str | None = None) -> str:
-    """create_repo(exist_ok) [+ branch] then ONE create_commit adding every file -> commit URL."""
-    from huggingface_hub import CommitOperationAdd
+                private: bool = False, revision: str | None = None, space_sdk: str | None = None,
+                prune: tuple[str, ...] = (), log=print) -> str:
+    """create_repo(exist_ok) [+ branch] then ONE create_commit adding every file -> commit URL.
+
+    Files already in the repo under a `prune` folder (e.g. `index/`) but not in `files` are deleted
+    in the same commit, so the folder on the Hub is exactly the new tree, not a mix of two pushes.
+    """
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete
+    from huggingface_hub.errors import HfHubHTTPError
 
     what = f"{repo_type} repo {repo_id}"
     try:
@@ -99,6 +106,17 @@ def upload_tree(api, tree: Path, files: list[str], repo_id: str, *, repo_type: s
         if revision and revision != "main":
             api.create_branch(repo_id, branch=revision, repo_type=repo_type, exist_ok=True)
         ops = [CommitOperationAdd(path_in_repo=f, path_or_fileobj=str(tree / f)) for f in files]
+        if prune:
+            try:
+                remote = api.list_repo_files(repo_id, repo_type=repo_type, revision=revision)
+            except HfHubHTTPError as e:  # a brand-new repo or branch has nothing to prune
+                if e.response is None or e.response.status_code != 404:
+                    raise
+                remote = []
+            stale = sorted(f for f in remote if f.startswith(prune) and f not in set(files))
+            if stale:
+                log(f"deleting {len(stale)} stale file(s) in the same commit: {', '.join(stale)}")
+            ops += [CommitOperationDelete(path_in_repo=f) for f in stale]
         info = api.create_commit(repo_id, ops, commit_message=message, repo_type=repo_type, revision=revision)
     except Exception as e:  # noqa: BLE001 - every failure becomes one line
         raise PublishError(explain(e, api, what)) from None

@@ -173,7 +173,8 @@ def deploy_space(space_id: str, model_repo: str, *, private: bool = False, dry_r
         files = stage_space(tmp, space_id, model_repo, root)
         _describe(log, "creating (exist_ok) gradio Space", space_id, private, None, Path(tmp), files)
         url = upload_tree(api, Path(tmp), files, space_id, repo_type="space", private=private, space_sdk="gradio",
-                          message=f"Deploy twotowers app ({len(files)} files), serving {model_repo}")
+                          message=f"Deploy twotowers app ({len(files)} files), serving {model_repo}",
+                          prune=tuple(sorted({f.split("/")[0] + "/" for f in files if "/" in f})), log=log)
     try:
         api.add_space_variable(space_id, MODEL_REPO_VARIABLE, model_repo,
                                description="Hub model repo (model + index/) the app loads")

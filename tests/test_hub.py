@@ -296,8 +296,8 @@ class FakeHub(BaseHTTPRequestHandler):
             if found is None:
                 return self._reply(404, {"error": "Revision Not Found"})
             return self._reply(200, {"id": m.group(1), "sha": found[0], "siblings": [{"rfilename": f} for f in found[1]]})
-        if m := re.fullmatch(r"/api/models/([^/]+/[^/]+)/tree/([^/]+)", path):
-            oid, files = self._tree(m.group(1), m.group(2))
+        if m := re.fullmatch(r"/api/(?:models|spaces)/([^/]+/[^/]+)/tree/([^/]+)", path):
+            oid, files = self._tree(m.group(1), m.group(2)) or (None, {})  # a new repo: empty
             return self._reply(200, [{"type": "file", "path": f, "size": len(b), "oid": hashlib.sha1(b).hexdigest()}
                                      for f, b in sorted(files.items())])
         if m := re.fullmatch(r"/([^/]+/[^/]+)/resolve/([^/]+)/(.+)", path):
@@ -357,18 +357,21 @@ class FakeHub(BaseHTTPRequestHandler):
         if m := re.fullmatch(r"/api/(models|spaces)/([^/]+/[^/]+)/commit/([^/]+)", path):
             assert self.headers["Content-Type"] == "application/x-ndjson"
             lines = [json.loads(line) for line in body.decode().splitlines() if line]
-            files = {}
+            files, deleted = {}, []
             for item in lines[1:]:
                 v = item["value"]
                 if item["key"] == "file":
                     files[v["path"]] = base64.b64decode(v["content"])
                 elif item["key"] == "lfsFile":
                     files[v["path"]] = s["lfs"][v["oid"]]  # the Hub refuses a commit naming an unknown LFS object
+                elif item["key"] == "deletedFile":
+                    deleted.append(v["path"])
             s["commits"].append({"repo": m.group(2), "kind": m.group(1), "revision": m.group(3),
-                                 "header": lines[0]["value"], "files": files})
+                                 "header": lines[0]["value"], "files": files, "deleted": deleted})
             oid = hashlib.sha1(body).hexdigest()
-            ref = (m.group(2), m.group(3))  # the new tree = the branch's tree + this commit's files
-            s["trees"][oid] = {**s["trees"].get(s["refs"].get(ref), {}), **files}
+            ref = (m.group(2), m.group(3))  # the new tree = the branch's tree - deletions + this commit's files
+            tree = {f: b for f, b in s["trees"].get(s["refs"].get(ref), {}).items() if f not in deleted}
+            s["trees"][oid] = {**tree, **files}
             s["refs"][ref] = oid
             return self._reply(200, {"success": True, "commitOid": oid, "commitUrl": f"{base}/{m.group(2)}/commit/{oid}"})
         if m := re.fullmatch(r"/api/spaces/([^/]+/[^/]+)/variables", path):
@@ -491,3 +494,19 @@ def test_load_pretrained_downloads_model_and_index_at_a_pinned_revision(trained,
     again, _ = load_pretrained("me/tiny", revision=first.rsplit("/", 1)[-1], cache_dir=str(cache))
     assert again.fingerprint() == trained.model.fingerprint()
     assert list(cache.glob("models--me--tiny/snapshots/*/index/index.json"))
+
+
+def test_a_second_push_leaves_no_stale_index_files(trained, fake_hub, tmp_path):
+    import shutil
+
+    old_index = tmp_path / "old-index"
+    shutil.copytree(trained.index_dir, old_index)
+    (old_index / "extra-from-an-old-format.npy").write_bytes(b"\0stale")
+    log = lambda *_: None  # noqa: E731
+    push(trained.model_dir, old_index, "me/tiny", log=log)  # an older push whose index had one more file
+    push(trained.model_dir, trained.index_dir, "me/tiny", log=log)
+    first, second = fake_hub["commits"]
+    assert "index/extra-from-an-old-format.npy" in first["files"]
+    assert second["deleted"] == ["index/extra-from-an-old-format.npy"]  # removed in the same (one) commit
+    latest = fake_hub["trees"][fake_hub["refs"][("me/tiny", "main")]]
+    assert not [f for f in latest if f.startswith("index/") and f not in second["files"]]
