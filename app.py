@@ -198,6 +198,9 @@ def load_engine(model_repo: str | None = None, revision: str | None = None, mode
         return Engine(model, index, model_repo, f"{model_repo} (prebuilt)", cache_root() / "my-index")
     if index_dir and not model_dir:
         raise ValueError("--index needs --model (the model whose passage tower built it)")
+    for flag, d in (("--model", model_dir), ("--index", index_dir)):
+        if d and not Path(d).is_dir():
+            raise FileNotFoundError(f"{flag} {d}: no such directory" + (" (for a Hub repo use --model-repo)" if flag == "--model" else ""))
     if model_dir and not index_dir and (Path(model_dir) / INDEX_SUBFOLDER).is_dir():
         index_dir = str(Path(model_dir) / INDEX_SUBFOLDER)  # a `hub push --dry-run` tree: model + index/
     if model_dir:
@@ -337,9 +340,13 @@ def search(query: str, k=10, mode="dense", alpha=0.5, fusion="score", engine: En
 
 # -- rendering -------------------------------------------------------------------------------------
 _WORD = re.compile(r"\w+")
-_STOP = frozenset(
-    "a an and are as at be by can do does for from how i in is it of on or that the this to was what when where "
-    "which who why will with you your".split())
+_STOP = frozenset(  # common English function words: not worth a highlight
+    "a about above after again against all am an and any are as at be because been before being below between "
+    "both but by can could did do does doing down during each few for from further had has have having he her "
+    "here hers him his how i if in into is it its itself just me more most much many my no nor not now of off "
+    "on once only or other our ours out over own same she should so some such than that the their theirs them "
+    "then there these they this those through to too under until up very was we were what when where which "
+    "while who whom why will with would you your yours".split())
 
 
 def _norm(word: str) -> str:
@@ -672,8 +679,8 @@ def serve(engine: Engine, host: str | None = None, port: int | None = None, allo
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model-repo", default=os.environ.get("TWOTOWERS_MODEL_REPO") or None,
-                   help="Hub repo with the model and its index (default: $TWOTOWERS_MODEL_REPO)")
+    p.add_argument("--model-repo", help="Hub repo with the model and its index (default: $TWOTOWERS_MODEL_REPO "
+                                        "unless --model is given)")
     p.add_argument("--revision", default=os.environ.get("TWOTOWERS_MODEL_REVISION") or None,
                    help="pin a revision (commit, branch or tag) of --model-repo")
     p.add_argument("--model", help="local model dir (save_pretrained); without --index, indexes the demo corpus")
@@ -691,6 +698,8 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     if args.model_repo and (args.model or args.index):
         raise SystemExit("give either --model-repo or --model/--index, not both")
+    if not (args.model_repo or args.model or args.index):
+        args.model_repo = os.environ.get("TWOTOWERS_MODEL_REPO") or None  # what the Space sets
     t0 = time.perf_counter()
     try:
         engine = load_engine(args.model_repo, args.revision, args.model, args.index)

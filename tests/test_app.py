@@ -187,7 +187,7 @@ def test_api_search_returns_structured_results(client):
     assert isinstance(hits, list) and len(hits) == 3
     assert hits[0]["id"] == "physics-04" and "scatter" in hits[0]["text"] and hits[0]["rank"] == 1
     assert isinstance(hits[0]["score"], float)
-    hybrid = client.predict("why is the sky blue", 3, "hybrid", 0.3, api_name="/search")
+    hybrid = client.predict("why is the sky blue", 3, "hybrid", 0.3, "rrf", api_name="/search")
     assert hybrid[0]["keyword_score"] is not None and hybrid[0]["dense_score"] is not None
 
 
@@ -298,3 +298,11 @@ def test_browser_bad_upload_names_the_line(browser_page, engine, tmp_path):
     status.get_by_text("broken.tsv line 2").wait_for(timeout=30_000)
     assert "unchanged" in status.inner_text() and len(engine.index) == before
     page.get_by_role("tab", name="Search").click()
+
+
+def test_unreachable_model_repo_is_one_clear_line(capsys):
+    with pytest.raises(SystemExit) as e:  # tests run with HF_HUB_OFFLINE=1: nothing is downloaded
+        app.main(["--model-repo", "nobody/no-such-model"])
+    assert "could not load the model or index" in str(e.value) and "nobody/no-such-model" in str(e.value)
+    with pytest.raises(SystemExit, match="--index needs --model"):
+        app.main(["--index", "some-dir"])
