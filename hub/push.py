@@ -65,6 +65,9 @@ def push(model_dir, index_dir, repo_id: str, *, metrics_files=(), private: bool 
     """Stage and upload (or, with `dry_run`, only stage into `out`) -> the commit URL or the out dir."""
     _check_repo_id(repo_id)
     metric_sets = read_metrics(metrics_files) if metrics_files else []
+    if index_dir is None:
+        log(f"note: no index given, so the repo gets no index/ (load_pretrained and the Space need one): build it with "
+            f"`python -m twotowers.index build --model {model_dir} --collection FILE --out {model_dir}/index` and push again")
     recipe = Path(model_dir) / "train_config.json"  # written by `python -m train` beside the model
     if train_config is None and recipe.is_file():
         train_config = json.loads(recipe.read_text())
@@ -141,9 +144,6 @@ def push_from_training(cfg, output_dir, metrics: dict | None = None, *, repo_id:
             raise PublishError("push_from_training needs a repo id (cfg.push_to_hub or repo_id=)")
         with tempfile.TemporaryDirectory(prefix="twotowers-metrics-") as tmp:
             metrics_files = training_metrics_files(metrics or {}, Path(tmp))
-            if index_dir is None:
-                log(f"note: {output_dir}/index not found, pushing the model without a passage index "
-                    f"(build one with `python -m twotowers.index build --model {output_dir} ... --out {output_dir}/index`)")
             return push(output_dir, index_dir, repo_id, metrics_files=metrics_files, train_config=train_config, log=log)
     except (PublishError, ValueError, OSError) as e:
         print(f"error: push to the Hub failed: {explain(e)}", file=sys.stderr)
