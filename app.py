@@ -175,8 +175,12 @@ def load_demo_index(model, cache: Path | None = None, corpus: Path = DEMO_PASSAG
     except OSError as e:
         shutil.rmtree(tmp, ignore_errors=True)
         log(f"could not cache the demo index in {parent} ({e}); it will be rebuilt next start")
-    for old in parent.iterdir():  # entries for other models or an older corpus are stale
-        if old != target and old.is_dir() and not old.name.startswith(".building-"):
+    for old in parent.iterdir():
+        # Another model's entry for this corpus stays (switching models back needs no rebuild); an
+        # entry for an older corpus, or a build that crashed over an hour ago, is dead weight.
+        crashed = old.name.startswith(".building-") and time.time() - old.stat().st_mtime > 3600
+        stale = not old.name.startswith(".") and not old.name.endswith(corpus_hash[:16])
+        if old.is_dir() and old != target and (crashed or stale):
             shutil.rmtree(old, ignore_errors=True)
     log(f"demo index built in {time.perf_counter() - t0:.1f} s, cached in {target}")
     return index, target

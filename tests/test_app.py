@@ -306,3 +306,22 @@ def test_unreachable_model_repo_is_one_clear_line(capsys):
     assert "could not load the model or index" in str(e.value) and "nobody/no-such-model" in str(e.value)
     with pytest.raises(SystemExit, match="--index needs --model"):
         app.main(["--index", "some-dir"])
+
+
+def test_demo_index_cache_is_reused_rebuilt_when_broken_and_keyed_by_corpus(engine, tmp_path):
+    corpus = tmp_path / "passages.jsonl"
+    rows = [{"id": f"p{i}", "text": t} for i, t in enumerate(["Owls hunt at night.", "Tea is brewed with hot water.",
+                                                                 "Glaciers carve valleys.", "Bikes have two wheels."])]
+    corpus.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    logs = []
+    index, first = app.load_demo_index(engine.model, tmp_path / "c", corpus, log=logs.append)
+    assert len(index) == 4 and any("building" in m for m in logs)
+    logs.clear()
+    _, again = app.load_demo_index(engine.model, tmp_path / "c", corpus, log=logs.append)
+    assert again == first and not logs  # loaded from the cache
+    (first / "index.json").write_text("{ broken")
+    index, again = app.load_demo_index(engine.model, tmp_path / "c", corpus, log=logs.append)
+    assert again == first and len(index) == 4 and any("did not load" in m for m in logs)
+    corpus.write_text(corpus.read_text() + json.dumps({"id": "p9", "text": "Rain falls."}) + "\n")
+    index, second = app.load_demo_index(engine.model, tmp_path / "c", corpus, log=logs.append)
+    assert second != first and len(index) == 5 and not first.exists()  # the old corpus' entry is gone
