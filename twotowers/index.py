@@ -113,7 +113,7 @@ class PassageIndex:
     def build(cls, model, ids, texts: Sequence[str] | None = None, *, M: int = 32, ef_construction: int = 200,
               target_recall: float = 0.99, chunk_size: int = 10_000, keyword: bool = True,
               show_progress: bool = False, tune_queries: Sequence[str] | np.ndarray | None = None,
-              tune_samples: int = 200, tune_k: int = 10, batch_size: int = 64, stemmer: str | None = None,
+              tune_samples: int = 200, tune_k: int = 10, batch_size: int = 64, stemmer: str | None = "english",
               k1: float = 0.9, b: float = 0.4, seed: int = 0, vectors: np.ndarray | None = None) -> "PassageIndex":
         """Encode passages with `model` in chunks and index them (dense and, by default, BM25).
 

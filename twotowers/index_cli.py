@@ -34,7 +34,7 @@ class BuildConfig:
     chunk_size: int = field(default=10_000, metadata={"help": "passages read and encoded per chunk"})
     batch_size: int = field(default=64, metadata={"help": "encoding batch size"})
     keyword: bool = field(default=True, metadata={"help": "also build the BM25 side (--no-keyword to skip)"})
-    stemmer: str | None = field(default=None, metadata={"help": "BM25 stemmer language, e.g. english (PyStemmer)"})
+    stemmer: str = field(default="english", metadata={"help": "BM25 stemmer language (PyStemmer); none for no stemming"})
     # -- corpus adaptation (twotowers/distill.py) ---------------------------------------------------
     adapt: bool = field(default=False, metadata={
         "help": "first distil the model on this collection from --adapt-teacher (no labels), save it beside the index"})
@@ -121,7 +121,7 @@ def build(cfg: BuildConfig, model=None, show_progress: bool = True):
         pairs = itertools.islice(pairs, cfg.limit)
     index = PassageIndex.build(model, pairs, M=cfg.M, ef_construction=cfg.ef_construction,
                                target_recall=cfg.target_recall, chunk_size=cfg.chunk_size, keyword=cfg.keyword,
-                               show_progress=show_progress, batch_size=cfg.batch_size, stemmer=cfg.stemmer)
+                               show_progress=show_progress, batch_size=cfg.batch_size, stemmer=None if cfg.stemmer.lower() == "none" else cfg.stemmer)
     index.save(cfg.out)
     return index
 

@@ -4,10 +4,11 @@
     rows, scores = kw.search(["what is the rba"], k=10)   # [n, k] int64 row positions (-1 pad), float32
     kw.save("dir"); kw = KeywordIndex.load("dir")
 
-Text is lower-cased, split on `\\b\\w\\w+\\b`, English stopwords dropped (bm25s' list), optionally stemmed
-(`stemmer="english"`: Snowball via PyStemmer). The index keeps, per passage, its (term, count) pairs, so
-`add` re-scores the whole corpus without tokenizing old text again (BM25's idf and average length are
-corpus-wide). The weights are bm25s' own Lucene BM25 and a query's scores are its
+Text is lower-cased, split on `\\b\\w\\w+\\b`, English stopwords dropped (bm25s' list) and stemmed
+(`stemmer="english"`, the default: Snowball via PyStemmer; `stemmer=None` for none). Stemming lifts
+dev600 BM25 NDCG@10 from 0.458 to 0.488 (540 judged queries, k1=0.9, b=0.4). The index keeps, per
+passage, its (term, count) pairs, so `add` re-scores the whole corpus without tokenizing old text
+again (BM25's idf and average length are corpus-wide). The weights are bm25s' own Lucene BM25 and a query's scores are its
 `get_scores_from_ids` sums (tests check both against bm25s), computed here without `np.add.at`.
 """
 
@@ -88,7 +89,7 @@ def _check_texts(texts, what: str) -> list[str]:
 class KeywordIndex:
     """BM25 (Lucene variant, as bm25s computes it) over a growing list of passages; rows are positions."""
 
-    def __init__(self, *, k1: float = 0.9, b: float = 0.4, stemmer: str | None = None):
+    def __init__(self, *, k1: float = 0.9, b: float = 0.4, stemmer: str | None = "english"):
         self.k1, self.b = float(k1), float(b)
         self.analyzer = _Analyzer(stemmer)
         self.vocab: dict[str, int] = {}
@@ -103,7 +104,7 @@ class KeywordIndex:
 
     # -- building ------------------------------------------------------------------------------------
     @classmethod
-    def build(cls, texts: Iterable[str], *, k1: float = 0.9, b: float = 0.4, stemmer: str | None = None,
+    def build(cls, texts: Iterable[str], *, k1: float = 0.9, b: float = 0.4, stemmer: str | None = "english",
               chunk_size: int = 100_000) -> "KeywordIndex":
         """Index `texts` (a list, or any iterable: consumed in chunks of `chunk_size`)."""
         index = cls(k1=k1, b=b, stemmer=stemmer)
