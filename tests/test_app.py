@@ -72,7 +72,7 @@ def _free_port() -> int:
 # -- pure functions ---------------------------------------------------------------------------------
 def test_import_app_starts_no_server_and_loads_no_model():
     code = ("import sys, app; assert app._ENGINE is None; assert 'twotowers.model' not in sys.modules; "
-            "assert 'torch' not in sys.modules; print('ok')")
+            "assert 'torch' not in sys.modules and 'gradio' not in sys.modules; print('ok')")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
 
@@ -274,16 +274,22 @@ def test_browser_bad_input_shows_a_message_then_works(browser_page):
     run_query(page, "   ")
     page.locator("#tt-results .tt-error").wait_for(timeout=30_000)
     assert "empty" in page.locator("#tt-results .tt-error").inner_text()
+    run_query(page, "why is the sky blue", 0)
+    page.locator("#tt-results .tt-error").get_by_text("k must be from 1 to 100, got 0").wait_for(timeout=30_000)
     run_query(page, "<img src=x onerror=alert(1)> who invented the world wide web", 3)
     page.locator('#tt-results .tt-hit[data-id="internet-04"]').wait_for(timeout=30_000)
     assert page.locator("#tt-results img").count() == 0  # the query's HTML was escaped, not rendered
 
 
 def test_browser_example_click_searches(browser_page):
+    from playwright.sync_api import expect
+
     page = browser_page
+    run_query(page, "why does bread dough rise", 3)  # so the example's results cannot be stale ones
+    page.locator('#tt-results .tt-hit[data-id="baking-01"]').wait_for(timeout=30_000)
     page.get_by_text("who invented the world wide web", exact=True).first.click()
+    expect(page.locator("#tt-query textarea, #tt-query input").first).to_have_value("who invented the world wide web")
     page.locator('#tt-results .tt-hit[data-id="internet-04"]').wait_for(timeout=30_000)
-    assert page.locator("#tt-query textarea, #tt-query input").first.input_value() == "who invented the world wide web"
 
 
 def test_browser_bad_upload_names_the_line(browser_page, engine, tmp_path):
