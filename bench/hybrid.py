@@ -7,9 +7,10 @@
 The 600 dev600 queries are split in two by a hash of their qid (sha256, even/odd): alpha for each
 fusion (score normalisation, RRF) is the grid value with the best validation NDCG@10 (Recall@100 breaks
 ties); the test half never takes part in choosing. Also printed, on all 600 queries: the index's dense
-search against exact search (`twotowers.evaluate.dense_retriever`), the "within 0.005" check of the
-index issue. Metrics come from `twotowers.evaluate.evaluate_retrieval` (NDCG@10, MRR@10, Recall@100;
-queries whose relevant passages are not in the sampled corpus are left out, as the evaluation CLI does).
+search against exact search (numpy over the same stored vectors, as `twotowers.evaluate.dense_retriever`
+computes it), the "within 0.005" check of the index issue. Metrics come from
+`twotowers.evaluate.evaluate_retrieval` (NDCG@10, MRR@10, Recall@100; queries whose relevant passages
+are not in the sampled corpus are left out, as the evaluation CLI does).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from common import DEV_COLLECTION, MSMARCO, print_table
 
 from twotowers import PassageIndex, TwoTowers  # noqa: E402  (common puts the repo on sys.path)
 from twotowers.data import read_collection, read_qrels, read_queries
-from twotowers.evaluate import dense_retriever, evaluate_retrieval
+from twotowers.evaluate import evaluate_retrieval
 
 QUERIES = MSMARCO / "dev-small" / "queries.dev600.tsv"
 QRELS = MSMARCO / "dev-small" / "qrels.dev600.tsv"
@@ -41,6 +42,16 @@ def split(qids) -> tuple[list[str], list[str]]:
     return val, test
 
 
+def exact_retriever(index: PassageIndex, model, pids):
+    """Exact inner-product search over the index's own stored vectors (what dense_retriever computes,
+    without encoding the collection again)."""
+    def search(queries, k):
+        top = index._exact_top(model.encode_queries(list(queries)), k)
+        return [[pids[r] for r in row] for row in top]
+
+    return search
+
+
 def retriever(index: PassageIndex, **kwargs):
     return lambda queries, k: [[h.id for h in hits] for hits in index.search(list(queries), k, **kwargs)]
 
@@ -50,7 +61,7 @@ def main() -> None:
     ap.add_argument("--model", help="a saved TwoTowers directory")
     ap.add_argument("--tower", choices=("mean", "transformer"), help="an untrained tower instead of --model")
     ap.add_argument("--index", help="reuse (or write) the index here; default: a temporary directory")
-    ap.add_argument("--stemmer", default=None, help="BM25 stemmer (e.g. english); default none")
+    ap.add_argument("--stemmer", default="english", help="BM25 stemmer (PyStemmer language), or none")
     ap.add_argument("-k", type=int, default=100)
     args = ap.parse_args()
     if not DEV_COLLECTION.is_file():
@@ -73,7 +84,8 @@ def main() -> None:
     if (index_dir / "index.json").is_file():
         index = PassageIndex.load(index_dir, model)
     else:
-        index = PassageIndex.build(model, pids, texts, stemmer=args.stemmer, show_progress=True)
+        stemmer = None if args.stemmer.lower() == "none" else args.stemmer
+        index = PassageIndex.build(model, pids, texts, stemmer=stemmer, show_progress=True)
         index.save(index_dir)
     print(f"{name}: {index!r} ({time.perf_counter() - t0:.0f} s); ef tuning {index.meta.get('ef_tuning')}",
           file=sys.stderr)
@@ -83,7 +95,7 @@ def main() -> None:
 
     # 1. the index against exact search, all 600 queries
     all_q = list(queries)
-    exact = evaluate(dense_retriever(model, pids, texts), all_q)
+    exact = evaluate(exact_retriever(index, model, pids), all_q)
     approx = evaluate(retriever(index, mode="dense"), all_q)
     print(f"\n{name}, all dev600 queries: exact vs index (ef={index.ef}) dense search\n")
     rows = [["exact (numpy)"] + [exact[m] for m in ("ndcg@10", "mrr@10", "recall@100")],
