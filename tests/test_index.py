@@ -235,3 +235,24 @@ def test_load_refuses_missing_or_foreign_keyword_part(saved, model, tmp_path):
 def test_load_names_a_missing_index_json(tmp_path):
     with pytest.raises(FileNotFoundError, match="index.json not found"):
         PassageIndex.load(tmp_path)
+
+
+def test_cli_build_and_search(saved, tmp_path, capsys):
+    from twotowers.index_cli import main
+
+    ids, texts = synthetic_corpus(60, seed=5)
+    tsv = tmp_path / "collection.tsv"
+    tsv.write_text("".join(f"{i}\t{t}\n" for i, t in zip(ids, texts)), encoding="utf-8")
+    out = saved / "cli-index"  # beside model/, so `search` finds the model in the parent directory
+    main(["build", "--model", str(saved / "model"), "--collection", str(tsv), "--out", str(out),
+          "--M", "16", "--ef-construction", "50", "--chunk-size", "25"])
+    meta = json.loads((out / "index.json").read_text())
+    assert meta["count"] == 60 and meta["M"] == 16 and meta["keyword"]["stemmer"] == "english"
+    main(["search", str(out), "code ZX-9981", "-k", "3", "--mode", "hybrid", "--json"])
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["rank"] for r in lines] == [1, 2, 3] and lines[0]["id"] == "p7"
+    assert {"dense_score", "keyword_score", "text"} <= set(lines[0])
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("p1\tfine\nno tab here\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"bad.tsv:2: expected pid<TAB>text"):
+        main(["build", "--model", str(saved / "model"), "--collection", str(bad), "--out", str(tmp_path / "x")])

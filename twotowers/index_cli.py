@@ -113,7 +113,8 @@ def build(cfg: BuildConfig, model=None, show_progress: bool = True):
 
     from .index import PassageIndex
 
-    model = model if model is not None else load_model(cfg.model)
+    loaded = model is None and not cfg.adapt  # an adapted model is not the one at cfg.model: no source then
+    model = load_model(cfg.model) if model is None else model
     if cfg.adapt:
         model = adapt(cfg, model)
     pairs = read_collection(cfg)
@@ -122,6 +123,8 @@ def build(cfg: BuildConfig, model=None, show_progress: bool = True):
     index = PassageIndex.build(model, pairs, M=cfg.M, ef_construction=cfg.ef_construction,
                                target_recall=cfg.target_recall, chunk_size=cfg.chunk_size, keyword=cfg.keyword,
                                show_progress=show_progress, batch_size=cfg.batch_size, stemmer=None if cfg.stemmer.lower() == "none" else cfg.stemmer)
+    if loaded:  # where `search` finds the model again: a Hub id as given, a local directory made absolute
+        index._meta["model"]["source"] = str(Path(cfg.model).resolve()) if Path(cfg.model).is_dir() else cfg.model
     index.save(cfg.out)
     return index
 
@@ -201,13 +204,19 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _find_model(index: str, model: str | None):
-    """The model to encode queries: --model, else a TwoTowers saved beside (or above) the index."""
+    """The model to encode queries: --model, else a TwoTowers saved beside (or above) the index, else
+    the `model.source` that `build` recorded in index.json."""
     if model is not None:
         return load_model(model)
     p = Path(index)
     for cand in (p, p.parent):
         if (cand / "model.safetensors").is_file() and (cand / "config.json").is_file():
             return load_model(str(cand))
+    meta_path = p / "index.json"
+    if meta_path.is_file():
+        source = json.loads(meta_path.read_text(encoding="utf-8")).get("model", {}).get("source")
+        if source:
+            return load_model(source)
     if not p.exists():  # a Hub repo: the model sits at its root
         return load_model(index)
     raise SystemExit(f"no model found beside {index}: pass --model DIR_OR_REPO (the model that built the index), "
