@@ -3,7 +3,8 @@
     python bench/small_towers.py runs/distill/mean-kd runs/distill/gru-kd [--cache-dir DIR]
 
 The teacher (zero-shot all-MiniLM-L6-v2) encodes the collection through the teacher cache (once);
-every model's queries/s is the median of 3 passes over the 600 dev queries (batch 256), measured
+NDCG@10 etc. over the queries with a relevant passage in the collection (540 of 600, as
+`python -m twotowers.evaluate`); every model's queries/s is the median of 3 passes over the 600 dev queries (batch 256), measured
 in this run, so the ratios compare like with like.
 """
 

@@ -113,8 +113,13 @@ def evaluate_retrieval(model, queries_tsv, qrels_tsv, collection_tsv, passage_ve
     scores = qv @ pv.T
     top = np.argsort(-scores, axis=1)[:, :100]
     run = {qs[i][0]: [ps[j][0] for j in top[i]] for i in range(len(qs))}
-    qrels = {q: r for q, r in qrels.items() if any(v > 0 for v in r.values())}
+    # As twotowers.evaluate: only queries with a relevant passage inside the collection count
+    # (dev600 has 60 whose relevant passages are not in it: no model can find them).
+    in_collection = {p[0] for p in ps}
+    all_rel = {q for q, r in qrels.items() if any(v > 0 for v in r.values())}
+    qrels = {q: r for q, r in qrels.items() if any(v > 0 and p in in_collection for p, v in r.items())}
     m = mean_metrics(run, qrels, ["ndcg@10", "mrr@10", "recall@100"])
+    m["n_queries"], m["n_unreachable"] = len(qrels), len(all_rel - set(qrels))
     m["queries_per_s"] = len(qtexts) / float(np.median(times))
     return m
 

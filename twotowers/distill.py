@@ -453,7 +453,7 @@ def distill(student, queries: Sequence[str], passages: Sequence[str], teacher_q:
                 stopped = True
                 break
         if stopped:
-            _log(f"stopping after {cfg.max_seconds}s (max_seconds)")
+            _log(f"stopping at step {step} after {time.perf_counter() - t0:.0f}s (max_seconds={cfg.max_seconds:g})")
             break
     for m in sparse_tables:
         m.sparse = False
