@@ -17,15 +17,10 @@ def read_passages(limit: int | None = None, path: Path = DEV_COLLECTION) -> tupl
     """pid<TAB>text -> (ids, texts); exits with a clear message where the shared data is absent."""
     if not path.is_file():
         sys.exit(f"{path} not found: set TWOTOWERS_MSMARCO_DIR to the shared MS MARCO data")
-    ids, texts = [], []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            pid, text = line.rstrip("\n").split("\t", 1)
-            ids.append(pid)
-            texts.append(text)
-            if limit is not None and len(ids) >= limit:
-                break
-    return ids, texts
+    from twotowers.data import read_collection
+
+    ids, texts = read_collection(path)
+    return ids[:limit], texts[:limit]
 
 
 def print_table(header: list[str], rows: list[list]) -> None:

@@ -22,16 +22,11 @@ def msmarco() -> Path:
 
 
 def read_collection(path: Path, limit: int | None = None) -> tuple[list[str], list[str]]:
-    """pid<TAB>text file -> (ids, texts)."""
-    ids, texts = [], []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            pid, text = line.rstrip("\n").split("\t", 1)
-            ids.append(pid)
-            texts.append(text)
-            if limit is not None and len(ids) >= limit:
-                break
-    return ids, texts
+    """pid<TAB>text file -> (ids, texts), the first `limit` rows."""
+    from twotowers.data import read_collection as read_all
+
+    ids, texts = read_all(path)
+    return ids[:limit], texts[:limit]
 
 
 @pytest.fixture(scope="session")

@@ -10,46 +10,29 @@ all its passages join the pool. `--collection pid<TAB>text` files add passages t
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
+from .data import DataFormatError, _candidates, _Malformed, iter_records, read_collection
 from .mining import log, mine_texts
 
 
 def read_rows(paths) -> tuple[list[str], list[list[str]], list[str]]:
-    """v1.1 JSONL rows -> (queries, positive texts per query, every passage)."""
+    """v1.1 rows (JSONL/parquet, either passages layout) -> (queries, positive texts per query, every passage)."""
     queries, positives, pool = [], [], []
-    for path in map(Path, paths):
-        with open(path, encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                    p = row["passages"]
-                    texts, sel = p["passage_text"], p["is_selected"]
-                    if len(texts) != len(sel):
-                        raise ValueError("passage_text and is_selected differ in length")
-                    queries.append(str(row["query"]))
-                except (ValueError, KeyError, TypeError) as e:
-                    sys.exit(f"{path}:{n}: not an MS MARCO v1.1 row ({type(e).__name__}: {e})")
-                positives.append([t for t, s in zip(texts, sel) if s])
-                pool.extend(texts)
+    for path in paths:
+        for n, row in iter_records(path):
+            try:
+                if not isinstance(row, dict) or not isinstance(row.get("query"), str):
+                    raise _Malformed("missing query")
+                texts, labels = _candidates(row)
+            except _Malformed as e:
+                raise DataFormatError(f"{path}:{n}: not an MS MARCO v1.1 row ({e})") from e
+            queries.append(row["query"])
+            positives.append([t for t, s in zip(texts, labels) if s])
+            pool.extend(texts)
     return queries, positives, pool
-
-
-def read_collection(paths) -> list[str]:
-    out = []
-    for path in map(Path, paths):
-        with open(path, encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                cols = line.rstrip("\n").split("\t")
-                if len(cols) != 2:
-                    sys.exit(f"{path}:{n}: expected pid<TAB>text")
-                out.append(cols[1])
-    return out
 
 
 def main(argv=None) -> None:
@@ -69,8 +52,12 @@ def main(argv=None) -> None:
     t0 = time.perf_counter()
     from .distill import TeacherCache, load_teacher
 
-    queries, positives, pool = read_rows(a.data_files)
-    pool += read_collection(a.collection)
+    try:
+        queries, positives, pool = read_rows(a.data_files)
+        for path in a.collection:
+            pool += read_collection(path)[1]
+    except (DataFormatError, FileNotFoundError) as e:
+        sys.exit(str(e))
     if a.max_queries > 0:
         queries, positives = queries[: a.max_queries], positives[: a.max_queries]
     log(f"{len(queries):,} queries ({sum(1 for p in positives if not p):,} without a positive, skipped), pool {len(set(pool)):,} passages")
