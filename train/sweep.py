@@ -13,6 +13,8 @@ from pathlib import Path
 
 import yaml
 
+from twotowers.optional import import_optional
+
 from .config import TrainConfig
 
 SWEEP_DIR = Path(__file__).parent / "sweeps"
@@ -35,7 +37,7 @@ def sweep_config(cfg: TrainConfig) -> dict:
 
 def run_sweep(cfg: TrainConfig) -> dict:
     """Create the sweep and run `--sweep-count` trials in this process."""
-    import wandb
+    wandb = import_optional("wandb", "a W&B sweep")
 
     from .loop import run
     from .tracking import Tracker

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from twotowers.optional import import_optional
+
 
 class Tracker:
     """One W&B run: config at start, metrics per step, gradients via `wandb.watch`, final summary."""
 
     def __init__(self, cfg):
-        import wandb
+        wandb = import_optional("wandb", "W&B logging (use --no-wandb to train without it)")
 
         self.wandb = wandb
         if wandb.run is not None:  # inside a sweep agent: the agent made the run

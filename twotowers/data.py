@@ -27,6 +27,8 @@ from pathlib import Path
 
 import torch
 
+from .optional import import_optional
+
 
 class DataFormatError(ValueError):
     """A data file that cannot be read; the message names the file and line."""
@@ -78,7 +80,7 @@ def iter_records(path: str | Path) -> Iterator[tuple[int, object]]:
     if not path.is_file():
         raise FileNotFoundError(f"data file not found: {path}")
     if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
+        pq = import_optional("pyarrow.parquet", f"reading {path.name}")
 
         try:
             table = pq.ParquetFile(path)
@@ -222,7 +224,7 @@ def load_examples(files: Sequence[str | Path], max_samples: int = -1, stats: Loa
 
 def load_hub_rows(name: str = "microsoft/ms_marco", config: str = "v1.1", split: str = "train") -> Iterable[dict]:
     """Rows of an MS MARCO split from the Hugging Face Hub (needs the network the first time)."""
-    import datasets
+    datasets = import_optional("datasets", "loading MS MARCO from the Hub")
 
     try:
         return datasets.load_dataset(name, config, split=split)

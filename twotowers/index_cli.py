@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 
+from .optional import import_optional
+
 
 @dataclass
 class BuildConfig:
@@ -82,7 +84,7 @@ def _read_jsonl(path: Path, id_col: str, text_col: str) -> Iterator[tuple[str, s
 
 
 def _read_dataset(cfg: BuildConfig) -> Iterator[tuple[str, str]]:
-    import datasets
+    datasets = import_optional("datasets", "reading a Hugging Face dataset collection")
 
     path = Path(cfg.collection)
     if path.is_dir() and ((path / "dataset_info.json").is_file() or (path / "dataset_dict.json").is_file()):
