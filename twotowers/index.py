@@ -333,23 +333,27 @@ class PassageIndex:
 
     def _dense(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """hnswlib top-k -> (`[n, k]` int64 rows, -1 pad; `[n, k]` float32 cosine)."""
-        n = len(self)
+        kk = min(k, len(self))
+        if kk == k and len(q):  # the common case: no padding, no copies beyond hnswlib's arrays
+            labels, dist = self.hnsw.knn_query(q, k=k, num_threads=1 if len(q) == 1 else -1)
+            return labels.astype(np.int64), 1.0 - dist  # hnswlib "ip" distance is 1 - dot
         rows = np.full((len(q), k), -1, dtype=np.int64)
         sims = np.zeros((len(q), k), dtype=np.float32)
-        kk = min(k, n)
         if kk and len(q):
             labels, dist = self.hnsw.knn_query(q, k=kk, num_threads=1 if len(q) == 1 else -1)
-            rows[:, :kk], sims[:, :kk] = labels, 1.0 - dist  # hnswlib "ip" distance is 1 - dot
+            rows[:, :kk], sims[:, :kk] = labels, 1.0 - dist
         return rows, sims
 
     def _hits(self, rows, scores, dense=None, keyword=None) -> list[SearchHit]:
-        rows = np.asarray(rows)
-        n = int(np.count_nonzero(rows >= 0))  # -1 pads only at the end
+        rows = np.asarray(rows).tolist()
+        n = len(rows)
+        while n and rows[n - 1] < 0:  # -1 pads only at the end
+            n -= 1
         rows = rows[:n]
         none = [None] * n
-        dense = none if dense is None else np.asarray(dense[:n], dtype=np.float64).tolist()
-        keyword = none if keyword is None else np.asarray(keyword[:n], dtype=np.float64).tolist()
-        scores = np.asarray(scores[:n], dtype=np.float64).tolist()
+        dense = none if dense is None else np.asarray(dense[:n]).tolist()  # Python floats
+        keyword = none if keyword is None else np.asarray(keyword[:n]).tolist()
+        scores = np.asarray(scores[:n]).tolist()
         return [SearchHit(*fields) for fields in zip(self.ids.get(rows), self.passages.get(rows), scores, dense, keyword)]
 
     def _require_model(self, what: str):
