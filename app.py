@@ -108,8 +108,7 @@ class Engine:
         return getattr(self.index, "keyword", None) is not None
 
     def info(self) -> dict:
-        cfg = self.model.tower_config
-        return {"model": self.model_name, "tower": cfg.tower, "dim": self.model.dim, "index": self.index_name,
+        return {"model": self.model_name, "tower": self.model.tower_name, "dim": self.model.dim, "index": self.index_name,
                 "passages": len(self.index), "keyword": self.has_keyword}
 
 
@@ -215,7 +214,7 @@ def load_engine(model_repo: str | None = None, revision: str | None = None, mode
         model = demo_model()
         name = "all-MiniLM-L6-v2, zero-shot (untrained transformer tower)"
     else:
-        name = f"{model.tower_config.tower} tower (given)"
+        name = f"{model.tower_name} tower (given)"
     if index_dir:
         index = PassageIndex.load(index_dir, model=model)
         return Engine(model, index, name, str(index_dir), Path(index_dir))

@@ -80,6 +80,8 @@ def eval_results(metric_sets: list[MetricSet]) -> list[EvalResult]:
 
 def _about(repo_id: str, cfg: dict, index_info: dict | None) -> str:
     tower = cfg.get("tower", "mean")
+    if cfg.get("passage_tower"):  # sides of different architectures: query / passage
+        tower = f"{tower}` (queries) / `{cfg['passage_tower']}` (passages)"
     proj = cfg.get("projection_dim")
     lines = [
         "A two-tower dense passage retrieval model trained on MS MARCO with the "

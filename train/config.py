@@ -35,6 +35,11 @@ class TrainConfig:
     base_model: str = field(default=MINILM_ID, metadata={"help": "base encoder (Hub id or local dir)"})
     projection_dim: int | None = field(default=None, metadata={
         "help": "output width; default 256 for mean/gru/lstm, none for transformer; 0 = no projection"})
+    passage_tower: str | None = field(default=None, metadata={
+        "help": f"a different passage tower ({', '.join(TOWER_TYPES)}; default: same as --tower), e.g. transformer "
+                "under a mean query tower; its width must match (--projection-dim 384 for MiniLM)"})
+    freeze_passage_tower: bool = field(default=False, metadata={
+        "help": "train the query tower only (with distillation the frozen passage tower must be the teacher)"})
     max_query_length: int = field(default=64, metadata={"help": "query token limit"})
     max_passage_length: int = field(default=256, metadata={"help": "passage token limit (saved with the model)"})
     train_passage_length: int | None = field(default=None, metadata={

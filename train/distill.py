@@ -30,7 +30,7 @@ DEFAULTS = dict(
     learning_rate=2e-3, batch_size=128, seed=0, output_dir="", no_save=False, data_files=[],
     distill_cache_dir=None, distill_init=None, distill_temperature=0.05, distill_candidates=1,
     distill_weight_cosine=1.0, distill_weight_kl=0.2, distill_weight_mse=0.0, distill_embedding_lr=None,
-    distill_max_seconds=None, rnn_hidden_size=256, max_passage_length=256, device=None,
+    distill_max_seconds=None, passage_tower=None, freeze_passage_tower=False, rnn_hidden_size=256, max_passage_length=256, device=None,
     eval_queries=None, eval_qrels=None, eval_collection=None,
 )
 
@@ -149,7 +149,10 @@ def run_distillation(cfg) -> dict:
     else:
         proj = _get(cfg, "projection_dim")
         student = TwoTowers(tower=_get(cfg, "tower"), projection_dim=None if proj in (0, -1) else proj,
-                            rnn_hidden_size=_get(cfg, "rnn_hidden_size"), max_passage_length=_get(cfg, "max_passage_length"))
+                            rnn_hidden_size=_get(cfg, "rnn_hidden_size"), max_passage_length=_get(cfg, "max_passage_length"),
+                            passage_tower=_get(cfg, "passage_tower"))
+    if _get(cfg, "freeze_passage_tower"):
+        student.passage_tower.requires_grad_(False)
     if _get(cfg, "device"):
         student.to(_get(cfg, "device"))
     dcfg = DistillConfig(
@@ -166,8 +169,8 @@ def run_distillation(cfg) -> dict:
         extra = labelled_loss_fn(student, examples, _get(cfg, "batch_size"), (1 - w) / max(w, 1e-6), seed)
     summary = distill(student, queries, passages, tq, tp, dcfg, extra_loss=extra)
     summary.update(teacher_seconds=round(t_teacher, 1), cache_mib=round(cache.size_bytes() / 2**20, 1),
-                   teacher=str(_get(cfg, "distill_from")), tower=student.tower_config.tower)
-    out = Path(_get(cfg, "output_dir") or f"runs/distill-{student.tower_config.tower}")
+                   teacher=str(_get(cfg, "distill_from")), tower=student.tower_name)
+    out = Path(_get(cfg, "output_dir") or f"runs/distill-{student.tower_name.replace('/', '-')}")
     if not _get(cfg, "no_save"):
         student.save_pretrained(out)
         (out / "distill_summary.json").write_text(json.dumps(summary, indent=2))

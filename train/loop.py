@@ -90,7 +90,10 @@ def build_model(cfg: TrainConfig, device: torch.device) -> TwoTowers:
     else:
         model = TwoTowers(tower=cfg.tower, base_model=cfg.base_model, projection_dim=cfg.projection,
                           max_query_length=cfg.max_query_length, max_passage_length=cfg.max_passage_length,
-                          dropout=cfg.dropout, freeze_embeddings=cfg.freeze_embeddings)
+                          dropout=cfg.dropout, freeze_embeddings=cfg.freeze_embeddings,
+                          passage_tower=cfg.passage_tower)
+    if cfg.freeze_passage_tower:
+        model.passage_tower.requires_grad_(False)
     return model.to(device).train()
 
 

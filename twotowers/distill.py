@@ -322,8 +322,26 @@ class DistillConfig:
     candidates: int = 1  # teacher-mined top-k passages sampled per query (from `mine_k`)
     mine_k: int = 20
     passage_only_steps: bool = True  # also distil passages no query mined (the corpus is what matters)
+    # A student whose passage tower is frozen (it must then *be* the teacher, e.g. a mean query tower
+    # over the transformer passage tower) learns its query side only, against the cached teacher
+    # passage vectors; `passages_as_queries` then also feeds the corpus's passages to the query tower
+    # (targets: their teacher vectors), so it learns the corpus's vocabulary before any query comes.
+    passages_as_queries: bool = True
     seed: int = 0
     max_seconds: float | None = None  # stop early once this much time has passed (bounded runs)
+
+
+def _check_frozen_passage_tower(student, passages: Sequence[str], teacher_p: np.ndarray, n: int = 8) -> None:
+    """A frozen passage tower stands in for the teacher's passage vectors: check that it reproduces them."""
+    rows = np.unique(np.linspace(0, len(passages) - 1, min(n, len(passages))).astype(int))
+    got = student.encode_passages([passages[i] for i in rows])
+    want = np.asarray(teacher_p[rows], dtype=np.float32)
+    cos = (got * want).sum(1) / np.maximum(np.linalg.norm(want, axis=1), 1e-12) if got.shape == want.shape else None
+    if cos is None or cos.min() < 0.999:
+        raise ValueError("the student's passage tower is frozen, so it must encode passages as the teacher does "
+                         f"(it gives {got.shape[1]}-d vectors"
+                         + (f" at cosine {cos.min():.3f} to the teacher's" if cos is not None else
+                            f", the teacher {want.shape[1]}-d") + "): make it the teacher, or unfreeze it")
 
 
 def _embed(model, tower: str, ids: list[list[int]], device) -> torch.Tensor:
@@ -346,13 +364,21 @@ def distill(student, queries: Sequence[str], passages: Sequence[str], teacher_q:
     rng = np.random.default_rng(cfg.seed)
     torch.manual_seed(cfg.seed)
     device = student.device
+    frozen_p = not any(p.requires_grad for p in student.passage_tower.parameters())
+    if frozen_p:  # the query side learns alone, against the teacher's (= the frozen tower's) passage vectors
+        _check_frozen_passage_tower(student, passages, teacher_p)
+        if cfg.passages_as_queries:
+            queries = list(queries) + list(passages)
+            teacher_q = np.concatenate([np.asarray(teacher_q, dtype=np.float32).reshape(-1, teacher_p.shape[1]), teacher_p])
+        _log(f"passage tower frozen: training the query tower only, on {len(queries):,} texts"
+             + (" (queries + the passages)" if cfg.passages_as_queries else ""))
     t_dim = teacher_q.shape[1] if len(teacher_q) else teacher_p.shape[1]
     cos_loss = CosineToTeacherLoss(student.dim, t_dim).to(device)
     score_loss = ScoreDistillLoss(cfg.temperature, cfg.weight_kl, cfg.weight_mse)
 
     t0 = time.perf_counter()
     q_ids = student.tokenize_queries(list(queries)) if len(queries) else []
-    p_ids = student.tokenize_passages(list(passages))
+    p_ids = [[]] * len(passages) if frozen_p else student.tokenize_passages(list(passages))
     tq = torch.from_numpy(np.ascontiguousarray(teacher_q, dtype=np.float32))
     tp = torch.from_numpy(np.ascontiguousarray(teacher_p, dtype=np.float32))
     mined = top_k(teacher_q, teacher_p, cfg.mine_k) if len(queries) and cfg.candidates else None
@@ -376,7 +402,8 @@ def distill(student, queries: Sequence[str], passages: Sequence[str], teacher_q:
     nq, npas, B = len(q_ids), len(p_ids), cfg.batch_size
     steps_q = math.ceil(nq / B) if nq else 0
     # passage-only steps cover the passages that queries' candidates don't reach
-    steps_p = math.ceil(npas / (B * max(1, 2 * cfg.candidates))) if (cfg.passage_only_steps or not nq) else 0
+    steps_p = (math.ceil(npas / (B * max(1, 2 * cfg.candidates)))
+               if (cfg.passage_only_steps or not nq) and not frozen_p else 0)
     total = cfg.epochs * (steps_q + steps_p)
     # 5% linear warm-up then cosine decay to 0 over `budget["total"]` steps; with `max_seconds` the plan
     # shrinks to the steps that fit once the first steps are timed, so a capped run still anneals.
@@ -406,11 +433,11 @@ def distill(student, queries: Sequence[str], passages: Sequence[str], teacher_q:
                 picks.append(rng.integers(0, npas, size=len(qi) * max(1, cfg.candidates)))
                 pi = np.unique(np.concatenate(picks))
                 sq = _embed(student, "query", [q_ids[j] for j in qi], device)
-                sp = _embed(student, "passage", [p_ids[j] for j in pi], device)
                 tqb, tpb = tq[qi].to(device), tp[pi].to(device)
+                sp = tpb if frozen_p else _embed(student, "passage", [p_ids[j] for j in pi], device)
                 loss = score_loss(sq, sp, tqb, tpb)
                 if cfg.weight_cosine:
-                    loss = loss + cfg.weight_cosine * (cos_loss(sq, tqb) + cos_loss(sp, tpb))
+                    loss = loss + cfg.weight_cosine * (cos_loss(sq, tqb) + (0 if frozen_p else cos_loss(sp, tpb)))
                 seen += len(qi) + len(pi)
             else:
                 n_p = B * max(1, 2 * cfg.candidates)

@@ -76,6 +76,10 @@ class TwoTowers(
         rnn_hidden_size / rnn_layers: GRU/LSTM size per direction and depth.
         dropout: applied in training only.
         freeze_embeddings: keep the token embeddings fixed while training.
+        passage_tower / passage_projection_dim: a different architecture for the passage side (None =
+            the same as the query side), e.g. `tower="mean", projection_dim=384, passage_tower=
+            "transformer"`: a cheap query tower over passages encoded offline by the full encoder.
+            Both sides must output the same width.
     """
 
     def __init__(
@@ -89,11 +93,15 @@ class TwoTowers(
         rnn_layers: int = 1,
         dropout: float = 0.0,
         freeze_embeddings: bool = False,
+        passage_tower: str | None = None,
+        passage_projection_dim: int | None = None,
     ):
         super().__init__()
         if min(max_query_length, max_passage_length) < 1:
             raise ValueError("max_query_length and max_passage_length must be >= 1")
         self.tower_config = TowerConfig(tower, projection_dim, rnn_hidden_size, rnn_layers, dropout, freeze_embeddings)
+        self.passage_tower_config = self.tower_config if passage_tower is None else TowerConfig(
+            passage_tower, passage_projection_dim, rnn_hidden_size, rnn_layers, dropout, freeze_embeddings)
         self.base_model = base_model
         self.max_query_length = max_query_length
         self.max_passage_length = max_passage_length
@@ -102,12 +110,18 @@ class TwoTowers(
         source = pretrained if pretrained is not None else resolve_base_model(base_model)
         self.tokenizer = TextTokenizer(source)
         self.base_config = json.loads((source / (BASE_CONFIG_NAME if pretrained else "config.json")).read_text())
-        self.query_tower = self._build_tower(source, load_weights=pretrained is None)
-        self.passage_tower = copy.deepcopy(self.query_tower)  # same start, separate weights
+        self.query_tower = self._build_tower(self.tower_config, source, load_weights=pretrained is None)
+        if passage_tower is None:
+            self.passage_tower = copy.deepcopy(self.query_tower)  # same start, separate weights
+        else:
+            self.passage_tower = self._build_tower(self.passage_tower_config, source, load_weights=pretrained is None)
+            if self.passage_tower.dim != self.query_tower.dim:
+                raise ValueError(f"the query tower outputs {self.query_tower.dim} dims but the passage tower "
+                                 f"{self.passage_tower.dim}: set projection_dim / passage_projection_dim to match")
         self.to(default_device())
 
-    def _build_tower(self, source: Path, load_weights: bool) -> nn.Module:
-        cfg, base = self.tower_config, self.base_config
+    def _build_tower(self, cfg: TowerConfig, source: Path, load_weights: bool) -> nn.Module:
+        base = self.base_config
         if cfg.tower == "transformer":
             from transformers import AutoConfig, AutoModel
 
@@ -125,6 +139,12 @@ class TwoTowers(
             with torch.no_grad():
                 tower.embeddings.weight.copy_(_word_embeddings(source / WEIGHTS_NAME))
         return tower
+
+    @property
+    def tower_name(self) -> str:
+        """"mean", or "mean/transformer" (query/passage) for a model whose sides differ."""
+        q, p = self.tower_config.tower, self.passage_tower_config.tower
+        return q if self.passage_tower_config is self.tower_config else f"{q}/{p}"
 
     @property
     def dim(self) -> int:

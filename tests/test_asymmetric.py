@@ -1,0 +1,72 @@
+"""Towers of different architectures per side: a cheap query tower over a transformer passage tower."""
+
+import numpy as np
+import pytest
+import torch
+from test_distill import ToyTeacher, toy_texts
+from tinymodel import make_tiny_base
+
+from twotowers import TwoTowers
+from twotowers.distill import DistillConfig, TeacherCache, distill
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    return str(make_tiny_base(tmp_path_factory.mktemp("tiny-base")))  # a 32-wide, 1-layer BERT
+
+
+def asymmetric(base: str) -> TwoTowers:
+    torch.manual_seed(0)
+    return TwoTowers(tower="mean", projection_dim=32, passage_tower="transformer", base_model=base).to("cpu")
+
+
+def test_sides_keep_their_own_architecture_through_save_and_load(base, tmp_path):
+    model = asymmetric(base)
+    assert model.tower_name == "mean/transformer" and model.dim == 32
+    assert TwoTowers(tower="mean", projection_dim=32, base_model=base).tower_name == "mean"
+    texts = ["piano keys", "a river with fish and a boat"]
+    model.save_pretrained(tmp_path)
+    loaded = TwoTowers.from_pretrained(tmp_path)
+    assert loaded.tower_name == "mean/transformer" and loaded.fingerprint() == model.fingerprint()
+    np.testing.assert_array_equal(loaded.encode_queries(texts), model.encode_queries(texts))
+    np.testing.assert_array_equal(loaded.encode_passages(texts), model.encode_passages(texts))
+    # The passage side starts as the base encoder itself: the zero-shot transformer tower's vectors.
+    zero_shot = TwoTowers(tower="transformer", projection_dim=None, base_model=base).to("cpu")
+    np.testing.assert_allclose(model.encode_passages(texts), zero_shot.encode_passages(texts), atol=1e-6)
+
+
+def test_sides_of_different_widths_are_refused(base):
+    with pytest.raises(ValueError, match="query tower outputs 16 dims but the passage tower 32"):
+        TwoTowers(tower="mean", projection_dim=16, passage_tower="transformer", base_model=base)
+
+
+def test_frozen_passage_tower_distils_the_query_side_only(base, tmp_path):
+    teacher = TwoTowers(tower="transformer", projection_dim=None, base_model=base).to("cpu")
+    passages, queries = toy_texts(120, 8, 1), toy_texts(120, 3, 2)
+    cache = TeacherCache(tmp_path)
+    tp = cache.encode(teacher, passages, "passage", show_progress=False)
+    tq = cache.encode(teacher, queries, "query", show_progress=False)
+    student = asymmetric(base)
+    student.passage_tower.requires_grad_(False)
+    frozen = {k: v.clone() for k, v in student.passage_tower.state_dict().items()}
+
+    def query_agreement():
+        return float(np.mean(np.sum(student.encode_queries(queries) * tq, axis=1)))
+
+    before = query_agreement()
+    summary = distill(student, queries, passages, tq, tp,
+                      DistillConfig(epochs=4, batch_size=32, learning_rate=3e-2, weight_kl=0.1, mine_k=5))
+    after = query_agreement()
+    assert summary["steps"] > 0 and after > before + 0.2, (before, after)
+    for k, v in student.passage_tower.state_dict().items():
+        assert torch.equal(v, frozen[k]), k  # the passage side (and so any index built with it) is unchanged
+
+
+def test_a_frozen_passage_tower_that_is_not_the_teacher_is_refused(base):
+    teacher = ToyTeacher(dim=32)
+    passages, queries = toy_texts(20, 8, 1), toy_texts(20, 3, 2)
+    student = asymmetric(base)
+    student.passage_tower.requires_grad_(False)
+    with pytest.raises(ValueError, match="passage tower is frozen, so it must encode passages as the teacher"):
+        distill(student, queries, passages, teacher.encode_queries(queries), teacher.encode_passages(passages),
+                DistillConfig(epochs=1, batch_size=8))
