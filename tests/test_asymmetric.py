@@ -70,3 +70,11 @@ def test_a_frozen_passage_tower_that_is_not_the_teacher_is_refused(base):
     with pytest.raises(ValueError, match="passage tower is frozen, so it must encode passages as the teacher"):
         distill(student, queries, passages, teacher.encode_queries(queries), teacher.encode_passages(passages),
                 DistillConfig(epochs=1, batch_size=8))
+
+
+def test_models_of_one_architecture_keep_the_fingerprint_they_had_before_passage_tower_existed():
+    # Indexes record their model's fingerprint; this is the value before the option was added, so
+    # indexes built then (the demo cache, published repos) still load with their model.
+    torch.manual_seed(0)
+    model = TwoTowers(tower="mean", projection_dim=16)
+    assert model.fingerprint() == "a9033eb63632851ed381373697fdc4d496f32c63be08f5fa088c54315ad3a3ee"

@@ -58,6 +58,9 @@ def _check_texts(texts, what: str) -> list[str]:
     return texts
 
 
+_LATER_OPTIONS = ("passage_tower", "passage_projection_dim")
+
+
 class TwoTowers(
     nn.Module,
     PyTorchModelHubMixin,
@@ -215,7 +218,10 @@ class TwoTowers(
     # -- identity, save and load ---------------------------------------------------------------------
     def fingerprint(self) -> str:
         """sha256 of the config and every weight: which model encoded an index."""
-        h = hashlib.sha256(json.dumps(self._hub_mixin_config, sort_keys=True).encode())
+        # Options added after models were published count only when set, so that indexes built before
+        # them still match their model.
+        config = {k: v for k, v in self._hub_mixin_config.items() if not (k in _LATER_OPTIONS and v is None)}
+        h = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
         for name, tensor in sorted(self.state_dict().items()):
             h.update(name.encode())
             h.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
