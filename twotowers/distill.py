@@ -331,17 +331,24 @@ class DistillConfig:
     max_seconds: float | None = None  # stop early once this much time has passed (bounded runs)
 
 
-def _check_frozen_passage_tower(student, passages: Sequence[str], teacher_p: np.ndarray, n: int = 8) -> None:
-    """A frozen passage tower stands in for the teacher's passage vectors: check that it reproduces them."""
+def passage_agreement(model, passages: Sequence[str], teacher_p: np.ndarray, n: int = 8) -> float:
+    """Lowest cosine between `model`'s passage vectors and the teacher's on `n` spread-out passages
+    (-1 when the widths differ): 1.0 means its passage tower encodes as the teacher does."""
     rows = np.unique(np.linspace(0, len(passages) - 1, min(n, len(passages))).astype(int))
-    got = student.encode_passages([passages[i] for i in rows])
+    got = model.encode_passages([passages[i] for i in rows])
     want = np.asarray(teacher_p[rows], dtype=np.float32)
-    cos = (got * want).sum(1) / np.maximum(np.linalg.norm(want, axis=1), 1e-12) if got.shape == want.shape else None
-    if cos is None or cos.min() < 0.999:
+    if got.shape != want.shape:
+        return -1.0
+    return float(((got * want).sum(1) / np.maximum(np.linalg.norm(want, axis=1), 1e-12)).min())
+
+
+def _check_frozen_passage_tower(student, passages: Sequence[str], teacher_p: np.ndarray) -> None:
+    """A frozen passage tower stands in for the teacher's passage vectors: check that it reproduces them."""
+    cos = passage_agreement(student, passages, teacher_p)
+    if cos < 0.999:
         raise ValueError("the student's passage tower is frozen, so it must encode passages as the teacher does "
-                         f"(it gives {got.shape[1]}-d vectors"
-                         + (f" at cosine {cos.min():.3f} to the teacher's" if cos is not None else
-                            f", the teacher {want.shape[1]}-d") + "): make it the teacher, or unfreeze it")
+                         f"(its {student.dim}-d vectors " + (f"reach cosine {cos:.3f} to the teacher's" if cos > -1 else
+                         f"against the teacher's {teacher_p.shape[1]}-d") + "): make it the teacher, or unfreeze it")
 
 
 def _embed(model, tower: str, ids: list[list[int]], device) -> torch.Tensor:
