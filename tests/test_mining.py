@@ -79,8 +79,8 @@ def test_mine_texts_and_cli_write_triples_the_training_loader_reads(tmp_path, mo
                "--out", str(out), "--k", "6", "--per-query", "2", "--max-ratio", "0.99"])
     stats = LoadStats()
     examples = read_triples(out, stats)
-    assert len(examples) == 4 and not stats.malformed
-    assert all(e.negatives and e.negatives[0] != e.positive for e in examples)
+    assert len(examples) == 2 and not stats.malformed  # one example per query, both its negatives
+    assert all(len(e.negatives) == 2 and e.positive not in e.negatives for e in examples)
     assert {e.query for e in examples} == set(queries)
 
 

@@ -1,7 +1,7 @@
 """`python -m twotowers.mine`: write mined hard-negative triples for training.
 
     python -m twotowers.mine --model minilm --data-files train_positives.hf.jsonl --out triples.tsv
-    python -m train --data-files triples.tsv ...      # the loader reads query<TAB>pos<TAB>neg
+    python -m train --data-files triples.tsv ...      # the loader reads query<TAB>pos<TAB>neg1<TAB>neg2...
 
 `--data-files`: MS MARCO v1.1 rows (JSONL); each row's selected passages are its positives and
 all its passages join the pool. `--collection pid<TAB>text` files add passages to the pool.
@@ -66,10 +66,17 @@ def main(argv=None) -> None:
     triples, stats = mine_texts(model, queries, positives, pool, a.k, a.per_query, a.max_ratio, a.margin, a.skip_top, cache)
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    # One line per (query, positive) with all its negatives: the loader draws `--num-negatives` of them
+    # per epoch, and an in-batch-negatives batch never holds the same query twice (its positive would
+    # count as a negative of its own copy).
+    grouped: dict[tuple[str, str], list[str]] = {}
+    for q, p, neg in triples:
+        grouped.setdefault((q, p), []).append(neg)
     with open(out, "w", encoding="utf-8") as f:
-        for q, p, neg in triples:
-            f.write("\t".join(" ".join(x.split()) for x in (q, p, neg)) + "\n")
-    log(f"wrote {len(triples):,} triples to {out} ({out.stat().st_size / 2**20:.1f} MiB) in {time.perf_counter() - t0:.1f}s")
+        for (q, p), negs in grouped.items():
+            f.write("\t".join(" ".join(x.split()) for x in (q, p, *negs)) + "\n")
+    log(f"wrote {len(triples):,} triples as {len(grouped):,} lines (query, positive, its negatives) to {out} "
+        f"({out.stat().st_size / 2**20:.1f} MiB) in {time.perf_counter() - t0:.1f}s")
 
 
 if __name__ == "__main__":
