@@ -4,9 +4,12 @@
     python bench/index.py --sizes 100000 --dims 256        # one configuration
     python bench/index.py --sizes 1000000 --dims 256 --hybrid   # + text latency dense vs hybrid (BM25 built too)
 
-Vectors are the dev600 collection's real passages (11,809) encoded by the mean tower (untrained unless
---model), repeated with Gaussian noise (--noise) and re-normalised to reach each size; queries are the
-600 dev600 queries encoded by the same model's query tower. Each configuration runs in its own
+Passages are the dev600 collection's 11,809 real ones and, to reach each size, new ones spliced from
+the first half of one real passage and the second half of another (`--grow mix`, the default), all
+encoded by the mean tower (untrained unless --model; vectors cached under --cache); `--grow noise`
+instead repeats the real vectors with Gaussian noise (--noise), re-normalised: at 1M that makes
+near-random points, far harder for HNSW than any real corpus. Queries are the 600 dev600 queries
+encoded by the same model's query tower; `--tune held-out` chooses ef on the ones not timed. Each configuration runs in its own
 process, so "peak RSS" is that process's high-water mark (model + vectors + index). In the same run:
 exact numpy search (`Q @ V.T`, top-k by argpartition) and raw `hnswlib.Index.knn_query` on the very
 graph the PassageIndex wraps, at the same ef. Prints markdown tables.
@@ -66,6 +69,35 @@ def grow(base: np.ndarray, n: int, noise: float, seed: int = 0) -> np.ndarray:
     return out
 
 
+def mixed_texts(texts: list[str], n: int, seed: int = 0) -> list[str]:
+    """n passages: the real ones, then new ones made of the first half of one real passage's words and
+    the second half of another's (random pairs): text a model really encodes, with real vocabulary."""
+    rng = np.random.default_rng(seed)
+    words = [t.split() for t in texts]
+    out = list(texts[:n])
+    m = n - len(out)
+    for i, j in zip(rng.integers(0, len(texts), m), rng.integers(0, len(texts), m)):
+        a, b = words[i], words[j]
+        out.append(" ".join(a[: len(a) // 2] + b[len(b) // 2 :]))
+    return out
+
+
+def mixed_vectors(model, passages: list[str], path: Path, chunk: int = 100_000) -> np.ndarray:
+    """The model's vectors of `passages` `[n, dim]`, encoded in chunks into a cached `.npy` (memory-mapped)."""
+    if not path.is_file():
+        tmp = path.with_suffix(".part.npy")
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(passages), model.dim))
+        t0 = time.perf_counter()
+        for start in range(0, len(passages), chunk):
+            out[start : start + chunk] = model.encode_passages(passages[start : start + chunk], batch_size=256)
+            print(f"encoded {min(start + chunk, len(passages)):,} / {len(passages):,} passages "
+                  f"({time.perf_counter() - t0:.0f}s)", file=sys.stderr, flush=True)
+        out.flush()
+        del out
+        tmp.rename(path)
+    return np.load(path, mmap_mode="r")
+
+
 def exact_top(q: np.ndarray, v: np.ndarray, k: int) -> np.ndarray:
     """Exact top-k rows by inner product, blocked over the vectors -> [nq, k]."""
     best_s = np.full((len(q), 0), -np.inf, dtype=np.float32)
@@ -92,16 +124,25 @@ def run_one(n: int, dim: int, args) -> dict:
     model = load_model(dim, args.model)
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
-    tag = "trained" if args.model else "untrained"
-    base, q, texts, qtexts = base_vectors(model, dim, cache, tag)
-    q = q[: args.queries]
-    vectors = grow(base, n, args.noise)
+    tag = Path(args.model).name if args.model else "untrained"
+    base, q_all, texts, qtexts = base_vectors(model, dim, cache, tag)
+    q = q_all[: args.queries]
+    # ef tuning: the index's own pseudo-queries (passage windows), or real queries that are never timed
+    tune = q_all[args.queries :] if args.tune == "held-out" else None
+    if tune is not None and not len(tune):
+        raise SystemExit("--tune held-out needs --queries below 600 (the rest tune ef)")
+    if args.grow == "mix":
+        passages = mixed_texts(texts, n)
+        vectors = np.ascontiguousarray(mixed_vectors(model, passages, cache / f"{tag}-{dim}-mix-{n}.npy"))
+    else:
+        vectors = grow(base, n, args.noise)
+        passages = [texts[i % len(texts)] for i in range(n)]
     ids = [str(i) for i in range(n)]
-    passages = [texts[i % len(texts)] for i in range(n)]
 
     t0 = time.perf_counter()
     index = PassageIndex.build(model, ids, passages, vectors=vectors, M=args.M, ef_construction=args.ef_construction,
-                               target_recall=args.target_recall, keyword=args.hybrid, chunk_size=50_000)
+                               target_recall=args.target_recall, keyword=args.hybrid, chunk_size=50_000,
+                               tune_queries=tune, tune_samples=len(tune) if tune is not None else 200)
     build_s = time.perf_counter() - t0
     with tempfile.TemporaryDirectory(dir=args.cache) as d:
         t0 = time.perf_counter()
@@ -163,8 +204,14 @@ def main() -> None:
     ap.add_argument("--M", type=int, default=32)
     ap.add_argument("--ef-construction", type=int, default=200)
     ap.add_argument("--target-recall", type=float, default=0.99)
-    ap.add_argument("--noise", type=float, default=0.5, help="norm of the noise added to each repeated vector")
+    ap.add_argument("--grow", choices=("mix", "noise"), default="mix",
+                    help="reach the size with new passages spliced from two real ones and encoded by the model "
+                         "(mix), or with noisy copies of the real vectors (noise; texts repeated)")
+    ap.add_argument("--noise", type=float, default=0.5, help="--grow noise: norm of the noise added to each copy")
     ap.add_argument("--queries", type=int, default=600, help="dev600 queries used (single-query timings)")
+    ap.add_argument("--tune", choices=("windows", "held-out"), default="windows",
+                    help="choose ef on the index's pseudo-queries (passage windows, the default of PassageIndex.build) "
+                         "or on the dev600 queries beyond --queries, which are never timed or scored")
     ap.add_argument("--exact-single", type=int, default=100, help="queries timed one by one for exact search")
     ap.add_argument("-k", type=int, default=10)
     ap.add_argument("--hybrid", action="store_true", help="also build BM25 and time text queries: dense vs hybrid")
@@ -191,8 +238,9 @@ def main() -> None:
             results.append(r)
             print(json.dumps(r), file=sys.stderr, flush=True)
 
+    tuned_on = "pseudo-queries (passage windows)" if args.tune == "windows" else f"the {600 - args.queries} held-out dev600 queries"
     print(f"\nhnswlib M={args.M}, ef_construction={args.ef_construction}; ef chosen for recall@10 >= "
-          f"{args.target_recall} on pseudo-queries; recall below is on the dev600 queries; k={args.k}; "
+          f"{args.target_recall} on {tuned_on}; recall below is on the first {args.queries} dev600 queries; k={args.k}; "
           f"{os.cpu_count()} CPUs\n")
     print_table(
         ["vectors", "dim", "ef", "build s", "index MB", "bytes/vector", "peak RSS MB", "recall@10",

@@ -93,10 +93,10 @@ class TextStore:
         if rows and (min(rows) < 0 or max(rows) >= len(self)):
             raise IndexError(f"rows out of range for {len(self)} strings")
         # A search reads ~10 strings: per-row Python beats numpy's fixed costs at that size.
-        off, mm = self._offsets, self._mm
+        item, mm = self._offsets.item, self._mm  # .item(i): a Python int, without a numpy scalar
         out = []
         for r in rows:
-            a, b = int(off[r]), int(off[r + 1])
+            a, b = item(r), item(r + 1)
             out.append(mm[a:b].decode("utf-8") if b > a else "")
         return out
 
