@@ -78,3 +78,10 @@ def test_models_of_one_architecture_keep_the_fingerprint_they_had_before_passage
     torch.manual_seed(0)
     model = TwoTowers(tower="mean", projection_dim=16)
     assert model.fingerprint() == "a9033eb63632851ed381373697fdc4d496f32c63be08f5fa088c54315ad3a3ee"
+
+
+def test_model_card_names_each_side():
+    from hub.card import build_card
+
+    card = str(build_card("me/small-query", {"tower": "mean", "passage_tower": "transformer", "projection_dim": 384}, []))
+    assert "`mean` (queries) / `transformer` (passages)" in card
