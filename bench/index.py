@@ -12,7 +12,9 @@ near-random points, far harder for HNSW than any real corpus. Queries are the 60
 encoded by the same model's query tower; `--tune held-out` chooses ef on the ones not timed. Each configuration runs in its own
 process, so "peak RSS" is that process's high-water mark (model + vectors + index). In the same run:
 exact numpy search (`Q @ V.T`, top-k by argpartition) and raw `hnswlib.Index.knn_query` on the very
-graph the PassageIndex wraps, at the same ef. Prints markdown tables.
+graph the PassageIndex wraps, at the same ef. The index is timed as a user gets it: saved, then loaded
+back. "search" returns ids and scores, each hit's text read on first use; "+ texts" also reads the k
+texts. Prints markdown tables.
 """
 
 from __future__ import annotations
@@ -144,11 +146,16 @@ def run_one(n: int, dim: int, args) -> dict:
                                target_recall=args.target_recall, keyword=args.hybrid, chunk_size=50_000,
                                tune_queries=tune, tune_samples=len(tune) if tune is not None else 200)
     build_s = time.perf_counter() - t0
-    with tempfile.TemporaryDirectory(dir=args.cache) as d:
-        t0 = time.perf_counter()
-        index.save(d)
-        save_s = time.perf_counter() - t0
-        sizes = {p.name: p.stat().st_size for p in Path(d).iterdir()}
+    saved = tempfile.TemporaryDirectory(dir=args.cache)
+    t0 = time.perf_counter()
+    index.save(saved.name)
+    save_s = time.perf_counter() - t0
+    sizes = {p.name: p.stat().st_size for p in Path(saved.name).iterdir()}
+    # what a user searches: the saved index loaded back (memory-mapped vectors, ids and texts)
+    del index
+    t0 = time.perf_counter()
+    index = PassageIndex.load(saved.name, model)
+    load_s = time.perf_counter() - t0
     dense_bytes = sizes["hnsw.bin"]
     total_bytes = sum(sizes.values())
     hnsw, k = index.hnsw, args.k
@@ -160,15 +167,26 @@ def run_one(n: int, dim: int, args) -> dict:
     hits = index.search(q, k=k)
     recall = float(np.mean([len({int(h.id) for h in row} & set(e.tolist())) / k for row, e in zip(hits, exact)]))
 
-    # single-query latency: whole passes over the queries, alternating index / raw three times each so
-    # load drifts hit both alike. (Timing both on the same query back to back would favour whichever
-    # runs second: the graph nodes the first visited are still in cache.)
-    t_index, t_raw, t_exact = [], [], []
-    for _ in range(3):
+    # single-query latency. The methods take turns query by query, each query going to a different
+    # method in each pass, so load drifts hit all alike, and no method runs on a graph neighbourhood
+    # the previous call just warmed (timing two methods back to back on one query favours the second).
+    def with_texts(x):  # search, then read every hit's text (texts are read on first use)
+        hits = index.search(x, k=k)
+        for row in hits:
+            for h in row:
+                h.text
+        return hits
+
+    methods = {"index": lambda x: index.search(x, k=k), "raw": lambda x: hnsw.knn_query(x, k=k, num_threads=1),
+               "texts": with_texts}
+    names = list(methods)
+    times = {m: [] for m in names}
+    for p in range(2 * len(names)):
         for i in range(len(q)):
-            t0 = time.perf_counter(); index.search(q[i : i + 1], k=k); t_index.append(time.perf_counter() - t0)
-        for i in range(len(q)):
-            t0 = time.perf_counter(); hnsw.knn_query(q[i : i + 1], k=k, num_threads=1); t_raw.append(time.perf_counter() - t0)
+            m = names[(i + p) % len(names)]
+            fn, x = methods[m], q[i : i + 1]
+            t0 = time.perf_counter(); fn(x); times[m].append(time.perf_counter() - t0)
+    t_exact = []
     for i in range(min(args.exact_single, len(q))):
         t0 = time.perf_counter(); s = vectors @ q[i]; np.argpartition(-s, k)[:k]; t_exact.append(time.perf_counter() - t0)
 
@@ -180,9 +198,10 @@ def run_one(n: int, dim: int, args) -> dict:
         return len(q) / float(np.median(times))
 
     out = {"n": n, "dim": dim, "M": args.M, "ef_construction": args.ef_construction, "ef": index.ef,
-           "ef_tuning": index.meta.get("ef_tuning"), "build_s": build_s, "save_s": save_s,
+           "ef_tuning": index.meta.get("ef_tuning"), "build_s": build_s, "save_s": save_s, "load_s": load_s,
            "hnsw_bytes": dense_bytes, "total_bytes": total_bytes, "bytes_per_vector": dense_bytes / n,
-           "recall": recall, "index_p50_p99": percentiles_ms(t_index), "raw_p50_p99": percentiles_ms(t_raw),
+           "recall": recall, "index_p50_p99": percentiles_ms(times["index"]), "raw_p50_p99": percentiles_ms(times["raw"]),
+           "texts_p50_p99": percentiles_ms(times["texts"]),
            "exact_p50_p99": percentiles_ms(t_exact),
            "index_qps": qps(lambda: index.search(q, k=k)), "raw_qps": qps(lambda: hnsw.knn_query(q, k=k)),
            "exact_qps": len(q) / exact_batch_s}
@@ -193,6 +212,7 @@ def run_one(n: int, dim: int, args) -> dict:
                 t0 = time.perf_counter(); index.search([text], k=k, mode=m); lat[m].append(time.perf_counter() - t0)
         out["text_p50_p99"] = {m: percentiles_ms(v) for m, v in lat.items()}
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    saved.cleanup()
     return out
 
 
@@ -244,11 +264,13 @@ def main() -> None:
           f"{os.cpu_count()} CPUs\n")
     print_table(
         ["vectors", "dim", "ef", "build s", "index MB", "bytes/vector", "peak RSS MB", "recall@10",
-         "search p50/p99 ms", "raw hnswlib p50/p99 ms", "search/raw p50", "exact p50 ms",
+         "search p50/p99 ms", "raw hnswlib p50/p99 ms", "search/raw p50", "+ texts p50 ms", "(+ texts)/raw",
+         "exact p50 ms",
          "search QPS", "raw QPS", "exact QPS"],
         [[f"{r['n']:,}", r["dim"], r["ef"], r["build_s"], r["total_bytes"] / 1e6, f"{r['bytes_per_vector']:,.0f}",
           r["peak_rss_mb"], f"{r['recall']:.4f}", "{:.3f} / {:.3f}".format(*r["index_p50_p99"]),
           "{:.3f} / {:.3f}".format(*r["raw_p50_p99"]), f"{r['index_p50_p99'][0] / r['raw_p50_p99'][0]:.2f}x",
+          f"{r['texts_p50_p99'][0]:.3f}", f"{r['texts_p50_p99'][0] / r['raw_p50_p99'][0]:.2f}x",
           f"{r['exact_p50_p99'][0]:.2f}", r["index_qps"], r["raw_qps"], r["exact_qps"]] for r in results])
     hybrid = [r for r in results if "text_p50_p99" in r]
     if hybrid:

@@ -95,6 +95,25 @@ def test_dense_scores_are_cosines_and_vectors_equal_texts(built, model, corpus):
     assert plain(built.search(q, k=5)) == plain(hits)  # query vectors give the same results
 
 
+def test_hits_read_texts_on_use_and_keep_them(saved, model, corpus, tmp_path):
+    index = PassageIndex.load(copy_index(saved, tmp_path), model)
+    q = model.encode_queries(QUERIES)
+    hits = index.search(q, k=5)
+    # float64 or strided query vectors give the same hits as float32
+    assert plain(index.search(q.astype(np.float64), k=5)) == plain(hits)
+    assert plain(index.search(np.asfortranarray(q), k=5)) == plain(hits)
+    h = hits[0][0]
+    assert h.to_dict() == {"id": h.id, "text": corpus[1][int(h.id[1:])], "score": h.score,
+                           "dense_score": h.score, "keyword_score": None}
+    assert repr(h).startswith(f"SearchHit(id={h.id!r}, text=") and h == index.search(q[:1], k=1)[0][0]
+    # texts not yet read survive the index growing, being saved over, and being dropped
+    later = hits[1]
+    index.add(["new1"], ["A quokka is a small marsupial."])
+    index.save(tmp_path / "idx")
+    del index
+    assert [x.text for x in later] == [corpus[1][int(x.id[1:])] for x in later]
+
+
 def test_round_trip_in_a_fresh_process_is_identical(built, saved):
     code = (f"import json, sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); sys.path.insert(0, {str(ROOT)!r});"
             "from test_index import all_modes; from twotowers import PassageIndex, TwoTowers;"

@@ -35,7 +35,6 @@ import struct
 import tempfile
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import hnswlib
@@ -53,21 +52,47 @@ STORE_FILES = {"ids": ("ids.bin", "ids_offsets.npy"), "passages": ("passages.bin
 EF_CANDIDATES = (10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048)
 MODES = ("dense", "keyword", "hybrid")
 FUSIONS = ("score", "rrf")
+_FLOAT32 = np.dtype(np.float32)  # dtypes of builtin types are singletons: `is` compares
 RRF_K = 60  # reciprocal rank fusion constant (Cormack et al. 2009)
 
 
-@dataclass
 class SearchHit:
-    """One result: the passage, the score it was ranked by, and each side's score where known.
+    """One result: the passage id, its text, the score it was ranked by, and each side's score where known.
 
     `score` is the cosine similarity (dense), the BM25 score (keyword) or the fused score (hybrid).
+    `text` is read from the index's store when first used, so a search that needs only ids and
+    scores (evaluation, re-ranking elsewhere) never touches the passage texts.
     """
 
-    id: str
-    text: str
-    score: float
-    dense_score: float | None = None
-    keyword_score: float | None = None
+    __slots__ = ("id", "score", "dense_score", "keyword_score", "_text", "_store", "_row")
+    FIELDS = ("id", "text", "score", "dense_score", "keyword_score")
+
+    def __init__(self, id: str, text: str | None, score: float, dense_score: float | None = None,
+                 keyword_score: float | None = None, _store=None, _row: int = -1):
+        self.id, self._text, self.score = id, text, score
+        self.dense_score, self.keyword_score = dense_score, keyword_score
+        self._store, self._row = _store, _row  # where `text` lives when not given
+
+    @property
+    def text(self) -> str:
+        if self._text is None:
+            self._text = self._store.get_unchecked([self._row])[0]
+            self._store = None
+        return self._text
+
+    def to_dict(self) -> dict:
+        """The five fields as a dict (the text read if not yet)."""
+        return {f: getattr(self, f) for f in self.FIELDS}
+
+    def __eq__(self, other) -> bool:
+        if not isinstance(other, SearchHit):
+            return NotImplemented
+        return all(getattr(self, f) == getattr(other, f) for f in self.FIELDS)
+
+    __hash__ = None  # mutable, like the dataclass it replaces
+
+    def __repr__(self) -> str:
+        return "SearchHit(" + ", ".join(f"{f}={getattr(self, f)!r}" for f in self.FIELDS) + ")"
 
 
 class PassageIndex:
@@ -282,23 +307,25 @@ class PassageIndex:
         depth: hybrid candidates = the union of each side's top-`depth` (default max(k, 100)); every
               candidate gets its exact dense and BM25 scores before fusing.
         """
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         if not isinstance(k, (int, np.integer)) or k < 1:
             raise ValueError(f"k must be a positive int, got {k!r}")
-        is_vectors = isinstance(queries, np.ndarray)
-        if not is_vectors:
-            queries = _check_strings(queries, "search queries")
-        if mode != "dense" and (is_vectors or self.keyword is None):
+        if mode == "dense":  # the hot path: a few list operations per query, no numpy beyond hnswlib's call
+            q = self._query_vectors(queries)
+            kk = min(k, len(self.ids))
+            if not kk or not len(q):
+                return [[] for _ in range(len(q))]
+            labels, dist = self.hnsw.knn_query(q, k=kk, num_threads=1 if len(q) == 1 else -1)
+            return [self._dense_hits(rows, d) for rows, d in zip(labels.tolist(), dist.tolist())]
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if isinstance(queries, np.ndarray) or self.keyword is None:
             raise ValueError(f"mode={mode!r} needs text queries and an index built with keyword=True"
                              + ("" if self.keyword is not None else " (this index has no keyword part)"))
+        queries = _check_strings(queries, "search queries")
         if mode == "keyword":
             rows, scores = self.keyword.search(queries, k)
             return [self._hits(r, s, keyword=s) for r, s in zip(rows, scores)]
         q = self._query_vectors(queries)
-        if mode == "dense":
-            rows, sims = self._dense(q, k)
-            return [self._hits(r, s, dense=s) for r, s in zip(rows, sims)]
         if fusion not in FUSIONS:
             raise ValueError(f"fusion must be one of {FUSIONS}, got {fusion!r}")
         if not 0 <= alpha <= 1:
@@ -325,11 +352,12 @@ class PassageIndex:
         return out
 
     def _query_vectors(self, queries) -> np.ndarray:
+        """`[n, dim]` float32 query vectors: given, or the model's encoding of texts."""
         if isinstance(queries, np.ndarray):
-            if queries.ndim != 2 or queries.shape[1] != self.dim:
+            if queries.ndim != 2 or queries.shape[1] != self._vectors.dim:
                 raise ValueError(f"query vectors must be [n, {self.dim}], got shape {queries.shape}")
-            return np.ascontiguousarray(queries, dtype=np.float32)
-        return self._require_model("text search").encode_queries(queries)
+            return queries if queries.dtype is _FLOAT32 else queries.astype(np.float32)
+        return self._require_model("text search").encode_queries(_check_strings(queries, "search queries"))
 
     def _dense(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """hnswlib top-k -> (`[n, k]` int64 rows, -1 pad; `[n, k]` float32 cosine)."""
@@ -344,17 +372,28 @@ class PassageIndex:
             rows[:, :kk], sims[:, :kk] = labels, 1.0 - dist
         return rows, sims
 
-    def _hits(self, rows, scores, dense=None, keyword=None) -> list[SearchHit]:
-        rows = np.asarray(rows).tolist()
+    def _dense_hits(self, rows: list[int], dist: list[float]) -> list[SearchHit]:
+        """SearchHits for one query's hnswlib labels (rows) and distances, as Python lists."""
+        sims = [1.0 - d for d in dist]  # hnswlib "ip" distance is 1 - dot
         n = len(rows)
-        while n and rows[n - 1] < 0:  # -1 pads only at the end
+        none = [None] * n  # texts are read on first use of hit.text (see SearchHit)
+        return list(map(SearchHit, self.ids.get_unchecked(rows), none, sims, sims, none,
+                        itertools.repeat(self.passages, n), rows))
+
+    def _hits(self, rows: np.ndarray, scores: np.ndarray, dense=None, keyword=None) -> list[SearchHit]:
+        """SearchHits for one query's `[k]` rows (hnswlib labels, -1 pads at the end) and scores."""
+        rows = rows.tolist()  # Python ints
+        n = len(rows)
+        while n and rows[n - 1] < 0:
             n -= 1
-        rows = rows[:n]
+        del rows[n:]
+        py = scores[:n].tolist()  # Python floats
         none = [None] * n
-        dense = none if dense is None else np.asarray(dense[:n]).tolist()  # Python floats
-        keyword = none if keyword is None else np.asarray(keyword[:n]).tolist()
-        scores = np.asarray(scores[:n]).tolist()
-        return [SearchHit(*fields) for fields in zip(self.ids.get(rows), self.passages.get(rows), scores, dense, keyword)]
+        dense_py = none if dense is None else py if dense is scores else dense[:n].tolist()
+        keyword_py = none if keyword is None else py if keyword is scores else keyword[:n].tolist()
+        # texts are read on first use of hit.text (see SearchHit)
+        return list(map(SearchHit, self.ids.get_unchecked(rows), none, py, dense_py, keyword_py,
+                        itertools.repeat(self.passages, n), rows))
 
     def _require_model(self, what: str):
         if self.model is None:

@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> None:
     for query, hits in zip(args.query, results):
         if args.json:
             for rank, h in enumerate(hits, 1):
-                print(json.dumps({"query": query, "rank": rank, **h.__dict__}, ensure_ascii=False))
+                print(json.dumps({"query": query, "rank": rank, **h.to_dict()}, ensure_ascii=False))
             continue
         print(f"# {query}")
         for rank, h in enumerate(hits, 1):
