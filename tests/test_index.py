@@ -114,6 +114,29 @@ def test_hits_read_texts_on_use_and_keep_them(saved, model, corpus, tmp_path):
     assert [x.text for x in later] == [corpus[1][int(x.id[1:])] for x in later]
 
 
+def test_ef_is_the_smallest_reaching_the_target(model):
+    # a deliberately poor graph over random vectors, so recall climbs slowly with ef
+    rng = np.random.default_rng(0)
+    v = rng.standard_normal((3000, model.dim)).astype(np.float32)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    q = v[:200] + 0.5 * rng.standard_normal((200, model.dim)).astype(np.float32)
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    ids = [str(i) for i in range(len(v))]
+    index = PassageIndex.build(model, ids, ids, vectors=v, M=16, ef_construction=50, keyword=False,
+                               tune_queries=q, tune_samples=200)
+    rec, ef = index.meta["ef_tuning"], index.ef
+    exact = np.argsort(-(q @ v.T), axis=1)[:, :10]
+
+    def recall(ef_):
+        index.hnsw.set_ef(ef_)
+        labels, _ = index.hnsw.knn_query(q, k=10)
+        return np.mean([len(set(a) & set(e)) / 10 for a, e in zip(labels.tolist(), exact.tolist())])
+
+    below = rec["ef_missed"]
+    assert rec["reached"] and recall(ef) >= 0.99 and below is not None and recall(below) < 0.99
+    assert ef - below <= max(2, below // 16)  # bisected between the grid's steps
+
+
 def test_round_trip_in_a_fresh_process_is_identical(built, saved):
     code = (f"import json, sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); sys.path.insert(0, {str(ROOT)!r});"
             "from test_index import all_modes; from twotowers import PassageIndex, TwoTowers;"
