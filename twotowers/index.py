@@ -16,8 +16,9 @@ search with, count, the encoding model's fingerprint and config, the keyword par
     passages.bin       passage texts, one UTF-8 blob ... + passages_offsets.npy int64 [count + 1]
     keyword*.json/npy  the BM25 side (twotowers.keyword), when built with keyword=True
 
-Texts and ids are memory-mapped, so 8.8M passages need no more RAM than the graph. `load` checks that
-every file is there with its recorded size, that hnsw.bin's header agrees with count/dim/M, that the
+Texts and ids are memory-mapped, so 8.8M passages need no more RAM than the graph; a hit reads its
+text when `hit.text` is first used, so a search costs hnswlib's call plus reading k ids (bench/index.py
+times both). `load` checks that every file is there with its recorded size, that hnsw.bin's header agrees with count/dim/M, that the
 keyword part covers the same corpus, and (given a model) that it is the model which built the index.
 
 Search is safe from several threads at once (hnswlib reads are thread-safe; nothing shared is
