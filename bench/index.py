@@ -114,6 +114,12 @@ def exact_top(q: np.ndarray, v: np.ndarray, k: int) -> np.ndarray:
     return best_r
 
 
+def ef_cell(r: dict) -> str:
+    """"160 (152 missed)": the chosen ef and the largest one tried that missed the target recall."""
+    missed = (r.get("ef_tuning") or {}).get("ef_missed")
+    return f"{r['ef']}" + (f" ({missed} missed)" if missed is not None and missed != r["ef"] else "")
+
+
 def percentiles_ms(times: list[float]) -> tuple[float, float]:
     t = np.array(times) * 1e3
     return float(np.percentile(t, 50)), float(np.percentile(t, 99))
@@ -147,14 +153,15 @@ def run_one(n: int, dim: int, args) -> dict:
                                tune_queries=tune, tune_samples=len(tune) if tune is not None else 200)
     build_s = time.perf_counter() - t0
     saved = tempfile.TemporaryDirectory(dir=args.cache)
+    where = Path(args.keep) / f"{tag}-{n}-{dim}" if args.keep else Path(saved.name)
     t0 = time.perf_counter()
-    index.save(saved.name)
+    index.save(where)
     save_s = time.perf_counter() - t0
-    sizes = {p.name: p.stat().st_size for p in Path(saved.name).iterdir()}
+    sizes = {p.name: p.stat().st_size for p in where.iterdir()}
     # what a user searches: the saved index loaded back (memory-mapped vectors, ids and texts)
     del index
     t0 = time.perf_counter()
-    index = PassageIndex.load(saved.name, model)
+    index = PassageIndex.load(where, model)
     load_s = time.perf_counter() - t0
     dense_bytes = sizes["hnsw.bin"]
     total_bytes = sum(sizes.values())
@@ -236,6 +243,7 @@ def main() -> None:
     ap.add_argument("-k", type=int, default=10)
     ap.add_argument("--hybrid", action="store_true", help="also build BM25 and time text queries: dense vs hybrid")
     ap.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "twotowers-bench-index"))
+    ap.add_argument("--keep", help="keep each saved index under this dir (MODEL-N-DIM) instead of deleting it")
     ap.add_argument("--one", help=argparse.SUPPRESS)  # n,dim: run one configuration in this process
     args = ap.parse_args()
     if not DEV_COLLECTION.is_file():
@@ -267,7 +275,7 @@ def main() -> None:
          "search p50/p99 ms", "raw hnswlib p50/p99 ms", "search/raw p50", "+ texts p50 ms", "(+ texts)/raw",
          "exact p50 ms",
          "search QPS", "raw QPS", "exact QPS"],
-        [[f"{r['n']:,}", r["dim"], r["ef"], r["build_s"], r["total_bytes"] / 1e6, f"{r['bytes_per_vector']:,.0f}",
+        [[f"{r['n']:,}", r["dim"], ef_cell(r), r["build_s"], r["total_bytes"] / 1e6, f"{r['bytes_per_vector']:,.0f}",
           r["peak_rss_mb"], f"{r['recall']:.4f}", "{:.3f} / {:.3f}".format(*r["index_p50_p99"]),
           "{:.3f} / {:.3f}".format(*r["raw_p50_p99"]), f"{r['index_p50_p99'][0] / r['raw_p50_p99'][0]:.2f}x",
           f"{r['texts_p50_p99'][0]:.3f}", f"{r['texts_p50_p99'][0] / r['raw_p50_p99'][0]:.2f}x",
