@@ -133,7 +133,8 @@ def test_ef_is_the_smallest_reaching_the_target(model):
         return np.mean([len(set(a) & set(e)) / 10 for a, e in zip(labels.tolist(), exact.tolist())])
 
     below = rec["ef_missed"]
-    assert rec["reached"] and recall(ef) >= 0.99 and below is not None and recall(below) < 0.99
+    need = 0.99 + rec["margin"]  # one standard error of the estimate above the target
+    assert rec["reached"] and recall(ef) >= need and below is not None and recall(below) < need
     assert ef - below <= max(2, below // 16)  # bisected between the grid's steps
 
 
