@@ -1,9 +1,11 @@
-"""Helpers shared by the benchmark scripts: where the real MS MARCO data is, and a table printer."""
+"""Helpers shared by the benchmark scripts: where the real MS MARCO data is, interleaved timing, a table printer."""
 
 from __future__ import annotations
 
 import os
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,6 +23,25 @@ def read_passages(limit: int | None = None, path: Path = DEV_COLLECTION) -> tupl
 
     ids, texts = read_collection(path)
     return ids[:limit], texts[:limit]
+
+
+def interleaved_times(methods: dict[str, Callable], queries, passes: int) -> dict[str, list[float]]:
+    """Seconds per single-query call of each method, the methods taking turns query by query.
+
+    Query i goes to method (i + pass) mod len(methods), so over len(methods) passes every query meets
+    every method, load drifts hit all alike, and no method runs on a graph neighbourhood the previous
+    call just warmed (timing two methods back to back on one query favours the second).
+    """
+    names = list(methods)
+    times = {m: [] for m in names}
+    for p in range(passes):
+        for i in range(len(queries)):
+            m = names[(i + p) % len(names)]
+            fn, x = methods[m], queries[i : i + 1]
+            t0 = time.perf_counter()
+            fn(x)
+            times[m].append(time.perf_counter() - t0)
+    return times
 
 
 def print_table(header: list[str], rows: list[list]) -> None:

@@ -26,25 +26,21 @@ import numpy as np
 
 from common import print_table
 
-ROOT = Path(__file__).resolve().parents[1]
 BUILDS = {"native": {}, "portable": {"HNSWLIB_NO_NATIVE": "1"},
           "x86-64-v3": {"HNSWLIB_NO_NATIVE": "1", "CFLAGS": "-march=x86-64-v3", "CXXFLAGS": "-march=x86-64-v3"}}
 
 CHILD = r"""
-import json, sys, time
+import json, sys
 import numpy as np
 sys.path.insert(0, sys.argv[3])
 import hnswlib
+from common import interleaved_times
 from twotowers import PassageIndex
 index = PassageIndex.load(sys.argv[1])
 q = np.load(sys.argv[2])[:300]
 h, k = index.hnsw, 10
 methods = {"search": lambda x: index.search(x, k=k), "raw": lambda x: h.knn_query(x, k=k, num_threads=1)}
-names, times = list(methods), {"search": [], "raw": []}
-for p in range(4):
-    for i in range(len(q)):
-        m = names[(i + p) % 2]
-        t0 = time.perf_counter(); methods[m](q[i : i + 1]); times[m].append(time.perf_counter() - t0)
+times = interleaved_times(methods, q, passes=4)
 print(json.dumps({"so": hnswlib.__file__, "ef": index.ef, **{m: float(np.median(v)) * 1e3 for m, v in times.items()}}))
 """
 
@@ -83,7 +79,7 @@ def main() -> None:
     runs = {name: [] for name in BUILDS}
     for r in range(args.rounds):
         for name, d in dirs.items():
-            out = subprocess.run([sys.executable, "-c", CHILD, args.index, args.queries, str(ROOT)],
+            out = subprocess.run([sys.executable, "-c", CHILD, args.index, args.queries, str(Path(__file__).resolve().parent)],
                                  env={**os.environ, "PYTHONPATH": str(d)}, capture_output=True, text=True, check=True)
             res = json.loads(out.stdout.strip().splitlines()[-1])
             if not res["so"].startswith(str(d)):

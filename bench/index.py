@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import DEV_COLLECTION, MSMARCO, print_table, read_passages
+from common import DEV_COLLECTION, MSMARCO, interleaved_times, print_table, read_passages
 
 QUERIES = MSMARCO / "dev-small" / "queries.dev600.tsv"
 
@@ -174,9 +174,7 @@ def run_one(n: int, dim: int, args) -> dict:
     hits = index.search(q, k=k)
     recall = float(np.mean([len({int(h.id) for h in row} & set(e.tolist())) / k for row, e in zip(hits, exact)]))
 
-    # single-query latency. The methods take turns query by query, each query going to a different
-    # method in each pass, so load drifts hit all alike, and no method runs on a graph neighbourhood
-    # the previous call just warmed (timing two methods back to back on one query favours the second).
+    # single-query latency, the methods interleaved query by query (common.interleaved_times)
     def with_texts(x):  # search, then read every hit's text (texts are read on first use)
         hits = index.search(x, k=k)
         for row in hits:
@@ -186,13 +184,7 @@ def run_one(n: int, dim: int, args) -> dict:
 
     methods = {"index": lambda x: index.search(x, k=k), "raw": lambda x: hnsw.knn_query(x, k=k, num_threads=1),
                "texts": with_texts}
-    names = list(methods)
-    times = {m: [] for m in names}
-    for p in range(2 * len(names)):
-        for i in range(len(q)):
-            m = names[(i + p) % len(names)]
-            fn, x = methods[m], q[i : i + 1]
-            t0 = time.perf_counter(); fn(x); times[m].append(time.perf_counter() - t0)
+    times = interleaved_times(methods, q, passes=2 * len(methods))
     t_exact = []
     for i in range(min(args.exact_single, len(q))):
         t0 = time.perf_counter(); s = vectors @ q[i]; np.argpartition(-s, k)[:k]; t_exact.append(time.perf_counter() - t0)

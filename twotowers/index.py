@@ -18,8 +18,9 @@ search with, count, the encoding model's fingerprint and config, the keyword par
 
 Texts and ids are memory-mapped, so 8.8M passages need no more RAM than the graph; a hit reads its
 text when `hit.text` is first used, so a search costs hnswlib's call plus reading k ids (bench/index.py
-times both). `load` checks that every file is there with its recorded size, that hnsw.bin's header agrees with count/dim/M, that the
-keyword part covers the same corpus, and (given a model) that it is the model which built the index.
+times both). `load` checks that every file is there with its recorded size, that hnsw.bin's header
+agrees with count/dim/M, that the keyword part covers the same corpus, and (given a model) that it is
+the model which built the index.
 
 Search is safe from several threads at once (hnswlib reads are thread-safe; nothing shared is
 mutated); `add` is not, so do not call it while searching.
@@ -292,7 +293,7 @@ class PassageIndex:
         self._meta["ef"] = chosen
         record = {"target_recall": target_recall, "k": kk, "queries": len(q), "source": source,
                   "margin": round(margin, 4), "recall": round(recall, 4), "reached": recall >= target_recall,
-                  "ef_missed": below}  # the largest ef tried that missed the target (None: none did)
+                  "ef_missed": below}  # the largest ef tried that missed target + margin (None: none did)
         self._meta["ef_tuning"] = record
         return record
 
@@ -395,13 +396,10 @@ class PassageIndex:
     def _dense_hits(self, rows: list[int], dist: list[float]) -> list[SearchHit]:
         """SearchHits for one query's hnswlib labels (rows) and distances, as Python lists."""
         sims = [1.0 - d for d in dist]  # hnswlib "ip" distance is 1 - dot
-        n = len(rows)
-        none = [None] * n  # texts are read on first use of hit.text (see SearchHit)
-        return list(map(SearchHit, self.ids.get_unchecked(rows), none, sims, sims, none,
-                        itertools.repeat(self.passages, n), rows))
+        return self._make_hits(rows, sims, sims, [None] * len(rows))
 
     def _hits(self, rows: np.ndarray, scores: np.ndarray, dense=None, keyword=None) -> list[SearchHit]:
-        """SearchHits for one query's `[k]` rows (hnswlib labels, -1 pads at the end) and scores."""
+        """SearchHits for one query's `[k]` rows (-1 pads at the end) and scores, as numpy arrays."""
         rows = rows.tolist()  # Python ints
         n = len(rows)
         while n and rows[n - 1] < 0:
@@ -411,8 +409,12 @@ class PassageIndex:
         none = [None] * n
         dense_py = none if dense is None else py if dense is scores else dense[:n].tolist()
         keyword_py = none if keyword is None else py if keyword is scores else keyword[:n].tolist()
-        # texts are read on first use of hit.text (see SearchHit)
-        return list(map(SearchHit, self.ids.get_unchecked(rows), none, py, dense_py, keyword_py,
+        return self._make_hits(rows, py, dense_py, keyword_py)
+
+    def _make_hits(self, rows: list[int], scores: list, dense: list, keyword: list) -> list[SearchHit]:
+        """SearchHits from Python lists; rows are in range. Texts are read on first use of hit.text."""
+        n = len(rows)
+        return list(map(SearchHit, self.ids.get_unchecked(rows), [None] * n, scores, dense, keyword,
                         itertools.repeat(self.passages, n), rows))
 
     def _require_model(self, what: str):

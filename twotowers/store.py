@@ -87,9 +87,7 @@ class TextStore:
         n = len(self)
         if not -n <= i < n:
             raise IndexError(f"row {i} out of range for {n} strings")
-        i %= n
-        start, end = int(self._offsets[i]), int(self._offsets[i + 1])
-        return self._mm[start:end].decode("utf-8") if end > start else ""
+        return self.get_unchecked([i % n])[0]
 
     def get(self, rows) -> list[str]:
         """Strings at `rows` (an int array or list; rows must be in range)."""
