@@ -71,7 +71,7 @@ def _free_port() -> int:
 
 # -- pure functions ---------------------------------------------------------------------------------
 def test_import_app_starts_no_server_and_loads_no_model():
-    code = ("import sys, app; assert app._ENGINE is None; assert 'twotowers.model' not in sys.modules; "
+    code = ("import sys, app, webapp.engine; assert webapp.engine._ENGINE is None; assert 'twotowers.model' not in sys.modules; "
             "assert 'torch' not in sys.modules and 'gradio' not in sys.modules; print('ok')")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]

@@ -1,0 +1,80 @@
+"""Search and add passages: plain functions over the engine; the UI and the API endpoints go through them."""
+
+from __future__ import annotations
+
+import time
+
+from .engine import Engine, get_engine
+from .inputs import MAX_BATCH, InputError, assign_ids, clean_k, clean_mode, clean_query, parse_passages
+
+
+def _hit_dict(rank: int, hit) -> dict:
+    def num(x):
+        return None if x is None else round(float(x), 6)
+
+    return {"rank": rank, "id": str(hit.id), "score": num(hit.score), "text": hit.text,
+            "dense_score": num(getattr(hit, "dense_score", None)),
+            "keyword_score": num(getattr(hit, "keyword_score", None))}
+
+
+def search_many(queries: list, k=10, mode="dense", alpha=0.5, fusion="score", engine: Engine | None = None) -> list[list[dict]]:
+    """Several queries in one encode -> per query, a ranked list of result dicts (see `search`)."""
+    engine = engine or get_engine()
+    if not isinstance(queries, (list, tuple)):
+        raise InputError(f"queries must be a list of strings, got {type(queries).__name__}.")
+    if not queries:
+        raise InputError("queries is empty: give at least one query.")
+    if len(queries) > MAX_BATCH:
+        raise InputError(f"too many queries: {len(queries)}; the limit is {MAX_BATCH} per call.")
+    texts = []
+    for i, q in enumerate(queries):
+        try:
+            texts.append(clean_query(q))
+        except InputError as e:
+            raise InputError(f"query {i + 1}: {e}") from None
+    k = clean_k(k)
+    mode, alpha, fusion = clean_mode(mode, alpha, fusion, engine)
+    with engine.lock.read():
+        hits = engine.index.search(texts, k=k, mode=mode, alpha=alpha, fusion=fusion)
+    return [[_hit_dict(r + 1, h) for r, h in enumerate(row)] for row in hits]
+
+
+def search(query: str, k=10, mode="dense", alpha=0.5, fusion="score", engine: Engine | None = None) -> list[dict]:
+    """One query -> ranked results: [{rank, id, score, text, dense_score, keyword_score}, ...].
+
+    `mode` is "dense" (the towers), "keyword" (BM25) or "hybrid"; `alpha` is the semantic weight
+    of hybrid (0 = keyword only, 1 = towers only). Bad input raises `InputError` with a message
+    meant for the user.
+    """
+    return search_many([query], k, mode, alpha, fusion, engine)[0]
+
+
+def _ids_in_index(index, wanted: set[str], prefix: str) -> set[str]:
+    """Which of `wanted`, and which `{prefix}-*` ids, the index already holds (one pass, little memory)."""
+    start = prefix + "-"
+    return {p for p in map(str, getattr(index, "ids", ())) if p in wanted or p.startswith(start)}
+
+
+def add_passages(name: str, data: bytes | str, engine: Engine | None = None) -> str:
+    """Parse, check against the index, encode, add and save. Returns a summary line.
+
+    Everything is checked before the index is touched: a bad file raises `InputError` and leaves
+    the index as it was.
+    """
+    engine = engine or get_engine()
+    with engine.lock.write():
+        ids, texts = parse_passages(name, data)
+        existing = _ids_in_index(engine.index, {i for i in ids if i is not None}, "mine")
+        dup = [p for p in ids if p is not None and p in existing]
+        if dup:
+            raise InputError(f"{name}: id {dup[0]!r} is already in the index ({len(dup)} such ids); use new ids.")
+        ids = assign_ids(ids, existing)
+        t0 = time.perf_counter()
+        engine.index.add(ids, texts)
+        where = ""
+        if engine.save_dir is not None:
+            engine.save_dir.mkdir(parents=True, exist_ok=True)
+            engine.index.save(engine.save_dir)
+            where = f" Saved to `{engine.save_dir}`."
+        return (f"Added {len(texts):,} passages from {name} in {time.perf_counter() - t0:.1f} s; "
+                f"the index now holds {len(engine.index):,}.{where}")

@@ -1,0 +1,164 @@
+"""What a user may send, checked: queries, k, search mode, passages to add. Bad input is an `InputError`."""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+from pathlib import Path
+
+MAX_QUERY_CHARS = 1000   # queries are truncated to 64 tokens anyway; longer input is a mistake
+MAX_K = 100
+MAX_BATCH = 64           # queries per /search_batch call
+MAX_UPLOAD_PASSAGES = 20_000
+MAX_PASSAGE_CHARS = 20_000
+MODES = ("dense", "keyword", "hybrid")
+FUSIONS = ("score", "rrf")
+
+
+class InputError(ValueError):
+    """Bad input from a user: the message says what to change."""
+
+
+def _clean_text(text: str) -> str:
+    """Control characters (Cc) and lone surrogates (Cs, which no encoder accepts) become spaces; runs of
+    whitespace become one space; emoji and other text stay."""
+    return " ".join("".join(" " if unicodedata.category(c) in ("Cc", "Cs") else c for c in text).split())
+
+
+def clean_query(query) -> str:
+    """Validate one query -> the text to search. Control characters become spaces; emoji stay."""
+    if query is None:
+        raise InputError("Enter a query: it is empty.")
+    if not isinstance(query, str):
+        raise InputError(f"The query must be text, got {type(query).__name__}.")
+    if len(query) > MAX_QUERY_CHARS:
+        raise InputError(f"The query is too long: {len(query):,} characters; the limit is {MAX_QUERY_CHARS:,}.")
+    text = _clean_text(query)
+    if not text:
+        raise InputError("Enter a query: it is empty (only spaces or control characters).")
+    return text
+
+
+def clean_k(k) -> int:
+    """top-k: a whole number from 1 to MAX_K (floats like 5.0 and strings like "5" are accepted)."""
+    value = k
+    if isinstance(k, str):
+        try:
+            value = float(k.strip())
+        except ValueError:
+            raise InputError(f"k must be a whole number from 1 to {MAX_K}, got {k!r}.") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or value in (float("inf"), float("-inf")):
+        raise InputError(f"k must be a whole number from 1 to {MAX_K}, got {k!r}.")
+    if value != int(value):
+        raise InputError(f"k must be a whole number from 1 to {MAX_K}, got {k!r}.")
+    value = int(value)
+    if not 1 <= value <= MAX_K:
+        raise InputError(f"k must be from 1 to {MAX_K}, got {value:,}.")
+    return value
+
+
+def clean_mode(mode, alpha, fusion, engine) -> tuple[str, float, str]:
+    """Validate mode, hybrid weight and fusion for `engine` (keyword and hybrid need its BM25 side)."""
+    mode = (mode or "dense").strip().lower() if isinstance(mode, str) else mode
+    if mode not in MODES:
+        raise InputError(f"mode must be one of {', '.join(MODES)}, got {mode!r}.")
+    if mode != "dense" and not engine.has_keyword:
+        raise InputError(f"mode {mode!r} needs an index with a keyword (BM25) side; this one has none.")
+    try:
+        alpha = float(0.5 if alpha is None else alpha)
+    except (TypeError, ValueError):
+        raise InputError(f"alpha (the semantic weight) must be a number from 0 to 1, got {alpha!r}.") from None
+    if not 0.0 <= alpha <= 1.0:
+        raise InputError(f"alpha (the semantic weight) must be from 0 to 1, got {alpha}.")
+    fusion = fusion or "score"
+    if fusion not in FUSIONS:
+        raise InputError(f"fusion must be one of {', '.join(FUSIONS)}, got {fusion!r}.")
+    return mode, alpha, fusion
+
+
+def _decode_lines(name: str, data: bytes) -> list[str]:
+    lines = data.split(b"\n")
+    out = []
+    for i, raw in enumerate(lines, 1):
+        try:
+            out.append(raw.decode("utf-8").rstrip("\r"))
+        except UnicodeDecodeError as e:
+            raise InputError(f"{name} line {i}: not UTF-8 text ({e.reason} at byte {e.start}).") from None
+    if out and out[0].startswith("\ufeff"):
+        out[0] = out[0][1:]  # a byte-order mark from some editors
+    return out
+
+
+def _check_passage(name: str, lineno: int, text) -> str:
+    if not isinstance(text, str):
+        raise InputError(f"{name} line {lineno}: the text must be a string, got {type(text).__name__}.")
+    text = _clean_text(text)
+    if not text:
+        raise InputError(f"{name} line {lineno}: the passage text is empty.")
+    if len(text) > MAX_PASSAGE_CHARS:
+        raise InputError(f"{name} line {lineno}: the passage is {len(text):,} characters; the limit is {MAX_PASSAGE_CHARS:,}.")
+    return text
+
+
+def parse_passages(name: str, data: bytes | str) -> tuple[list[str | None], list[str]]:
+    """A .txt, .tsv or .jsonl file (or pasted text, name "pasted text") -> (ids, texts), all checked.
+
+    .txt / pasted text: one passage per non-empty line, id None (see `assign_ids`). .tsv: `id<TAB>text` per line. .jsonl: one `{"id": ..., "text": ...}` object per line
+    ("id" optional). Any bad line raises `InputError` naming the file and line; nothing is returned.
+    """
+    if isinstance(data, str):
+        data = data.encode("utf-8", errors="surrogatepass")
+    suffix = Path(name).suffix.lower()
+    if suffix not in (".txt", ".tsv", ".jsonl") and name != "pasted text":
+        raise InputError(f"{name}: unsupported file type {suffix or '(none)'}; use .txt, .tsv or .jsonl.")
+    ids, texts, seen = [], [], {}
+    for lineno, line in enumerate(_decode_lines(name, data), 1):
+        if not line.strip():
+            continue
+        if suffix == ".tsv":
+            if "\t" not in line:
+                raise InputError(f"{name} line {lineno}: expected id<TAB>text, found no tab.")
+            pid, text = line.split("\t", 1)
+            pid = pid.strip()
+        elif suffix == ".jsonl":
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise InputError(f"{name} line {lineno}: not valid JSON ({e.msg} at column {e.colno}).") from None
+            if not isinstance(row, dict) or "text" not in row:
+                raise InputError(f'{name} line {lineno}: expected an object with a "text" field.')
+            pid, text = row.get("id"), row["text"]
+            if pid is not None and (isinstance(pid, bool) or not isinstance(pid, (str, int))):
+                raise InputError(f'{name} line {lineno}: "id" must be a string or an integer.')
+            pid = None if pid is None else str(pid).strip()
+        else:
+            pid, text = None, line
+        if pid is not None:
+            if not pid:
+                raise InputError(f"{name} line {lineno}: the id is empty.")
+            if pid in seen:
+                raise InputError(f"{name} line {lineno}: id {pid!r} repeats line {seen[pid]}.")
+            seen[pid] = lineno
+        ids.append(pid)
+        texts.append(_check_passage(name, lineno, text))
+        if len(texts) > MAX_UPLOAD_PASSAGES:
+            raise InputError(f"{name}: more than {MAX_UPLOAD_PASSAGES:,} passages; split the file.")
+    if not texts:
+        raise InputError(f"{name}: no passages found (the file is empty).")
+    return ids, texts
+
+
+def assign_ids(ids: list[str | None], taken: set[str], prefix: str = "mine") -> list[str]:
+    """Fill the missing ids with `{prefix}-N`, skipping every id in `taken` or in `ids`."""
+    used = set(taken) | {i for i in ids if i is not None}
+    out, n = [], 0
+    for pid in ids:
+        if pid is None:
+            n += 1
+            while f"{prefix}-{n}" in used:
+                n += 1
+            pid = f"{prefix}-{n}"
+            used.add(pid)
+        out.append(pid)
+    return out
+
