@@ -180,3 +180,15 @@ def test_max_seconds_bounds_a_run(corpus):
     summary = distill(student, queries, passages, teacher._enc(queries), teacher._enc(passages),
                       DistillConfig(epochs=50, batch_size=8, max_seconds=0.5, mine_k=5))
     assert summary["stopped_early"] and summary["steps"] < 50 * 25
+
+
+def test_a_run_that_fits_its_time_cap_is_not_reported_as_stopped(corpus):
+    passages, queries = corpus
+    teacher = ToyTeacher()
+    student = TwoTowers(tower="mean", projection_dim=teacher.dim).to("cpu")
+    full = distill(student, queries, passages, teacher._enc(queries), teacher._enc(passages),
+                   DistillConfig(epochs=1, batch_size=8, mine_k=5))
+    capped = distill(TwoTowers(tower="mean", projection_dim=teacher.dim).to("cpu"), queries, passages,
+                     teacher._enc(queries), teacher._enc(passages),
+                     DistillConfig(epochs=1, batch_size=8, mine_k=5, max_seconds=3600))
+    assert capped["steps"] == full["steps"] and not capped["stopped_early"] and not full["stopped_early"]

@@ -483,7 +483,8 @@ def distill(student, queries: Sequence[str], passages: Sequence[str], teacher_q:
                     _log(f"max_seconds={cfg.max_seconds:g}: planning {budget['total']} of {total} steps")
             if step == 1:
                 t_first = now
-            if cfg.max_seconds is not None and (now - t0 > cfg.max_seconds or step >= budget["total"]):
+            # the last planned step is the natural end, not an early stop
+            if cfg.max_seconds is not None and step < total and (now - t0 > cfg.max_seconds or step >= budget["total"]):
                 stopped = True
                 break
         if stopped:
