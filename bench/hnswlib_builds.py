@@ -32,7 +32,7 @@ BUILDS = {"native": {}, "portable": {"HNSWLIB_NO_NATIVE": "1"},
 CHILD = r"""
 import json, sys
 import numpy as np
-sys.path.insert(0, sys.argv[3])
+sys.path.insert(0, sys.argv[3])  # bench/: common.py, which also puts the repo root (twotowers) on sys.path
 import hnswlib
 from common import interleaved_times
 from twotowers import PassageIndex
@@ -57,13 +57,13 @@ def build(name: str, target: Path) -> None:
     subprocess.run(cmd, env=env, check=True)
 
 
-def ymm_count(so: Path) -> int | None:
-    """AVX (ymm register) instructions in the compiled module, if objdump is there."""
+def avx_counts(so: Path) -> str:
+    """AVX instructions in the compiled module: "ymm / zmm" (lines of `objdump -d` naming a 256- / 512-bit register)."""
     try:
-        out = subprocess.run(["objdump", "-d", str(so)], capture_output=True, text=True, check=True).stdout
+        lines = subprocess.run(["objdump", "-d", str(so)], capture_output=True, text=True, check=True).stdout.splitlines()
     except (OSError, subprocess.CalledProcessError):
-        return None
-    return out.count("ymm")
+        return "?"
+    return f"{sum('ymm' in x for x in lines)} / {sum('zmm' in x for x in lines)}"
 
 
 def main() -> None:
@@ -92,10 +92,10 @@ def main() -> None:
     for name, rs in runs.items():
         raw, search = np.array([x["raw"] for x in rs]), np.array([x["search"] for x in rs])
         rows.append([name, " ".join(f"{k}={v}" for k, v in BUILDS[name].items()) or "(hnswlib's default)",
-                     ymm_count(next(dirs[name].glob("hnswlib*.so"))), f"{np.median(raw):.3f}",
+                     avx_counts(next(dirs[name].glob("hnswlib*.so"))), f"{np.median(raw):.3f}",
                      f"{np.median(raw / native):.2f}x", f"{np.median(search):.3f}", f"{np.median(search / raw):.2f}x"])
     print(f"\n{args.index}, ef={runs['native'][0]['ef']}, {args.rounds} rounds, {os.cpu_count()} CPUs\n")
-    print_table(["build", "flags", "ymm instructions", "raw p50 ms (median)", "raw / native (same round)",
+    print_table(["build", "flags", "AVX instructions (ymm / zmm)", "raw p50 ms (median)", "raw / native (same round)",
                  "search p50 ms", "search / raw"], rows)
 
 

@@ -6,7 +6,7 @@
 For each query: hnswlib's `knn_query` (k=10, one thread, the index's ef), then each part of the
 wrapper's work on its labels, timed twice: "cold" right after hnswlib's walk (as in a search) and
 "warm" straight after that (the same call again). Parts: the whole hit list (`_dense_hits`: ids +
-SearchHits), the ids alone (`ids.get_unchecked`), the SearchHits alone (row numbers for ids). Then
+SearchHits) and the ids alone (`ids.get_unchecked`); building the SearchHits is the difference. Then
 `search` vs raw `knn_query` interleaved query by query (common.interleaved_times). Medians in µs.
 `--index`: a saved PassageIndex (e.g. from `bench/index.py --keep DIR`); `--queries`: `[n, dim]`
 float32 query vectors (.npy; bench/index.py caches the dev600 queries' vectors under --cache).
@@ -15,7 +15,6 @@ float32 query vectors (.npy; bench/index.py caches the dev600 queries' vectors u
 from __future__ import annotations
 
 import argparse
-import itertools
 import sys
 import time
 from pathlib import Path
@@ -26,7 +25,6 @@ from common import interleaved_times, print_table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from twotowers import PassageIndex  # noqa: E402
-from twotowers.index import SearchHit  # noqa: E402
 
 
 def main() -> None:
@@ -42,12 +40,7 @@ def main() -> None:
     q = np.ascontiguousarray(np.load(args.queries)[: args.n], dtype=np.float32)
     hnsw, k = index.hnsw, args.k
 
-    def hits_without_ids(rows, dist):  # SearchHits as _dense_hits builds them, row numbers for ids
-        sims, n = [1.0 - d for d in dist], len(rows)
-        return list(map(SearchHit, rows, [None] * n, sims, sims, [None] * n, itertools.repeat(index.passages, n), rows))
-
-    parts = {"ids + hits (_dense_hits)": index._dense_hits, "ids only": lambda r, d: index.ids.get_unchecked(r),
-             "hits only": hits_without_ids}
+    parts = {"ids + hits (_dense_hits)": index._dense_hits, "ids only": lambda r, d: index.ids.get_unchecked(r)}
     rows_out = []
     for name, fn in parts.items():
         cold, warm = [], []
@@ -58,6 +51,7 @@ def main() -> None:
                 t0 = time.perf_counter(); fn(r, d); t1 = time.perf_counter(); fn(r, d); t2 = time.perf_counter()
                 cold.append(t1 - t0); warm.append(t2 - t1)
         rows_out.append([name, float(np.median(cold) * 1e6), float(np.median(warm) * 1e6)])
+    rows_out.append(["hits (the difference)", rows_out[0][1] - rows_out[1][1], rows_out[0][2] - rows_out[1][2]])
 
     times = interleaved_times({"search": lambda x: index.search(x, k=k),
                                "raw": lambda x: hnsw.knn_query(x, k=k, num_threads=1)}, q, passes=args.passes)
