@@ -73,11 +73,17 @@ def test_a_frozen_passage_tower_that_is_not_the_teacher_is_refused(base):
 
 
 def test_models_of_one_architecture_keep_the_fingerprint_they_had_before_passage_tower_existed():
-    # Indexes record their model's fingerprint; this is the value before the option was added, so
-    # indexes built then (the demo cache, published repos) still load with their model.
-    torch.manual_seed(0)
+    # Indexes record their model's fingerprint; this is the value the formula gave before the option
+    # was added, so indexes built then (the demo cache, published repos) still load with their model.
+    # The weights are MiniLM's embedding table (fixed bytes) and a projection built from integers: a
+    # seeded random init is computed by the CPU's float kernels and differs between CPU families.
     model = TwoTowers(tower="mean", projection_dim=16)
-    assert model.fingerprint() == "a9033eb63632851ed381373697fdc4d496f32c63be08f5fa088c54315ad3a3ee"
+    with torch.no_grad():
+        for name, p in sorted(model.named_parameters()):
+            if "embeddings" not in name:
+                ints = (torch.arange(p.numel(), dtype=torch.int64) * 7919) % 17 - 8
+                p.copy_(ints.reshape(p.shape).to(p.dtype) / 16)  # exact in float32
+    assert model.fingerprint() == "2d84818fe8bc5c1c58dbc03ed1fb4d5aff99afb82ba27dcaffca29808d95ff8c"
 
 
 def test_model_card_names_each_side():

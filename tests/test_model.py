@@ -88,6 +88,8 @@ def test_a_one_megabyte_string_is_truncated_not_a_crash(model):
 def _encode_in_fresh_process(model_dir: Path, out: Path) -> np.ndarray:
     code = (
         "import sys, pickle, numpy as np, torch\n"
+        # The same thread count as this process: a float sum split over other threads may round apart.
+        f"torch.set_num_threads({torch.get_num_threads()})\n"
         "def _no_pickle(*a, **k): raise AssertionError('pickle load attempted')\n"
         "torch.load = pickle.load = pickle.loads = _no_pickle\n"
         "from twotowers import TwoTowers\n"
