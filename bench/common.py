@@ -19,7 +19,7 @@ def read_passages(limit: int | None = None, path: Path = DEV_COLLECTION) -> tupl
     """pid<TAB>text -> (ids, texts); exits with a clear message where the shared data is absent."""
     if not path.is_file():
         sys.exit(f"{path} not found: set TWOTOWERS_MSMARCO_DIR to the shared MS MARCO data")
-    from twotowers.data import read_collection
+    from twotowers.collection import read_collection
 
     ids, texts = read_collection(path)
     return ids[:limit], texts[:limit]

@@ -27,7 +27,8 @@ import numpy as np
 from common import DEV_COLLECTION, MSMARCO, print_table
 
 from twotowers import PassageIndex, TwoTowers  # noqa: E402  (common puts the repo on sys.path)
-from twotowers.data import read_collection, read_qrels, read_queries
+from twotowers.collection import read_collection, read_qrels, read_queries
+from twotowers.topk import exact_top_k
 from twotowers.evaluate import evaluate_retrieval
 
 QUERIES = MSMARCO / "dev-small" / "queries.dev600.tsv"
@@ -46,7 +47,7 @@ def exact_retriever(index: PassageIndex, model, pids):
     """Exact inner-product search over the index's own stored vectors (what dense_retriever computes,
     without encoding the collection again)."""
     def search(queries, k):
-        top = index._exact_top(model.encode_queries(list(queries)), k)
+        top, _ = exact_top_k(model.encode_queries(list(queries)), index.vectors(range(len(index))), k)
         return [[pids[r] for r in row] for row in top]
 
     return search

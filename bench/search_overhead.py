@@ -5,7 +5,7 @@
 
 For each query: hnswlib's `knn_query` (k=10, one thread, the index's ef), then each part of the
 wrapper's work on its labels, timed twice: "cold" right after hnswlib's walk (as in a search) and
-"warm" straight after that (the same call again). Parts: the whole hit list (`_dense_hits`: ids +
+"warm" straight after that (the same call again). Parts: the whole hit list (`dense_hits`: ids +
 SearchHits) and the ids alone (`ids.get_unchecked`); building the SearchHits is the difference. Then
 `search` vs raw `knn_query` interleaved query by query (common.interleaved_times). Medians in µs.
 `--index`: a saved PassageIndex (e.g. from `bench/index.py --keep DIR`); `--queries`: `[n, dim]`
@@ -25,6 +25,7 @@ from common import interleaved_times, print_table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from twotowers import PassageIndex  # noqa: E402
+from twotowers.index.hits import dense_hits  # noqa: E402
 
 
 def main() -> None:
@@ -40,7 +41,8 @@ def main() -> None:
     q = np.ascontiguousarray(np.load(args.queries)[: args.n], dtype=np.float32)
     hnsw, k = index.hnsw, args.k
 
-    parts = {"ids + hits (_dense_hits)": index._dense_hits, "ids only": lambda r, d: index.ids.get_unchecked(r)}
+    parts = {"ids + hits (dense_hits)": lambda r, d: dense_hits(index.ids, index.passages, r, d),
+             "ids only": lambda r, d: index.ids.get_unchecked(r)}
     rows_out = []
     for name, fn in parts.items():
         cold, warm = [], []

@@ -23,7 +23,7 @@ def msmarco() -> Path:
 
 def read_collection(path: Path, limit: int | None = None) -> tuple[list[str], list[str]]:
     """pid<TAB>text file -> (ids, texts), the first `limit` rows."""
-    from twotowers.data import read_collection as read_all
+    from twotowers.collection import read_collection as read_all
 
     ids, texts = read_all(path)
     return ids[:limit], texts[:limit]
@@ -33,3 +33,22 @@ def read_collection(path: Path, limit: int | None = None) -> tuple[list[str], li
 def dev_passages(msmarco) -> list[str]:
     """500 real passages from the dev600 collection."""
     return read_collection(msmarco / "dev-small" / "collection.bm25top20_sample600.tsv", 500)[1]
+
+
+def run_cli(main, argv: list[str], capsys) -> tuple[int, str, str]:
+    """Run a command line's `main(argv)` as `python -m` would (one-line errors) -> (status, stdout, stderr)."""
+    from twotowers.cli import run_main
+
+    try:
+        status = run_main(lambda: main(argv))
+    except SystemExit as e:  # argparse and `sys.exit` in main
+        status = e.code if isinstance(e.code, int) else 1
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def one_error_line(err: str) -> str:
+    """The single `error: ...` line a refused command prints (asserts there is exactly that)."""
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), err[-2000:]
+    return lines[0]

@@ -4,9 +4,10 @@ import json
 
 import pytest
 
-from twotowers.data import (Collator, DataFormatError, Example, LoadStats, TokenizedExamples, iter_records,
-                            load_examples, load_rerank_queries, pooled_corpus, read_collection, read_qrels,
-                            read_queries, row_to_examples)
+from twotowers.collection import read_collection, read_qrels, read_queries
+from twotowers.data import (Collator, Example, LoadStats, TokenizedExamples, load_examples, load_rerank_queries,
+                            pooled_corpus, row_to_examples)
+from twotowers.textfiles import DataFormatError, iter_records
 
 
 def hf_row(query, texts, selected):

@@ -39,26 +39,3 @@ def test_train_cli_distils_saves_and_reuses_the_cache(toy_files):
     mixed = train_distill.run_distillation(cfg)  # labelled in-batch loss mixed in
     assert teacher.texts == texts  # the second run re-encoded nothing
     assert np.isfinite(mixed["final_loss"])
-
-
-def test_index_build_adapt_distils_on_the_collection_first(toy_files, capsys):
-    pytest.importorskip("hnswlib")
-    from twotowers import index_cli
-
-    tmp, teacher = toy_files
-    import twotowers.distill as distill_mod
-    distill_mod_load = distill_mod.load_teacher
-    try:
-        distill_mod.load_teacher = lambda name: teacher
-        model = TwoTowers(tower="mean", projection_dim=32).to("cpu")
-        model.save_pretrained(tmp / "base")
-        cfg = index_cli.BuildConfig(model=str(tmp / "base"), collection=str(tmp / "collection.tsv"), out=str(tmp / "idx"),
-                                    keyword=False, adapt=True, adapt_epochs=2, adapt_queries=str(tmp / "queries.tsv"),
-                                    adapt_cache_dir=str(tmp / "cache"))
-        index_cli.build(cfg, show_progress=False)
-    finally:
-        distill_mod.load_teacher = distill_mod_load
-    assert "adaptation cost:" in capsys.readouterr().err
-    adapted = TwoTowers.from_pretrained(tmp / "idx")  # saved beside the index, found by `search`
-    assert adapted.fingerprint() != TwoTowers.from_pretrained(tmp / "base").fingerprint()
-    assert json.loads((tmp / "idx" / "adapt_summary.json").read_text())["passages"] == 60

@@ -3,6 +3,7 @@
 import json
 import os
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -79,7 +80,7 @@ def test_build_records_what_it_is(built, model):
     assert m["space"] == "ip" and m["M"] == 16 and m["ef_construction"] == 100 and m["count"] == 400
     assert m["ef"] == built.ef >= 10 and m["ef_tuning"]["recall"] >= 0.99
     assert m["model"]["fingerprint"] == model.fingerprint() and m["model"]["config"]["tower"] == "mean"
-    assert m["keyword"]["count"] == 400 and m["format_version"] == 1
+    assert m["keyword"]["count"] == 400 and m["format_version"] == 2
 
 
 def test_dense_scores_are_cosines_and_vectors_equal_texts(built, model, corpus):
@@ -260,10 +261,12 @@ def test_load_names_a_truncated_file(saved, tmp_path, name):
 def test_load_refuses_missing_or_foreign_keyword_part(saved, model, tmp_path):
     d = copy_index(saved, tmp_path)
     kw_meta = json.loads((d / "keyword.json").read_text())
-    # a keyword part from another corpus (same sizes, so only the corpus hash tells)
+    # a keyword part from another corpus (same sizes, so only the corpus hash tells; checksums skipped)
     (d / "keyword.json").write_text((d / "keyword.json").read_text().replace(kw_meta["corpus_hash"], "0" * 64))
-    with pytest.raises(ValueError, match="belongs to another corpus"):
+    with pytest.raises(ValueError, match="keyword.json does not match the checksum"):
         PassageIndex.load(d)
+    with pytest.raises(ValueError, match="belongs to another corpus"):
+        PassageIndex.load(d, verify=False)
     # a keyword part from another corpus of another size
     other = PassageIndex.build(model, *synthetic_corpus(50, seed=3), tune_samples=10)
     other.keyword.save(d)
@@ -275,13 +278,56 @@ def test_load_refuses_missing_or_foreign_keyword_part(saved, model, tmp_path):
         PassageIndex.load(d)
 
 
+@pytest.mark.parametrize("name", ["vectors.npy", "hnsw.bin", "ids.bin", "passages.bin", "ids_offsets.npy",
+                                  "keyword_csc_data.npy", "keyword_vocab.json"])
+def test_load_refuses_a_file_altered_in_place(saved, tmp_path, name):
+    """A few bytes changed in the middle (same size): served wrong scores, wrong ids or a crash before."""
+    d = copy_index(saved, tmp_path)
+    data = bytearray((d / name).read_bytes())
+    mid = len(data) // 2
+    data[mid : mid + 4] = bytes(b ^ 0xFF for b in data[mid : mid + 4])
+    (d / name).write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=rf"{name} does not match the checksum in index.json: the file was altered"):
+        PassageIndex.load(d)
+
+
+def test_load_refuses_graph_and_vectors_of_another_model(saved, tmp_path):
+    torch.manual_seed(1)
+    other_model = TwoTowers()  # same shapes, other weights: its index has files of the same sizes
+    ids, texts = synthetic_corpus(400)
+    other = PassageIndex.build(other_model, ids, texts, M=16, ef_construction=100, tune_samples=50)
+    other.save(tmp_path / "other")
+    d = copy_index(saved, tmp_path)
+    for name in ("hnsw.bin", "vectors.npy"):
+        shutil.copyfile(tmp_path / "other" / name, d / name)
+    with pytest.raises(ValueError, match=r"hnsw.bin does not match the checksum"):
+        PassageIndex.load(d)
+
+
+def test_verification_can_be_skipped_explicitly(saved, model, tmp_path):
+    d = copy_index(saved, tmp_path)
+    data = bytearray((d / "passages.bin").read_bytes())
+    data[10] ^= 0xFF
+    (d / "passages.bin").write_bytes(bytes(data))
+    index = PassageIndex.load(d, model, verify=False)  # the caller's choice: sizes and headers still checked
+    assert len(index) == 400
+
+
+def test_load_names_a_cut_short_index_json(saved, tmp_path):
+    d = copy_index(saved, tmp_path)
+    text = (d / "index.json").read_text()
+    (d / "index.json").write_text(text[: len(text) // 2])
+    with pytest.raises(ValueError, match=r"index.json is not valid JSON \(cut short or corrupt"):
+        PassageIndex.load(d)
+
+
 def test_load_names_a_missing_index_json(tmp_path):
     with pytest.raises(FileNotFoundError, match="index.json not found"):
         PassageIndex.load(tmp_path)
 
 
 def test_cli_build_and_search(saved, tmp_path, capsys):
-    from twotowers.index_cli import main
+    from twotowers.index.__main__ import main
 
     ids, texts = synthetic_corpus(60, seed=5)
     tsv = tmp_path / "collection.tsv"
@@ -299,3 +345,89 @@ def test_cli_build_and_search(saved, tmp_path, capsys):
     bad.write_text("p1\tfine\nno tab here\n", encoding="utf-8")
     with pytest.raises(ValueError, match=r"bad.tsv:2: expected pid<TAB>text"):
         main(["build", "--model", str(saved / "model"), "--collection", str(bad), "--out", str(tmp_path / "x")])
+
+
+def test_repeated_ids_are_refused_at_build_and_add(model, saved, tmp_path):
+    ids, texts = synthetic_corpus(30, seed=7)
+    ids[20] = ids[4]
+    with pytest.raises(ValueError, match=r"passage 20 has the id 'p4', which passage 4 already has"):
+        PassageIndex.build(model, ids, texts, tune_samples=10)
+    stream = iter(zip(ids, texts))  # the same in a stream read in chunks
+    with pytest.raises(ValueError, match=r"passage 20 has the id 'p4', which passage 4 already has"):
+        PassageIndex.build(model, stream, chunk_size=8, tune_samples=10)
+    index = PassageIndex.load(copy_index(saved, tmp_path), model)
+    with pytest.raises(ValueError, match=r"ids\[1\] is 'p7', which passage 7 of the index already has"):
+        index.add(["new", "p7"], ["a text", "another"])
+    with pytest.raises(ValueError, match=r"ids\[2\] is 'x', which ids\[0\] already has"):
+        index.add(["x", "y", "x"], ["one", "two", "three"])
+    assert len(index) == 400  # nothing was added
+    index.add(["x"], ["one"])
+    assert len(index) == 401 and index.search(["one"], k=1, mode="keyword")[0][0].id == "x"
+
+
+def test_empty_queries_and_collections_are_refused_and_k_is_bounded(built, model):
+    with pytest.raises(ValueError, match="query 2 of 2 is empty"):
+        built.search(["piano", "  "], k=3)
+    with pytest.raises(ValueError, match="query 1 of 1 is empty"):
+        built.search([""], k=3, mode="keyword")
+    with pytest.raises(ValueError, match="the collection is empty"):
+        PassageIndex.build(model, [], [])
+    for mode in ("keyword", "hybrid"):  # a huge k allocates for the corpus, not for k
+        assert len(built.search(["piano"], k=10**9, mode=mode)[0]) <= 400
+
+
+def test_cli_answers_bad_input_in_one_line(saved, tmp_path, capsys):
+    from conftest import one_error_line, run_cli
+
+    from twotowers.index.__main__ import main
+
+    model = str(saved / "model")
+
+    def refused(argv, match):
+        status, _, err = run_cli(main, argv, capsys)
+        assert status != 0 and re.search(match, one_error_line(err)), err
+
+    def build(collection, out=None):
+        return ["build", "--model", model, "--collection", str(collection), "--out", str(out or tmp_path / "x")]
+
+    (tmp_path / "tab.tsv").write_text("p1\tfine\nno tab here\n")
+    refused(build(tmp_path / "tab.tsv"), r"tab.tsv:2: expected pid<TAB>text, found no tab")
+    (tmp_path / "latin1.tsv").write_bytes("p1\tfine\np2\tcaf\xe9\n".encode("latin-1"))
+    refused(build(tmp_path / "latin1.tsv"), r"latin1.tsv:2: not UTF-8 text")
+    (tmp_path / "dup.tsv").write_text("p1\tone\np2\ttwo\n\np1\tthree\n")
+    refused(build(tmp_path / "dup.tsv"), r"dup.tsv:4: id 'p1' repeats line 1: passage ids must be unique")
+    (tmp_path / "empty.tsv").write_text("\n")
+    refused(build(tmp_path / "empty.tsv"), r"empty.tsv holds no passages")
+    refused(build(tmp_path / "tab.tsv", out=saved / "idx"), r"already holds an index: pass --overwrite")
+    refused(build(tmp_path / "nope.tsv"), r"collection 'nope.tsv'|nope.tsv")
+    refused(["build", "--model", model, "--collection", "c.tsv", "--out", "x", "--M", "0"], r"--M must be >= 1")
+
+    d = copy_index(saved, tmp_path)
+    shutil.copytree(saved / "model", tmp_path, dirs_exist_ok=True)  # above the index: `search` finds it there
+    refused(["search", str(d), "piano", "-k", "0"], r"-k must be >= 1, got 0")
+    refused(["search", str(d), "   "], r"query 1 is empty")
+    refused(["search", str(tmp_path / "no-such-index"), "piano"], r"no such directory|no such local directory")
+    refused(["search", "runs/no-such-index", "piano"], r"index 'runs/no-such-index': no such local directory")
+    status, out, _ = run_cli(main, ["search", str(d), "piano", "-k", "1000000000", "--mode", "hybrid", "--json"], capsys)
+    assert status == 0 and len(out.splitlines()) == 400  # a huge k returns the corpus, allocating no more
+    torch.manual_seed(1)
+    TwoTowers().save_pretrained(tmp_path / "other-model")
+    refused(["search", str(d), "piano", "--model", str(tmp_path / "other-model")], r"encoded by another model")
+    meta = json.loads((d / "index.json").read_text())
+    (d / "index.json").write_text(json.dumps({**meta, "dim": 128}))
+    refused(["search", str(d), "piano"], r"the index holds 128-dim vectors but the given model encodes 256-dim")
+    (d / "index.json").write_text(json.dumps({**meta, "count": 401}))
+    refused(["search", str(d), "piano"], r"hnsw.bin holds 400 vectors but index.json says 401")
+    (d / "index.json").write_text(json.dumps(meta)[:200])
+    refused(["search", str(d), "piano"], r"index.json is not valid JSON")
+    (d / "index.json").write_text(json.dumps(meta))
+    (d / "passages.bin").write_bytes((d / "passages.bin").read_bytes()[:100])
+    refused(["search", str(d), "piano"], r"passages.bin is 100 bytes but index.json records")
+    (d / "passages.bin").unlink()
+    refused(["search", str(d), "piano"], r"passages.bin is missing")
+
+
+def test_python_m_index_prints_one_line_and_exits_1(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "twotowers.index", "search", str(tmp_path / "nothing"), "q"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: index "), proc.stderr

@@ -5,12 +5,13 @@ import pytest
 import torch
 
 from twotowers import PassageIndex, TwoTowers
+from twotowers.topk import exact_top_k
 
 from conftest import read_collection
 
 
 def _recall(index: PassageIndex, q: np.ndarray, k: int = 10) -> float:
-    exact = index._exact_top(q, k)
+    exact, _ = exact_top_k(q, index.vectors(range(len(index))), k)
     hits = index.search(q, k=k)
     return float(np.mean([len({int(h.id) for h in row} & set(e.tolist())) / k for row, e in zip(hits, exact)]))
 

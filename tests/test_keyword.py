@@ -4,7 +4,7 @@ import bm25s
 import numpy as np
 import pytest
 
-from twotowers.keyword import KeywordIndex
+from twotowers.index import KeywordIndex
 
 TEXTS = [
     "The quick brown fox jumps over the lazy dog.",

@@ -15,7 +15,7 @@ TRAIN_ONLY = ("datasets", "pyarrow", "wandb")
 def test_app_library_and_hub_import_without_the_training_extras():
     # None in sys.modules makes `import x` raise ImportError, as if the package were not installed.
     code = (f"import sys\nfor m in {TRAIN_ONLY!r}: sys.modules[m] = None\n"
-            "import app, twotowers, twotowers.index, twotowers.index_cli, twotowers.evaluate, hub.push\n"
+            "import app, twotowers, twotowers.index, twotowers.index.__main__, twotowers.evaluate, hub.push\n"
             "print('ok')")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]

@@ -59,7 +59,7 @@ def test_cli_end_to_end_with_wandb_offline(data, tmp_path):
 def test_unparsable_file_stops_before_training(data, tmp_path, capsys):
     bad = tmp_path / "bad.jsonl"
     bad.write_text(Path(data["train"]).read_text().splitlines()[0] + "\n{oops\n")
-    from twotowers.data import DataFormatError
+    from twotowers.textfiles import DataFormatError
 
     with pytest.raises(DataFormatError, match=r"bad\.jsonl:2"):
         run(parse_config(args(data, tmp_path / "o", "--no-wandb") + ["--data-files", str(bad)]))

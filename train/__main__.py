@@ -12,7 +12,7 @@ import sys
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # DataLoader workers fork after tokenising
 
-from twotowers.data import DataFormatError  # noqa: E402
+from twotowers.textfiles import DataFormatError  # noqa: E402
 
 from .config import parse_config  # noqa: E402
 from .loop import main  # noqa: E402

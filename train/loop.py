@@ -29,9 +29,9 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from twotowers import TwoTowers
+from twotowers.collection import read_collection, read_qrels, read_queries
 from twotowers.data import (Collator, LoadStats, TokenizedExamples, examples_from_rows, load_examples,
-                            load_hub_rows, load_rerank_queries, pooled_corpus, read_collection, read_qrels,
-                            read_queries)
+                            load_hub_rows, load_rerank_queries, pooled_corpus)
 from twotowers.evaluate import dense_retriever, evaluate_rerank, evaluate_retrieval
 from twotowers.losses import build_loss
 

@@ -10,8 +10,8 @@ Training examples (`Example(query, positive, negatives)`, plain strings) come fr
 A malformed row (missing field, empty passage list, wrong type) is skipped and counted in
 `LoadStats`; a file that does not parse raises `DataFormatError` naming the file and line.
 
-Evaluation sets: TREC `queries.tsv` / `qrels` / `collection.tsv` (`read_queries`, `read_qrels`,
-`read_collection`) and v1.1 rows as re-rank lists (`load_rerank_queries`, `pooled_corpus`).
+Evaluation sets from v1.1 rows: re-rank lists (`load_rerank_queries`) and their pooled corpus
+(`pooled_corpus`); TREC files (collection, queries, qrels) are read by `twotowers.collection`.
 
 Token ids are computed once per unique text (`TokenizedExamples`); `Collator` pads each batch.
 """
@@ -28,10 +28,7 @@ from pathlib import Path
 import torch
 
 from .optional import import_optional
-
-
-class DataFormatError(ValueError):
-    """A data file that cannot be read; the message names the file and line."""
+from .textfiles import DataFormatError, iter_records, text_lines
 
 
 @dataclass(frozen=True)
@@ -71,55 +68,6 @@ class RerankQuery:
 
 class _Malformed(Exception):
     pass
-
-
-# -- reading files ---------------------------------------------------------------------------------
-def iter_records(path: str | Path) -> Iterator[tuple[int, object]]:
-    """(line number, parsed object) for each record of a JSONL/JSON or parquet file."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"data file not found: {path}")
-    if path.suffix == ".parquet":
-        pq = import_optional("pyarrow.parquet", f"reading {path.name}")
-
-        try:
-            table = pq.ParquetFile(path)
-            row = 0
-            for batch in table.iter_batches(batch_size=4096):
-                for record in batch.to_pylist():
-                    row += 1
-                    yield row, record
-        except Exception as e:  # pyarrow errors carry no row; name the file
-            raise DataFormatError(f"{path}: not a readable parquet file: {e}") from e
-        return
-    with open(path, "rb") as f:
-        first = f.read(1)
-    if first == b"[":  # a JSON array file
-        try:
-            records = json.loads(path.read_text(encoding="utf-8"))
-        except UnicodeDecodeError as e:
-            raise DataFormatError(f"{path}: not UTF-8 text: {e.reason}") from e
-        except json.JSONDecodeError as e:
-            raise DataFormatError(f"{path}:{e.lineno}: invalid JSON: {e.msg}") from e
-        yield from enumerate(records, start=1)
-        return
-    for lineno, line in text_lines(path):
-        if not line.strip():
-            continue
-        try:
-            yield lineno, json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataFormatError(f"{path}:{lineno}: invalid JSON: {e.msg} (column {e.colno})") from e
-
-
-def text_lines(path: str | Path) -> Iterator[tuple[int, str]]:
-    """(line number, text without the newline) of a UTF-8 file; bad bytes name the line."""
-    with open(path, "rb") as f:
-        for lineno, raw in enumerate(f, start=1):
-            try:
-                yield lineno, raw.decode("utf-8").rstrip("\n\r")
-            except UnicodeDecodeError as e:
-                raise DataFormatError(f"{path}:{lineno}: not UTF-8 text: {e.reason}") from e
 
 
 def _text(value, what: str) -> str:
@@ -283,56 +231,6 @@ def pooled_corpus(queries: Sequence[RerankQuery]) -> tuple[dict[str, str], dict[
             if label:
                 qrels.setdefault(qid, {})[pid] = 1
     return qtexts, qrels, list(pid_of.values()), list(pid_of.keys())
-
-
-def _tsv_lines(path: str | Path) -> Iterator[tuple[int, str]]:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"file not found: {path}")
-    for lineno, line in text_lines(path):
-        if line:
-            yield lineno, line
-
-
-def read_queries(path: str | Path) -> dict[str, str]:
-    """`qid<TAB>text` -> {qid: text}."""
-    out = {}
-    for lineno, line in _tsv_lines(path):
-        qid, sep, text = line.partition("\t")
-        if not sep:
-            raise DataFormatError(f"{path}:{lineno}: expected qid<TAB>text")
-        out[qid] = text
-    return out
-
-
-def read_collection(path: str | Path) -> tuple[list[str], list[str]]:
-    """`pid<TAB>text` -> (pids, texts) in file order."""
-    ids, texts = [], []
-    for lineno, line in _tsv_lines(path):
-        pid, sep, text = line.partition("\t")
-        if not sep:
-            raise DataFormatError(f"{path}:{lineno}: expected pid<TAB>text")
-        ids.append(pid)
-        texts.append(text)
-    return ids, texts
-
-
-def read_qrels(path: str | Path) -> dict[str, dict[str, int]]:
-    """TREC qrels (`qid 0 pid rel`, tab or space separated; or `qid pid [rel]`) -> {qid: {pid: rel}}."""
-    out: dict[str, dict[str, int]] = {}
-    for lineno, line in _tsv_lines(path):
-        cols = line.split()
-        try:
-            if len(cols) == 4:
-                qid, pid, rel = cols[0], cols[2], int(cols[3])
-            elif len(cols) in (2, 3):
-                qid, pid, rel = cols[0], cols[1], int(cols[2]) if len(cols) == 3 else 1
-            else:
-                raise ValueError(f"{len(cols)} columns")
-        except ValueError as e:
-            raise DataFormatError(f"{path}:{lineno}: expected 'qid 0 pid relevance' ({e})") from e
-        out.setdefault(qid, {})[pid] = rel
-    return out
 
 
 # -- tokenised dataset and collator ----------------------------------------------------------------

@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data import RerankQuery, load_rerank_queries, pooled_corpus, read_collection, read_qrels, read_queries
+from .collection import read_collection, read_qrels, read_queries
+from .data import RerankQuery, load_rerank_queries, pooled_corpus
 from .metrics import mean_metrics
 
 RETRIEVAL_METRICS = ("ndcg@10", "mrr@10", "recall@100")
@@ -57,7 +58,7 @@ def dense_retriever(model, pids: Sequence[str], texts: Sequence[str], batch_size
 
 def bm25_retriever(pids: Sequence[str], texts: Sequence[str]) -> Retriever:
     """BM25 (`twotowers.keyword.KeywordIndex`, bm25s scoring) over the corpus."""
-    from .keyword import KeywordIndex
+    from .index.keyword import KeywordIndex
 
     index = KeywordIndex.build(list(texts))
     pids = list(pids)
@@ -149,7 +150,7 @@ def dense_rerank_scores(model, rqs: Sequence[RerankQuery], batch_size: int = 64)
 
 def bm25_rerank_scores(rqs: Sequence[RerankQuery]) -> list[np.ndarray]:
     """BM25 score of each candidate, with idf over the pooled candidates of the whole split."""
-    from .keyword import KeywordIndex
+    from .index.keyword import KeywordIndex
 
     texts = sorted({t for rq in rqs for t in rq.candidates})
     row = {t: i for i, t in enumerate(texts)}

@@ -14,7 +14,9 @@ import sys
 import time
 from pathlib import Path
 
-from .data import DataFormatError, _candidates, _Malformed, iter_records, read_collection
+from .collection import read_collection
+from .data import _candidates, _Malformed
+from .textfiles import DataFormatError, iter_records
 from .mining import log, mine_texts
 
 

@@ -12,8 +12,8 @@ huggingface_hub's cache; offline (`HF_HUB_OFFLINE=1`) the cached copy is used.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
+from .download import local_or_download
 from .model import MODEL_FILES, TwoTowers
 
 INDEX_SUBFOLDER = "index"
@@ -21,28 +21,19 @@ INDEX_SUBFOLDER = "index"
 
 def load_pretrained(repo_id_or_dir: str | os.PathLike, revision: str | None = None, *,
                     subfolder: str = INDEX_SUBFOLDER, cache_dir: str | None = None, token: str | bool | None = None,
-                    local_files_only: bool = False):
+                    local_files_only: bool = False, verify: bool = True):
     """-> `(TwoTowers, PassageIndex)` from a local directory or a Hub repo (pinned to `revision` if given).
 
-    The index is loaded with the model, so an index built by another model is refused.
+    The index is loaded with the model, so an index built by another model is refused; its files'
+    checksums are verified unless `verify=False`.
     """
     from .index import PassageIndex  # hnswlib only when an index is wanted
 
-    source = str(repo_id_or_dir)
-    if os.path.isdir(source):
-        root = Path(source)
-    else:
-        from huggingface_hub import snapshot_download
-
-        try:
-            root = Path(snapshot_download(source, revision=revision, cache_dir=cache_dir, token=token,
-                                          local_files_only=local_files_only,
-                                          allow_patterns=[*MODEL_FILES, f"{subfolder}/*"]))
-        except Exception as e:  # noqa: BLE001 - offline, not found, gated: one clear error
-            at = f" at revision {revision!r}" if revision else ""
-            raise OSError(f"could not download {source!r}{at}: {type(e).__name__}: {e}") from e
+    root = local_or_download(repo_id_or_dir, what="model repo", revision=revision, cache_dir=cache_dir, token=token,
+                             local_files_only=local_files_only, allow_patterns=[*MODEL_FILES, f"{subfolder}/*"])
     index_dir = root / subfolder
     if not index_dir.is_dir():
-        raise FileNotFoundError(f"{source}: no passage index under '{subfolder}/' (push one with `python -m hub push --index DIR`)")
+        raise FileNotFoundError(f"{repo_id_or_dir}: no passage index under '{subfolder}/' "
+                                "(push one with `python -m hub push --index DIR`)")
     model = TwoTowers.from_pretrained(str(root))
-    return model, PassageIndex.load(index_dir, model=model)
+    return model, PassageIndex.load(index_dir, model=model, verify=verify)

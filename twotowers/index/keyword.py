@@ -2,7 +2,7 @@
 
     kw = KeywordIndex.build(texts)                  # Lucene BM25, k1=0.9, b=0.4 (Anserini's MS MARCO setting)
     rows, scores = kw.search(["what is the rba"], k=10)   # [n, k] int64 row positions (-1 pad), float32
-    kw.save("dir"); kw = KeywordIndex.load("dir")
+    kw.save("dir"); kw = KeywordIndex.load("dir")   # files checked by the PassageIndex that holds them
 
 Text is lower-cased, split on `\\b\\w\\w+\\b`, English stopwords dropped (bm25s' list) and stemmed
 (`stemmer="english"`, the default: Snowball via PyStemmer; `stemmer=None` for none). Stemming lifts
@@ -24,6 +24,9 @@ from pathlib import Path
 import bm25s
 import numpy as np
 from bm25s.stopwords import STOPWORDS_EN
+
+from ..checks import check_positive_int, check_texts
+from .files import IndexFileError, load_array, read_json
 
 FORMAT_VERSION = 1
 META_NAME = "keyword.json"
@@ -76,16 +79,6 @@ class _Analyzer:
         return words
 
 
-def _check_texts(texts, what: str) -> list[str]:
-    if isinstance(texts, (str, bytes)) or not isinstance(texts, (Sequence, np.ndarray)):
-        raise TypeError(f"{what} expects a list of strings, got {type(texts).__name__}")
-    texts = list(texts)
-    for i, t in enumerate(texts):
-        if not isinstance(t, str):
-            raise TypeError(f"{what} expects a list of strings; item {i} is {type(t).__name__}")
-    return texts
-
-
 class KeywordIndex:
     """BM25 (Lucene variant, as bm25s computes it) over a growing list of passages; rows are positions."""
 
@@ -114,23 +107,25 @@ class KeywordIndex:
         for t in texts:
             chunk.append(t)
             if len(chunk) >= chunk_size:
-                index._append(chunk)
+                index.add(chunk, rescore=False)
                 chunk = []
         if chunk:
-            index._append(chunk)
-        index._rescore()
+            index.add(chunk, rescore=False)
+        index.rescore()
         return index
 
-    def add(self, texts: Sequence[str]) -> None:
-        """Append passages (rows len(self) ...); every BM25 weight is recomputed (idf is corpus-wide)."""
-        texts = _check_texts(texts, "KeywordIndex.add")
+    def add(self, texts: Sequence[str], *, rescore: bool = True) -> None:
+        """Append passages (rows len(self) ...). Every BM25 weight depends on the whole corpus (idf,
+        average length), so it is recomputed; a bulk load passes `rescore=False` for each chunk and
+        calls `rescore()` once at the end (searching in between is not allowed)."""
+        texts = check_texts(texts, "KeywordIndex.add")
         if texts:
             self._append(texts)
-            self._rescore()
+            if rescore:
+                self.rescore()
 
     def _append(self, texts: list[str]) -> None:
-        """Tokenize a chunk and append its (term, tf) pairs; scores are stale until `_rescore`."""
-        texts = _check_texts(texts, "KeywordIndex")
+        """Tokenize a chunk and append its (term, tf) pairs; scores are stale until `rescore`."""
         h = hashlib.sha256(self.corpus_hash.encode())
         terms, lengths = [], np.empty(len(texts), dtype=np.int32)
         for i, text in enumerate(texts):
@@ -157,7 +152,7 @@ class KeywordIndex:
         a["pair_terms"] = np.concatenate([a["pair_terms"], (keys % n_vocab).astype(np.int32)])
         a["pair_tf"] = np.concatenate([a["pair_tf"], tf.astype(np.int32)])
 
-    def _rescore(self) -> None:
+    def rescore(self) -> None:
         """BM25 weight of every (passage, term) pair -> the term-major (CSC) matrix bm25s scores with."""
         a, n, n_vocab = self._arrays, len(self), len(self.vocab)
         terms, tf = a["pair_terms"], a["pair_tf"].astype(np.float32)
@@ -190,13 +185,12 @@ class KeywordIndex:
 
         Passages sharing no term with the query are not hits: their slots are row -1, score 0.
         """
-        queries = _check_texts(queries, "KeywordIndex.search")
-        if not isinstance(k, (int, np.integer)) or k < 1:
-            raise ValueError(f"k must be a positive int, got {k!r}")
+        queries = check_texts(queries, "KeywordIndex.search")
+        k = min(check_positive_int(k, "k"), max(len(self), 1))  # never allocate beyond the corpus
         rows = np.full((len(queries), k), -1, dtype=np.int64)
         scores = np.zeros((len(queries), k), dtype=np.float32)
         for qi, q in enumerate(queries):
-            ids = self._term_ids(q)
+            ids = self.term_ids(q)
             if ids and len(self):
                 top, top_scores = self.top(self.scores(ids), k)
                 rows[qi, : len(top)] = top
@@ -237,7 +231,7 @@ class KeywordIndex:
         rows = np.asarray(rows, dtype=np.int64)
         out = np.zeros(len(rows), dtype=np.float32)
         a = self._arrays
-        for t in self._term_ids(query):
+        for t in self.term_ids(query):
             start, end = a["csc_indptr"][t], a["csc_indptr"][t + 1]
             col = a["csc_indices"][start:end]  # passages holding term t, ascending
             pos = np.searchsorted(col, rows)
@@ -246,7 +240,7 @@ class KeywordIndex:
             out[found] += a["csc_data"][start + pos[found]]
         return out
 
-    def _term_ids(self, query: str) -> list[int]:
+    def term_ids(self, query: str) -> list[int]:
         """Query terms known to the index, repeats kept (a repeated word counts twice, as in bm25s)."""
         return [self.vocab[w] for w in self.analyzer(query) if w in self.vocab]
 
@@ -285,21 +279,21 @@ class KeywordIndex:
         meta_path = d / META_NAME
         if not meta_path.is_file():
             raise FileNotFoundError(f"{meta_path} not found: {d} holds no saved keyword index")
-        meta = _read_json(meta_path)
+        meta = read_json(meta_path, "a saved keyword index")
         if not isinstance(meta, dict) or meta.get("format") != "twotowers-keyword":
-            raise ValueError(f"{meta_path} is not a twotowers keyword index description")
+            raise IndexFileError(f"{meta_path} is not a twotowers keyword index description")
         if meta.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"{meta_path}: format_version {meta.get('format_version')!r} is not supported "
+            raise IndexFileError(f"{meta_path}: format_version {meta.get('format_version')!r} is not supported "
                              f"(this twotowers reads {FORMAT_VERSION})")
         try:
             index = cls(k1=meta["k1"], b=meta["b"], stemmer=meta["stemmer"])
             count, n_vocab, pairs = int(meta["count"]), int(meta["vocab_size"]), int(meta["pairs"])
             corpus_hash = str(meta["corpus_hash"])
-        except KeyError as e:
-            raise ValueError(f"{meta_path} lacks the field {e}") from e
-        terms = _read_json(d / VOCAB_NAME)
+        except (KeyError, TypeError, ValueError) as e:
+            raise IndexFileError(f"{meta_path} lacks or garbles a field ({type(e).__name__}: {e})") from None
+        terms = read_json(d / VOCAB_NAME, "a saved keyword index")
         if not isinstance(terms, list) or len(terms) != n_vocab:
-            raise ValueError(f"{d / VOCAB_NAME}: expected {n_vocab} terms as in {META_NAME}, "
+            raise IndexFileError(f"{d / VOCAB_NAME}: expected {n_vocab} terms as in {META_NAME}, "
                              f"found {len(terms) if isinstance(terms, list) else type(terms).__name__}")
         index.vocab = {w: i for i, w in enumerate(terms)}
         shapes = {"doc_offsets": count + 1, "doc_lengths": count, "pair_terms": pairs, "pair_tf": pairs,
@@ -308,32 +302,8 @@ class KeywordIndex:
             index._arrays[name] = load_array(d / _array_file(name), dtype, (shapes[name],), mmap=mmap)
         a = index._arrays
         if a["doc_offsets"][-1] != pairs or a["csc_indptr"][-1] != pairs:
-            raise ValueError(f"{d / _array_file('doc_offsets')} / {_array_file('csc_indptr')} disagree with "
+            raise IndexFileError(f"{d / _array_file('doc_offsets')} / {_array_file('csc_indptr')} disagree with "
                              f"{META_NAME} ({pairs} pairs): the index is corrupt")
         index.corpus_hash = corpus_hash
         index._bm25 = index._scorer()
         return index
-
-
-def _read_json(path: Path):
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path} not found: the saved index is incomplete") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path} is not valid JSON (truncated or corrupt?): {e}") from e
-
-
-def load_array(path: Path, dtype, shape: tuple[int, ...], mmap: bool = True) -> np.ndarray:
-    """np.load without pickles, checking dtype and shape; errors name the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: the saved index is incomplete")
-    try:
-        arr = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
-    except Exception as e:  # truncated header or data, or not an .npy file at all
-        raise ValueError(f"{path} is truncated or corrupt: {type(e).__name__}: {e}") from e
-    if arr.dtype != np.dtype(dtype) or arr.shape != tuple(shape):
-        raise ValueError(f"{path}: expected {np.dtype(dtype).name} {tuple(shape)}, found {arr.dtype.name} {arr.shape} "
-                         "(truncated, or from another index)")
-    return arr.view(np.ndarray)  # still memory-mapped; a plain ndarray indexes ~10x faster than np.memmap

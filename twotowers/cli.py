@@ -1,0 +1,103 @@
+"""What every command line shares: flags from a config dataclass, and bad input as one `error:` line.
+
+    parser = ArgumentParser(...)
+    add_dataclass_arguments(parser, BuildConfig)     # --field-name for each field; help from metadata
+    cfg = dataclass_from_args(BuildConfig, args, parser)
+    sys.exit(run_main(main))                          # ValueError / OSError -> "error: ..." on stderr, exit 1
+
+A failure the user can fix (a bad file, a wrong value, a missing download) is one line naming the
+file, line or value; anything else is a bug and keeps its traceback. `TWOTOWERS_TRACEBACK=1` shows
+the traceback of a one-line error too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+import typing
+from collections.abc import Callable
+
+from .optional import MissingExtra
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, but a bad flag is one line too: `error: <what> (see --help)`, exit status 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {self.prog}: {message} (see --help)\n")
+
+
+def str2bool(v: str) -> bool:
+    """'true'/'false' (and 1/0, yes/no), as W&B sweep agents pass booleans."""
+    if v.lower() in ("1", "true", "yes", "y"):
+        return True
+    if v.lower() in ("0", "false", "no", "n"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {v!r}")
+
+
+def _none_or(typ):
+    def parse(v: str):
+        return None if v.lower() in ("none", "null", "") else typ(v)
+
+    parse.__name__ = typ.__name__
+    return parse
+
+
+def add_dataclass_arguments(parser: argparse.ArgumentParser, cls, exclude: tuple[str, ...] = ()) -> None:
+    """One `--field-name` flag per field of `cls`: type from the annotation, help from metadata["help"].
+
+    bool: `--flag`, `--flag=false` and `--no-flag`; list[T]: `--flag A B ...`; `T | None`: 'none' -> None.
+    A field without a default is a required flag.
+    """
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.name in exclude:
+            continue
+        typ, flag = hints[f.name], "--" + f.name.replace("_", "-")
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        default = None if required else f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        kwargs = {"help": f.metadata.get("help", ""), "dest": f.name}
+        args = typing.get_args(typ)
+        if typ is bool:
+            parser.add_argument(flag, nargs="?", const=True, default=default, type=str2bool, **kwargs)
+            if not f.name.startswith("no_"):
+                parser.add_argument("--no-" + f.name.replace("_", "-"), dest=f.name, action="store_false",
+                                    help=argparse.SUPPRESS)
+            continue
+        if typing.get_origin(typ) is list:
+            kwargs.update(nargs="+", type=args[0])
+        elif type(None) in args:  # X | None
+            kwargs.update(type=_none_or(next(a for a in args if a is not type(None))))
+        else:
+            kwargs.update(type=typ)
+        parser.add_argument(flag, required=required, default=default, **kwargs)
+
+
+def dataclass_from_args(cls, args: argparse.Namespace, parser: argparse.ArgumentParser | None = None):
+    """The config `cls` from parsed flags; a value its `__post_init__` refuses exits with the reason."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    try:
+        return cls(**{k: v for k, v in vars(args).items() if k in names})
+    except ValueError as e:
+        if parser is None:
+            raise
+        parser.error(str(e))
+
+
+def run_main(main: Callable[[], object]) -> int:
+    """Run a command line's `main`; a user-fixable failure becomes one `error:` line and exit status 1."""
+    try:
+        main()
+    except (ValueError, OSError, MissingExtra) as e:
+        if os.environ.get("TWOTOWERS_TRACEBACK"):
+            raise
+        message = " ".join(str(e).split()) or type(e).__name__
+        print(f"error: {message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    return 0

@@ -1,0 +1,142 @@
+"""Retrieval sets as files: a passage collection, queries and qrels, read with errors naming file and line.
+
+A collection is `pid<TAB>text` lines (.tsv / .txt, MS MARCO's collection.tsv), `.jsonl` objects or
+`.parquet` rows with an id and a text column, or a Hugging Face dataset (a `save_to_disk` directory
+or a Hub id); it is read as a stream, and an id that repeats an earlier one is refused (line named).
+Queries are `qid<TAB>text`; qrels are TREC's `qid 0 pid relevance` (or `qid pid [relevance]`).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+
+from .ids import IdSet
+from .optional import import_optional
+from .textfiles import DataFormatError, iter_records, text_lines
+
+_CHUNK = 10_000  # ids checked for repeats a chunk at a time
+
+
+def iter_collection(source: str | Path, *, id_column: str = "id", text_column: str = "text",
+                    split: str = "train") -> Iterator[tuple[str, str]]:
+    """(id, text) pairs of a collection file or dataset, streamed; a repeated id is a DataFormatError."""
+    path = Path(source)
+    if path.is_file() and path.suffix in (".tsv", ".txt", ""):
+        rows = _tsv_rows(path)
+    elif path.is_file() and path.suffix in (".jsonl", ".json", ".parquet"):
+        rows = _record_rows(path, id_column, text_column)
+    elif path.is_file():
+        raise DataFormatError(f"{path}: unknown collection format {path.suffix!r}: use .tsv (pid<TAB>text), .jsonl or .parquet")
+    else:
+        rows = _dataset_rows(str(source), id_column, text_column, split)
+    seen = IdSet()
+    while chunk := list(itertools.islice(rows, _CHUNK)):
+        where = [w for w, _, _ in chunk]
+        ids = [pid for _, pid, _ in chunk]
+        if (rep := seen.first_repeat(ids, where)) is not None:
+            line, first = rep
+            pid = ids[where.index(line)]
+            raise DataFormatError(f"{_at(source, line)}: id {pid!r} repeats {_at(None, first)}: passage ids must be unique")
+        seen.add(ids, where)
+        yield from ((pid, text) for _, pid, text in chunk)
+
+
+def read_collection(source: str | Path, **kwargs) -> tuple[list[str], list[str]]:
+    """(ids, texts) of a whole collection, in file order (see `iter_collection`)."""
+    ids, texts = [], []
+    for pid, text in iter_collection(source, **kwargs):
+        ids.append(pid)
+        texts.append(text)
+    return ids, texts
+
+
+def _at(source, where: int) -> str:
+    """'file:LINE' (or 'line N' without a file); parquet and datasets number rows, not lines."""
+    return f"{source}:{where}" if source is not None else f"line {where}"
+
+
+def _tsv_rows(path: Path) -> Iterator[tuple[int, str, str]]:
+    for lineno, line in text_lines(path):
+        if not line.strip():
+            continue
+        pid, sep, text = line.partition("\t")
+        if not sep:
+            raise DataFormatError(f"{path}:{lineno}: expected pid<TAB>text, found no tab")
+        yield lineno, pid, text
+
+
+def _record_rows(path: Path, id_col: str, text_col: str) -> Iterator[tuple[int, str, str]]:
+    for n, row in iter_records(path):
+        yield n, *_id_text(row, id_col, text_col, f"{path}:{n}")
+
+
+def _dataset_rows(name: str, id_col: str, text_col: str, split: str) -> Iterator[tuple[int, str, str]]:
+    datasets = import_optional("datasets", "reading a Hugging Face dataset collection")
+    path = Path(name)
+    if path.is_dir() and ((path / "dataset_info.json").is_file() or (path / "dataset_dict.json").is_file()):
+        ds = datasets.load_from_disk(str(path))
+        if isinstance(ds, datasets.DatasetDict):
+            ds = ds[split]
+    elif path.exists():
+        raise DataFormatError(f"{name}: not a collection file (.tsv, .jsonl, .parquet) nor a saved Hugging Face dataset")
+    else:
+        try:
+            ds = datasets.load_dataset(name, split=split, streaming=True)
+        except Exception as e:  # noqa: BLE001 - offline, no such dataset: one line
+            raise OSError(f"collection {name!r}: no such file, and loading it as a Hugging Face dataset failed "
+                          f"({type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''})") from e
+    for n, row in enumerate(ds, 1):
+        yield n, *_id_text(row, id_col, text_col, f"{name} row {n}")
+
+
+def _id_text(row, id_col: str, text_col: str, where: str) -> tuple[str, str]:
+    if not isinstance(row, dict) or id_col not in row or text_col not in row:
+        cols = sorted(row) if isinstance(row, dict) else type(row).__name__
+        raise DataFormatError(f"{where}: expected {id_col!r} and {text_col!r} fields, found {cols} "
+                              "(set --id-column / --text-column)")
+    if not isinstance(row[text_col], str) or isinstance(row[id_col], (dict, list)) or row[id_col] is None:
+        raise DataFormatError(f"{where}: {text_col!r} must be a string and {id_col!r} a string or number")
+    return str(row[id_col]), row[text_col]
+
+
+def read_queries(path: str | Path) -> dict[str, str]:
+    """`qid<TAB>text` -> {qid: text}; a repeated qid is a DataFormatError naming both lines."""
+    out: dict[str, str] = {}
+    line_of: dict[str, int] = {}
+    for lineno, line in _lines(path):
+        qid, sep, text = line.partition("\t")
+        if not sep:
+            raise DataFormatError(f"{path}:{lineno}: expected qid<TAB>text, found no tab")
+        if qid in out:
+            raise DataFormatError(f"{path}:{lineno}: query id {qid!r} repeats line {line_of[qid]}")
+        out[qid], line_of[qid] = text, lineno
+    return out
+
+
+def read_qrels(path: str | Path) -> dict[str, dict[str, int]]:
+    """TREC qrels (`qid 0 pid rel`, tab or space separated; or `qid pid [rel]`) -> {qid: {pid: rel}}."""
+    out: dict[str, dict[str, int]] = {}
+    for lineno, line in _lines(path):
+        cols = line.split()
+        try:
+            if len(cols) == 4:
+                qid, pid, rel = cols[0], cols[2], int(cols[3])
+            elif len(cols) in (2, 3):
+                qid, pid, rel = cols[0], cols[1], int(cols[2]) if len(cols) == 3 else 1
+            else:
+                raise ValueError(f"{len(cols)} columns")
+        except ValueError as e:
+            raise DataFormatError(f"{path}:{lineno}: expected 'qid 0 pid relevance' ({e})") from None
+        out.setdefault(qid, {})[pid] = rel
+    return out
+
+
+def _lines(path: str | Path) -> Iterator[tuple[int, str]]:
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"file not found: {path}")
+    return ((n, line) for n, line in text_lines(path) if line.strip())
+
+
+__all__ = ["iter_collection", "read_collection", "read_queries", "read_qrels"]

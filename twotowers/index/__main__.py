@@ -1,0 +1,177 @@
+"""`python -m twotowers.index`: build a PassageIndex from a model and a collection, or search one.
+
+    python -m twotowers.index build --model DIR_OR_REPO --collection collection.tsv --out my-index
+    python -m twotowers.index build --model DIR --collection DATASET_DIR_OR_ID --split train \\
+        --id-column pid --text-column text --out my-index
+    python -m twotowers.index search my-index "what is the rba" -k 10 [--mode hybrid --alpha 0.5]
+
+A collection is a `pid<TAB>text` file (MS MARCO's collection.tsv), a .jsonl/.parquet file, or a
+Hugging Face dataset (a `save_to_disk` directory or a Hub id), read as a stream. Bad input (a
+malformed line, a repeated id, an index that fails its checks) is one `error:` line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..cli import ArgumentParser, add_dataclass_arguments, dataclass_from_args, run_main
+from .files import META_NAME
+from .fusion import DEFAULT_ALPHA, DEFAULT_FUSION, FUSIONS, MODES
+
+
+@dataclass
+class BuildConfig:
+    model: str = field(metadata={"help": "TwoTowers directory or Hub id that encodes the passages"})
+    collection: str = field(metadata={"help": "pid<TAB>text file, .jsonl/.parquet file, or HF dataset dir/id"})
+    out: str = field(metadata={"help": "directory to write the index into"})
+    overwrite: bool = field(default=False, metadata={"help": "replace an index already in --out"})
+    split: str = field(default="train", metadata={"help": "dataset split (HF datasets only)"})
+    id_column: str = field(default="id", metadata={"help": "id column (jsonl/parquet/HF datasets)"})
+    text_column: str = field(default="text", metadata={"help": "text column (jsonl/parquet/HF datasets)"})
+    limit: int | None = field(default=None, metadata={"help": "index only the first N passages"})
+    M: int = field(default=32, metadata={"help": "hnswlib M: graph links per node (memory vs recall)"})
+    ef_construction: int = field(default=200, metadata={"help": "hnswlib ef_construction: build breadth"})
+    target_recall: float = field(default=0.99, metadata={"help": "choose the smallest ef reaching this recall@10"})
+    chunk_size: int = field(default=10_000, metadata={"help": "passages read and encoded per chunk"})
+    batch_size: int = field(default=64, metadata={"help": "encoding batch size"})
+    keyword: bool = field(default=True, metadata={"help": "also build the BM25 side (--no-keyword to skip)"})
+    stemmer: str = field(default="english", metadata={"help": "BM25 stemmer language (PyStemmer); none for no stemming"})
+
+    def __post_init__(self):
+        for name in ("M", "ef_construction", "chunk_size", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"--limit must be >= 1, got {self.limit}")
+        if not 0 < self.target_recall <= 1:
+            raise ValueError(f"--target-recall must be in (0, 1], got {self.target_recall}")
+
+
+def build(cfg: BuildConfig, show_progress: bool = True):
+    """Build the index `cfg` describes and save it into `cfg.out` -> the PassageIndex."""
+    from ..collection import iter_collection
+    from ..model import TwoTowers
+    from .passage_index import PassageIndex
+
+    out = Path(cfg.out)
+    if (out / META_NAME).exists() and not cfg.overwrite:
+        raise FileExistsError(f"{out} already holds an index: pass --overwrite to replace it, or choose another --out")
+    model = TwoTowers.from_pretrained(cfg.model)
+    pairs = iter_collection(cfg.collection, id_column=cfg.id_column, text_column=cfg.text_column, split=cfg.split)
+    if cfg.limit is not None:
+        pairs = itertools.islice(pairs, cfg.limit)
+    first = next(pairs, None)
+    if first is None:
+        raise ValueError(f"{cfg.collection} holds no passages: nothing to index")
+    index = PassageIndex.build(model, itertools.chain([first], pairs), M=cfg.M, ef_construction=cfg.ef_construction,
+                               target_recall=cfg.target_recall, chunk_size=cfg.chunk_size, keyword=cfg.keyword,
+                               show_progress=show_progress, batch_size=cfg.batch_size,
+                               stemmer=None if cfg.stemmer.lower() == "none" else cfg.stemmer)
+    # where `search` finds the model again: a local directory made absolute, a Hub id as given
+    index.set_model_source(str(Path(cfg.model).resolve()) if Path(cfg.model).is_dir() else cfg.model)
+    index.save(out)
+    return index
+
+
+def find_index_and_model(index: str, model: str | None, need_model: bool, verify: bool = True):
+    """(PassageIndex, model) for `search`: the index dir, or a Hub repo (model at its root, index
+    under index/); the model from --model, else beside (or above) the index, else index.json's source."""
+    from ..download import local_or_download
+    from ..model import MODEL_FILES, TwoTowers
+    from .passage_index import PassageIndex
+
+    root = local_or_download(index, what="index", allow_patterns=[*MODEL_FILES, "index/*"])
+    index_dir = root / "index" if (root / "index" / META_NAME).is_file() else root
+    if model is None and need_model:
+        for cand in (index_dir, index_dir.parent):
+            if (cand / "model.safetensors").is_file() and (cand / "config.json").is_file():
+                model = str(cand)
+                break
+        else:
+            meta_path = index_dir / META_NAME
+            source = json.loads(meta_path.read_text(encoding="utf-8")).get("model", {}).get("source") \
+                if meta_path.is_file() else None
+            if not source:
+                raise FileNotFoundError(f"no model found beside {index}: pass --model DIR_OR_REPO (the model that "
+                                        "built the index), or use --mode keyword")
+            model = source
+    loaded = TwoTowers.from_pretrained(model) if model is not None else None
+    return PassageIndex.load(index_dir, model=loaded, verify=verify), loaded
+
+
+def search(args: argparse.Namespace) -> None:
+    """Print the top-k hits of each query (text, or JSON lines with --json)."""
+    for i, q in enumerate(args.query, 1):
+        if not q.strip():
+            raise ValueError(f"query {i} is empty: give some words to search for")
+    index, _ = find_index_and_model(args.index, args.model, need_model=args.mode != "keyword", verify=args.verify)
+    results = index.search(args.query, k=args.k, mode=args.mode, alpha=args.alpha, fusion=args.fusion)
+    for query, hits in zip(args.query, results):
+        if args.json:
+            for rank, h in enumerate(hits, 1):
+                print(json.dumps({"query": query, "rank": rank, **h.to_dict()}, ensure_ascii=False))
+            continue
+        print(f"# {query}")
+        for rank, h in enumerate(hits, 1):
+            extra = "" if args.mode != "hybrid" else f"  (dense {h.dense_score:.4f}, bm25 {h.keyword_score:.3f})"
+            print(f"{rank:3d}. {h.score:.4f}  [{h.id}]  {h.text[:200]}{extra}")
+
+
+def _k(value: str) -> int:
+    try:
+        k = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"-k must be a whole number >= 1, got {value!r}") from None
+    if k < 1:
+        raise argparse.ArgumentTypeError(f"-k must be >= 1, got {k}")
+    return k
+
+
+def _alpha(value: str) -> float:
+    try:
+        a = float(value)
+    except ValueError:
+        a = -1.0
+    if not 0 <= a <= 1:
+        raise argparse.ArgumentTypeError(f"--alpha must be a number from 0 to 1, got {value!r}")
+    return a
+
+
+def parser() -> argparse.ArgumentParser:
+    p = ArgumentParser(prog="python -m twotowers.index", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    p_build = sub.add_parser("build", help="encode a collection and save an index")
+    add_dataclass_arguments(p_build, BuildConfig)
+    p_search = sub.add_parser("search", help="search a saved index")
+    p_search.add_argument("index", help="index directory (or Hub repo id with an index/ folder)")
+    p_search.add_argument("query", nargs="+", help="query text(s)")
+    p_search.add_argument("-k", type=_k, default=10, help="results per query")
+    p_search.add_argument("--model", help="model dir/Hub id (default: the repo/dir holding the index, "
+                                          "else the dir named in index.json)")
+    p_search.add_argument("--mode", choices=MODES, default="dense")
+    p_search.add_argument("--alpha", type=_alpha, default=DEFAULT_ALPHA, help="hybrid: weight of the dense side")
+    p_search.add_argument("--fusion", choices=tuple(FUSIONS), default=DEFAULT_FUSION)
+    p_search.add_argument("--json", action="store_true", help="print JSON lines instead of text")
+    p_search.add_argument("--no-verify", dest="verify", action="store_false",
+                          help="skip the files' checksums (an index you have just built or verified)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = parser()
+    args = p.parse_args(argv)
+    if args.command == "build":
+        cfg = dataclass_from_args(BuildConfig, args, p)
+        index = build(cfg)
+        print(f"wrote {cfg.out}: {index!r}, ef tuning {index.meta.get('ef_tuning')}", file=sys.stderr)
+    else:
+        search(args)
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))

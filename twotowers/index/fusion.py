@@ -1,0 +1,55 @@
+"""Hybrid search: how the dense and keyword (BM25) scores of one query's candidates become one score.
+
+To add a fusion method, write `f(dense, keyword, alpha) -> fused` here and add it to `FUSIONS`;
+`PassageIndex.search(mode="hybrid", fusion=name)`, the command lines and the app pick it up.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+MODES = ("dense", "keyword", "hybrid")
+RRF_K = 60  # reciprocal rank fusion constant (Cormack et al. 2009)
+DEFAULT_ALPHA = 0.5  # weight of the dense side: 1 = dense only, 0 = keyword only
+DEFAULT_FUSION = "score"
+
+
+def minmax(x: np.ndarray) -> np.ndarray:
+    """Scale to [0, 1] over the candidates (all zeros when they tie)."""
+    lo, hi = (float(x.min()), float(x.max())) if len(x) else (0.0, 0.0)
+    return (x - lo) / (hi - lo) if hi > lo else np.zeros_like(x, dtype=np.float64)
+
+
+def score_fusion(dense: np.ndarray, keyword: np.ndarray, alpha: float) -> np.ndarray:
+    """alpha * minmax(dense) + (1 - alpha) * minmax(bm25), over the candidates."""
+    return alpha * minmax(dense) + (1 - alpha) * minmax(keyword)
+
+
+def _ranks(x: np.ndarray) -> np.ndarray:
+    """1 = best; ties keep candidate order."""
+    r = np.empty(len(x))
+    r[np.argsort(-x, kind="stable")] = np.arange(1, len(x) + 1)
+    return r
+
+
+def rrf_fusion(dense: np.ndarray, keyword: np.ndarray, alpha: float) -> np.ndarray:
+    """alpha / (60 + dense rank) + (1 - alpha) / (60 + BM25 rank); no keyword credit without a shared term."""
+    return alpha / (RRF_K + _ranks(dense)) + (1 - alpha) * np.where(keyword > 0, 1.0 / (RRF_K + _ranks(keyword)), 0.0)
+
+
+FUSIONS = {"score": score_fusion, "rrf": rrf_fusion}
+
+
+def check_mode(mode: str, alpha: float, fusion: str) -> None:
+    """ValueError naming the allowed values when `mode`, `alpha` or `fusion` is not one of them."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    if fusion not in FUSIONS:
+        raise ValueError(f"fusion must be one of {', '.join(FUSIONS)}, got {fusion!r}")
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.floating)) or not 0 <= alpha <= 1:
+        raise ValueError(f"alpha must be a number in [0, 1], got {alpha!r}")
+
+
+def fuse(dense: np.ndarray, keyword: np.ndarray, alpha: float, fusion: str) -> np.ndarray:
+    """Fused scores of one query's candidates from their dense and keyword scores."""
+    return FUSIONS[fusion](dense, keyword, alpha)

@@ -1,0 +1,410 @@
+"""`PassageIndex`: hnswlib over passage vectors + the passages themselves + BM25, saved whole, verified on load."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import hnswlib
+import numpy as np
+
+from ..checks import check_positive_int, check_texts
+from . import files
+from .files import HNSW_NAME, META_NAME, STORE_FILES, VECTORS_NAME, IndexFileError, load_array
+from .fusion import DEFAULT_ALPHA, DEFAULT_FUSION, check_mode, fuse
+from .hits import SearchHit, array_hits, dense_hits
+from ..ids import IdSet
+from .keyword import KeywordIndex
+from .store import TextStore, VectorStore
+from .tuning import choose_ef, word_windows
+
+_FLOAT32 = np.dtype(np.float32)  # dtypes of builtin types are singletons: `is` compares
+
+
+class PassageIndex:
+    """Passages searchable by dense vectors (hnswlib), by BM25 keywords, or by both fused."""
+
+    def __init__(self, hnsw: hnswlib.Index, vectors: VectorStore, ids: TextStore, passages: TextStore, meta: dict,
+                 keyword: KeywordIndex | None = None, model=None):
+        self.hnsw, self.ids, self.passages, self.keyword = hnsw, ids, passages, keyword
+        self._vectors = vectors
+        self._meta = meta
+        self._id_set: IdSet | None = None  # built on the first `add` (a build keeps its own)
+        self.model = model
+
+    # -- properties ----------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def dim(self) -> int:
+        return int(self._meta["dim"])
+
+    @property
+    def ef(self) -> int:
+        """hnswlib's search breadth (ef), chosen at build time for the target recall."""
+        return int(self._meta["ef"])
+
+    @property
+    def meta(self) -> dict:
+        """What index.json holds (the files' sizes and checksums are added by `save`)."""
+        m = dict(self._meta)
+        m["count"] = len(self)
+        m["keyword"] = {**self.keyword.meta, "present": True} if self.keyword is not None else None
+        return m
+
+    def set_model_source(self, source: str) -> None:
+        """Record where `python -m twotowers.index search` finds the model again (saved in index.json)."""
+        self._meta["model"]["source"] = source
+
+    def __repr__(self) -> str:
+        return (f"PassageIndex({len(self)} passages, dim={self.dim}, M={self._meta['M']}, ef={self.ef}, "
+                f"keyword={self.keyword is not None})")
+
+    # -- building ------------------------------------------------------------------------------------
+    @classmethod
+    def build(cls, model, ids, texts: Sequence[str] | None = None, *, M: int = 32, ef_construction: int = 200,
+              target_recall: float = 0.99, chunk_size: int = 10_000, keyword: bool = True,
+              show_progress: bool = False, tune_queries: Sequence[str] | np.ndarray | None = None,
+              tune_samples: int = 200, tune_k: int = 10, batch_size: int = 64, stemmer: str | None = "english",
+              k1: float = 0.9, b: float = 0.4, seed: int = 0, vectors: np.ndarray | None = None) -> "PassageIndex":
+        """Encode passages with `model` in chunks and index them (dense and, by default, BM25).
+
+        `ids, texts` are two sequences, or `ids` alone is an iterable of `(id, text)` pairs (read as a
+        stream: memory is bounded by `chunk_size`, not the corpus). Ids must be unique; an empty
+        collection is refused. `ef` is then set to the smallest value whose recall@`tune_k` against
+        exact search reaches `target_recall` on `tune_samples` queries (see `tune_ef`).
+        """
+        if texts is not None:
+            ids, texts = list(ids), list(texts)
+            if len(ids) != len(texts):
+                raise ValueError(f"{len(ids)} ids but {len(texts)} texts")
+            total, pairs = len(ids), zip(ids, texts)
+        else:
+            total, pairs = (len(ids) if hasattr(ids, "__len__") else None), iter(ids)
+        if not 0 < target_recall <= 1:
+            raise ValueError(f"target_recall must be in (0, 1], got {target_recall}")
+        index = cls._empty(model, M=M, ef_construction=ef_construction, capacity=max(total or chunk_size, 1),
+                           keyword=KeywordIndex(k1=k1, b=b, stemmer=stemmer) if keyword else None, seed=seed)
+        index._id_set = IdSet(index.ids.__getitem__)
+        bar = None
+        if show_progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=total, desc="indexing passages", unit="passage", smoothing=0.05)
+        t0 = time.perf_counter()
+        while chunk := list(itertools.islice(pairs, chunk_size)):
+            chunk_ids, chunk_texts = _split_pairs(chunk, start=len(index))
+            given = None if vectors is None else vectors[len(index) : len(index) + len(chunk)]
+            index._append(chunk_ids, chunk_texts, batch_size=batch_size, rescore=False, vectors=given)
+            if bar is not None:
+                bar.update(len(chunk))
+        if bar is not None:
+            bar.close()
+        if not len(index):
+            raise ValueError("no passages to index: the collection is empty")
+        if index.keyword is not None:
+            index.keyword.rescore()
+        index._meta["build_seconds"] = round(time.perf_counter() - t0, 2)
+        index.tune_ef(target_recall, queries=tune_queries, samples=tune_samples, k=tune_k, seed=seed)
+        return index
+
+    @classmethod
+    def _empty(cls, model, *, M: int, ef_construction: int, capacity: int, keyword: KeywordIndex | None,
+               seed: int = 0) -> "PassageIndex":
+        dim = int(model.dim)
+        hnsw = hnswlib.Index(space="ip", dim=dim)  # distance = 1 - dot: on unit vectors, 1 - cosine
+        hnsw.init_index(max_elements=capacity, M=M, ef_construction=ef_construction, random_seed=seed + 100)
+        meta = {"format": files.FORMAT, "format_version": files.FORMAT_VERSION, "space": "ip", "dim": dim, "M": M,
+                "ef_construction": ef_construction, "ef": 10, "count": 0,
+                "model": {"class": type(model).__name__, "fingerprint": model.fingerprint(),
+                          "config": getattr(model, "_hub_mixin_config", None)}}
+        return cls(hnsw, VectorStore(dim), TextStore(), TextStore(), meta, keyword=keyword, model=model)
+
+    def add(self, ids: Sequence[str], texts: Sequence[str], *, batch_size: int = 64) -> None:
+        """Encode and append passages (dense and keyword sides); ef stays as chosen. Not thread-safe.
+
+        An id already in the index, or repeated in `ids`, is refused (ValueError naming it) and
+        nothing is added."""
+        self._require_model("add")
+        ids, texts = check_texts(ids, "ids"), check_texts(texts, "texts")
+        if len(ids) != len(texts):
+            raise ValueError(f"{len(ids)} ids but {len(texts)} texts")
+        if texts:
+            self._append(ids, texts, batch_size=batch_size, rescore=True)
+
+    def _append(self, ids: list[str], texts: list[str], *, batch_size: int, rescore: bool,
+                vectors: np.ndarray | None = None) -> None:
+        start = len(self)
+        if self._id_set is None:  # a loaded index: hash its ids once (8 bytes + a row each)
+            self._id_set = IdSet(self.ids.__getitem__)
+            for a in range(0, start, 100_000):
+                self._id_set.add(self.ids.get(range(a, min(a + 100_000, start))), a)
+        if (rep := self._id_set.first_repeat(ids, start)) is not None:
+            row, first = rep
+            if rescore:  # add(): name positions in the caller's list
+                where = f"passage {first} of the index" if first < start else f"ids[{first - start}]"
+                raise ValueError(f"ids[{row - start}] is {ids[row - start]!r}, which {where} already has: "
+                                 "passage ids must be unique")
+            raise ValueError(f"passage {row} has the id {ids[row - start]!r}, which passage {first} already has: "
+                             "passage ids must be unique")
+        if vectors is None:
+            vectors = self.model.encode_passages(texts, batch_size=batch_size)  # [n, dim] unit vectors
+        elif vectors.shape != (len(texts), self.dim):
+            raise ValueError(f"vectors for passages {start}..{start + len(texts) - 1} have shape "
+                             f"{vectors.shape}, expected ({len(texts)}, {self.dim})")
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        need = start + len(texts)
+        if need > self.hnsw.get_max_elements():
+            self.hnsw.resize_index(max(need, 2 * self.hnsw.get_max_elements()))
+        self.hnsw.add_items(vectors, np.arange(start, need, dtype=np.int64))
+        self._vectors.extend(vectors)
+        self.ids.extend(ids)
+        self.passages.extend(texts)
+        self._id_set.add(ids, start)
+        if self.keyword is not None:
+            self.keyword.add(texts, rescore=rescore)
+
+    def tune_ef(self, target_recall: float = 0.99, *, queries=None, samples: int = 200, k: int = 10,
+                seed: int = 0) -> dict:
+        """Set `ef` to the smallest value reaching recall@k >= target against exact search; returns the record.
+
+        Queries: `queries` (texts or query vectors) when given; else the query tower's vectors of
+        1-6-word windows cut from sampled passages (see twotowers/index/tuning.py); else, without a
+        model, sampled passage vectors, each excluding itself from both result lists.
+        """
+        n = len(self)
+        if n == 0:
+            return {}
+        rng = np.random.default_rng(seed)
+        rows = np.sort(rng.choice(n, size=min(samples, n), replace=False))
+        self_rows = None
+        if queries is not None:
+            q = queries if isinstance(queries, np.ndarray) else self._require_model("tune_ef").encode_queries(list(queries))
+            q, source = q[:samples], "given queries"
+        elif self.model is not None:
+            q = self.model.encode_queries(word_windows(self.passages.get(rows), rng))
+            source = "query-tower vectors of 1-6-word windows of sampled passages"
+        else:
+            q, source, self_rows = self.vectors(rows), "sampled passage vectors (self excluded)", rows
+        ef, record = choose_ef(self.hnsw, self._vectors[:], np.ascontiguousarray(q, dtype=np.float32), target_recall,
+                               k, self_rows)
+        if record:
+            self._meta["ef"] = ef
+            self._meta["ef_tuning"] = {**record, "source": source}
+        return record
+
+    def vectors(self, rows) -> np.ndarray:
+        """The stored passage vectors at `rows` -> `[len(rows), dim]` float32."""
+        return self._vectors[np.asarray(rows, dtype=np.int64)]
+
+    # -- search --------------------------------------------------------------------------------------
+    def search(self, queries: Sequence[str] | np.ndarray, k: int = 10, *, mode: str = "dense",
+               alpha: float = DEFAULT_ALPHA, fusion: str = DEFAULT_FUSION, depth: int | None = None) -> list[list[SearchHit]]:
+        """Top-k passages per query, best first (fewer when the index holds fewer).
+
+        mode: "dense" (the towers; queries may be texts or `[n, dim]` query vectors), "keyword" (BM25)
+              or "hybrid" (both; texts only). A text query with no words is refused.
+        alpha: hybrid weight of the dense side (1 = dense only, 0 = keyword only).
+        fusion: "score" (each side's scores min-max normalised over the candidates, then weighted) or
+              "rrf" (weighted reciprocal rank fusion, constant 60); see twotowers/index/fusion.py.
+        depth: hybrid candidates = the union of each side's top-`depth` (default max(k, 100)); every
+              candidate gets its exact dense and BM25 scores before fusing.
+        """
+        k = check_positive_int(k, "k")
+        if mode == "dense":  # the hot path: a few list operations per query, no numpy beyond hnswlib's call
+            q = self._query_vectors(queries)
+            kk = min(k, len(self.ids))
+            if not kk or not len(q):
+                return [[] for _ in range(len(q))]
+            labels, dist = self.hnsw.knn_query(q, k=kk, num_threads=1 if len(q) == 1 else -1)
+            return [dense_hits(self.ids, self.passages, rows, d) for rows, d in zip(labels.tolist(), dist.tolist())]
+        check_mode(mode, alpha, fusion)
+        if isinstance(queries, np.ndarray) or self.keyword is None:
+            raise ValueError(f"mode={mode!r} needs text queries and an index built with keyword=True"
+                             + ("" if self.keyword is not None else " (this index has no keyword part)"))
+        queries = _check_queries(queries)
+        k = min(k, max(len(self), 1))  # never allocate for more than the corpus
+        if mode == "keyword":
+            rows, scores = self.keyword.search(queries, k)
+            return [array_hits(self.ids, self.passages, r, s, keyword=s) for r, s in zip(rows, scores)]
+        q = self._query_vectors(queries)
+        depth = min(max(k, depth or 100), max(len(self), 1))
+        d_rows, d_sims = self._dense(q, depth)
+        kw, out = self.keyword, []
+        for qi, text in enumerate(queries):
+            n_dense = int(np.count_nonzero(d_rows[qi] >= 0))
+            rows, dense = d_rows[qi, :n_dense], d_sims[qi, :n_dense]
+            terms = kw.term_ids(text)
+            if terms:
+                bm25 = kw.scores(terms)                                   # [N] BM25 of every passage
+                k_rows, _ = kw.top(bm25, depth)
+                extra = np.setdiff1d(k_rows, rows, assume_unique=True)    # keyword-only candidates
+                rows = np.concatenate([rows, extra])
+                dense = np.concatenate([dense, self._vectors[extra] @ q[qi]])  # their exact cosines
+                keyword = bm25[rows]                                      # exact BM25 (0 = no shared term)
+            else:
+                keyword = np.zeros(len(rows), dtype=np.float32)
+            fused = fuse(dense, keyword, alpha, fusion)
+            top = np.lexsort((rows, -fused))[:k]
+            out.append(array_hits(self.ids, self.passages, rows[top], fused[top], dense=dense[top], keyword=keyword[top]))
+        return out
+
+    def _query_vectors(self, queries) -> np.ndarray:
+        """`[n, dim]` float32 query vectors: given, or the model's encoding of texts."""
+        if isinstance(queries, np.ndarray):
+            if queries.ndim != 2 or queries.shape[1] != self._vectors.dim:
+                raise ValueError(f"query vectors must be [n, {self.dim}], got shape {queries.shape}")
+            return queries if queries.dtype is _FLOAT32 else queries.astype(np.float32)
+        return self._require_model("text search").encode_queries(_check_queries(queries))
+
+    def _dense(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """hnswlib top-k -> (`[n, k]` int64 rows, -1 pad; `[n, k]` float32 cosine)."""
+        kk = min(k, len(self))
+        if kk == k and len(q):  # the common case: no padding, no copies beyond hnswlib's arrays
+            labels, dist = self.hnsw.knn_query(q, k=k, num_threads=1 if len(q) == 1 else -1)
+            return labels.astype(np.int64), 1.0 - dist  # hnswlib "ip" distance is 1 - dot
+        rows = np.full((len(q), k), -1, dtype=np.int64)
+        sims = np.zeros((len(q), k), dtype=np.float32)
+        if kk and len(q):
+            labels, dist = self.hnsw.knn_query(q, k=kk, num_threads=1 if len(q) == 1 else -1)
+            rows[:, :kk], sims[:, :kk] = labels, 1.0 - dist
+        return rows, sims
+
+    def _require_model(self, what: str):
+        if self.model is None:
+            raise ValueError(f"{what} needs the model that encoded the index: "
+                             "PassageIndex.load(directory, model=TwoTowers.from_pretrained(...)), "
+                             "or search with query vectors")
+        return self.model
+
+    # -- persistence ---------------------------------------------------------------------------------
+    def save(self, directory) -> None:
+        """Write the whole index into `directory` (files replaced one by one; index.json, with every
+        file's size and checksum, last)."""
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".tmp-save-", dir=d))
+        try:
+            self.hnsw.save_index(str(tmp / HNSW_NAME))
+            self._vectors.save(tmp / VECTORS_NAME)
+            for key, (blob, offsets) in STORE_FILES.items():
+                getattr(self, key).save(tmp / blob, tmp / offsets)
+            if self.keyword is not None:
+                self.keyword.save(tmp)
+            meta = self.meta
+            meta["files"] = files.describe_files(tmp)
+            meta["versions"] = _versions()
+            # Replace file by file: a reader that mapped the old files keeps its inodes intact.
+            (d / META_NAME).unlink(missing_ok=True)
+            for p in tmp.iterdir():
+                os.replace(p, d / p.name)
+            if self.keyword is None:
+                for stale in d.glob("keyword*"):
+                    stale.unlink()
+            files.write_json(d / META_NAME, meta)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    @classmethod
+    def load(cls, directory, model=None, *, mmap: bool = True, verify: bool = True) -> "PassageIndex":
+        """Read a saved index, checking every part; `model`, if given, must be the one that built it.
+
+        `verify=False` skips the content checksums (sizes, headers and the model are still checked):
+        only for an index you have just verified or built yourself.
+        """
+        d = Path(directory)
+        meta = files.read_meta(d)
+        count, dim, M = meta["count"], meta["dim"], meta["M"]
+        if model is not None:
+            _check_model(model, meta, d / META_NAME)
+        files.verify_files(d, meta["files"], checksums=verify)
+        files.check_hnsw_header(d / HNSW_NAME, count=count, dim=dim, M=M)
+        hnsw = hnswlib.Index(space=meta["space"], dim=dim)
+        try:
+            hnsw.load_index(str(d / HNSW_NAME), max_elements=max(count, 1))
+        except Exception as e:
+            raise IndexFileError(f"{d / HNSW_NAME} could not be read by hnswlib: {e}") from e
+        hnsw.set_ef(meta["ef"])  # hnswlib does not save ef
+        vectors = VectorStore.load(load_array(d / VECTORS_NAME, np.float32, (count, dim), mmap=mmap))
+        stores = {key: TextStore.load(d / blob, load_array(d / offsets, np.int64, (count + 1,), mmap=mmap))
+                  for key, (blob, offsets) in STORE_FILES.items()}
+        kw = None
+        if meta.get("keyword"):
+            if not (d / "keyword.json").is_file():
+                raise FileNotFoundError(f"{d / 'keyword.json'} is missing: {META_NAME} says this index has a "
+                                        "keyword (BM25) part")
+            kw = KeywordIndex.load(d, mmap=mmap)
+            if len(kw) != count or kw.corpus_hash != meta["keyword"].get("corpus_hash"):
+                raise IndexFileError(f"{d / 'keyword.json'}: the keyword part ({len(kw)} passages, corpus "
+                                     f"{kw.corpus_hash[:12]}) belongs to another corpus than {META_NAME} "
+                                     f"({count} passages, corpus {str(meta['keyword'].get('corpus_hash'))[:12]})")
+        for key in ("files", "versions", "keyword"):
+            meta.pop(key, None)
+        return cls(hnsw, vectors, stores["ids"], stores["passages"], meta, keyword=kw, model=model)
+
+    @classmethod
+    def from_pretrained(cls, repo_id_or_dir: str, revision: str | None = None, subfolder: str = "index",
+                        model=None, *, verify: bool = True) -> "PassageIndex":
+        """Load an index from a local directory or a Hub repo's `subfolder` (JSON/numpy/hnswlib files only).
+
+        `model` may be a TwoTowers, a directory or Hub id to load one from (checked against the
+        index's fingerprint), or None for vector-only and keyword search.
+        """
+        from ..download import local_or_download
+
+        if isinstance(model, (str, os.PathLike)):
+            from ..model import TwoTowers
+
+            model = TwoTowers.from_pretrained(str(model), revision=revision)
+        root = local_or_download(repo_id_or_dir, revision=revision, what="index",
+                                 allow_patterns=[f"{subfolder}/*" if subfolder else "*"])
+        d = root / subfolder if subfolder and (root / subfolder / META_NAME).is_file() else root
+        return cls.load(d, model=model, verify=verify)
+
+
+# -- helpers ---------------------------------------------------------------------------------------------
+def _check_queries(queries) -> list[str]:
+    queries = check_texts(queries, "search queries")
+    for i, q in enumerate(queries):
+        if not q.strip():
+            raise ValueError(f"query {i + 1} of {len(queries)} is empty: give some words to search for")
+    return queries
+
+
+def _split_pairs(chunk, start: int) -> tuple[list[str], list[str]]:
+    ids, texts = [], []
+    for j, pair in enumerate(chunk):
+        try:
+            pid, text = pair
+        except (TypeError, ValueError):
+            raise ValueError(f"passage {start + j}: expected an (id, text) pair, got {pair!r:.80}") from None
+        if not isinstance(text, str):
+            raise TypeError(f"passage {start + j} ({pid!r}): text is {type(text).__name__}, not str")
+        ids.append(str(pid))
+        texts.append(text)
+    return ids, texts
+
+
+def _check_model(model, meta: dict, meta_path: Path) -> None:
+    if int(model.dim) != int(meta["dim"]):
+        raise IndexFileError(f"{meta_path}: the index holds {meta['dim']}-dim vectors but the given model "
+                             f"encodes {model.dim}-dim ones: load it with the model that built it")
+    got = model.fingerprint()
+    if got != meta["model"]["fingerprint"]:
+        raise IndexFileError(f"{meta_path}: the index was encoded by another model (fingerprint "
+                             f"{meta['model']['fingerprint'][:12]}, config {meta['model'].get('config')}); the given "
+                             f"model's fingerprint is {got[:12]}. Rebuild the index or load the model that built it")
+
+
+def _versions() -> dict:
+    import bm25s
+
+    from .. import __version__
+
+    return {"twotowers": __version__, "hnswlib": getattr(hnswlib, "__version__", "0.8.0"), "bm25s": bm25s.__version__}
