@@ -7,7 +7,6 @@ from test_distill import ToyTeacher, toy_texts
 from tinymodel import make_tiny_base
 
 from twotowers import TwoTowers
-from twotowers.distill import DistillConfig, TeacherCache, distill
 
 
 @pytest.fixture(scope="module")
@@ -40,36 +39,49 @@ def test_sides_of_different_widths_are_refused(base):
         TwoTowers(tower="mean", projection_dim=16, passage_tower="transformer", base_model=base)
 
 
+def _files(tmp_path, passages, queries):
+    (tmp_path / "queries.tsv").write_text("".join(f"{i}\t{q}\n" for i, q in enumerate(queries)))
+    (tmp_path / "collection.tsv").write_text("".join(f"{i}\t{p}\n" for i, p in enumerate(passages)))
+    return [str(tmp_path / "queries.tsv"), str(tmp_path / "collection.tsv")]
+
+
 def test_frozen_passage_tower_distils_the_query_side_only(base, tmp_path):
+    from train.config import parse_config
+    from train.loop import run
+
     teacher = TwoTowers(tower="transformer", projection_dim=None, base_model=base).to("cpu")
+    teacher.save_pretrained(tmp_path / "teacher")
     passages, queries = toy_texts(120, 8, 1), toy_texts(120, 3, 2)
-    cache = TeacherCache(tmp_path)
-    tp = cache.encode(teacher, passages, "passage", show_progress=False)
-    tq = cache.encode(teacher, queries, "query", show_progress=False)
+    tq = teacher.encode_queries(queries)
+    torch.manual_seed(0)
     student = asymmetric(base)
-    student.passage_tower.requires_grad_(False)
     frozen = {k: v.clone() for k, v in student.passage_tower.state_dict().items()}
-
-    def query_agreement():
-        return float(np.mean(np.sum(student.encode_queries(queries) * tq, axis=1)))
-
-    before = query_agreement()
-    summary = distill(student, queries, passages, tq, tp,
-                      DistillConfig(epochs=4, batch_size=32, learning_rate=3e-2, weight_kl=0.1, mine_k=5))
-    after = query_agreement()
-    assert summary["steps"] > 0 and after > before + 0.2, (before, after)
-    for k, v in student.passage_tower.state_dict().items():
+    before = float(np.mean(np.sum(student.encode_queries(queries) * tq, axis=1)))
+    student.save_pretrained(tmp_path / "student")
+    run(parse_config(["--init-from", str(tmp_path / "student"), "--freeze-passage-tower", "--distill-from",
+                      str(tmp_path / "teacher"), "--distill-data", *_files(tmp_path, passages, queries),
+                      "--distill-cache-dir", str(tmp_path / "cache"), "--epochs", "4", "--batch-size", "32",
+                      "--learning-rate", "3e-2", "--distill-weight-kl", "0.1", "--distill-mine-k", "5",
+                      "--num-workers", "0", "--no-wandb", "--device", "cpu", "--output-dir", str(tmp_path / "out")]))
+    trained = TwoTowers.from_pretrained(tmp_path / "out")
+    after = float(np.mean(np.sum(trained.encode_queries(queries) * tq, axis=1)))
+    assert after > before + 0.2, (before, after)
+    for k, v in trained.passage_tower.state_dict().items():
         assert torch.equal(v, frozen[k]), k  # the passage side (and so any index built with it) is unchanged
 
 
-def test_a_frozen_passage_tower_that_is_not_the_teacher_is_refused(base):
-    teacher = ToyTeacher(dim=32)
-    passages, queries = toy_texts(20, 8, 1), toy_texts(20, 3, 2)
-    student = asymmetric(base)
-    student.passage_tower.requires_grad_(False)
+def test_a_frozen_passage_tower_that_is_not_the_teacher_is_refused(base, tmp_path, monkeypatch):
+    import train.objectives
+    from train.config import parse_config
+    from train.loop import run
+
+    monkeypatch.setattr(train.objectives, "load_teacher", lambda name: ToyTeacher(dim=32))
+    asymmetric(base).save_pretrained(tmp_path / "student")
     with pytest.raises(ValueError, match="passage tower is frozen, so it must encode passages as the teacher"):
-        distill(student, queries, passages, teacher.encode_queries(queries), teacher.encode_passages(passages),
-                DistillConfig(epochs=1, batch_size=8))
+        run(parse_config(["--init-from", str(tmp_path / "student"), "--freeze-passage-tower", "--distill-from", "toy",
+                          "--distill-data", *_files(tmp_path, toy_texts(20, 8, 1), toy_texts(20, 3, 2)),
+                          "--distill-cache-dir", str(tmp_path / "cache"), "--num-workers", "0", "--no-wandb",
+                          "--no-save"]))
 
 
 def test_models_of_one_architecture_keep_the_fingerprint_they_had_before_passage_tower_existed():

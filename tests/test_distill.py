@@ -1,6 +1,8 @@
-"""Distillation: the teacher cache, the loss math, and students moving towards the teacher (toy data)."""
+"""Distillation: the teacher cache, the loss math, and students moving towards the teacher through
+`python -m train`'s loop (toy teacher; the tiny BERT as a real teacher for kill -9 and resume)."""
 
 import hashlib
+import json
 import math
 
 import numpy as np
@@ -8,8 +10,10 @@ import pytest
 import torch
 
 from twotowers import TwoTowers
-from twotowers.distill import (CosineToTeacherLoss, DistillConfig, ScoreDistillLoss, TeacherCache, adapt_to_corpus,
-                               agreement, distill, read_texts, top_k)
+from twotowers.data import read_unlabelled
+from twotowers.losses import CosineToTeacherLoss, ScoreDistillLoss
+from twotowers.teacher import TeacherCache
+from twotowers.topk import exact_top_k
 
 WORDS = ("river bank money loan water fish boat coin stock market tree leaf green forest rain cloud storm "
          "engine car road wheel fuel train rail station music song guitar piano drum voice").split()
@@ -108,61 +112,28 @@ def test_score_distill_loss_by_hand_and_good_below_bad():
     assert good.item() == pytest.approx(0.0, abs=1e-6) and good < got
 
 
-def test_top_k_matches_full_sort():
+def test_exact_top_k_matches_full_sort_in_blocks():
     rng = np.random.default_rng(0)
     q, p = rng.standard_normal((7, 5)).astype(np.float32), rng.standard_normal((40, 5)).astype(np.float32)
     expect = np.argsort(-(q @ p.T), axis=1)[:, :6]
-    np.testing.assert_array_equal(top_k(q, p, 6, chunk=3), expect)
+    rows, scores = exact_top_k(q, p, 6, block=3)
+    np.testing.assert_array_equal(rows, expect)
+    np.testing.assert_allclose(scores, np.take_along_axis(q @ p.T, expect, 1), rtol=1e-6)
+    assert exact_top_k(q, p, 100)[0].shape == (7, 40)  # k beyond the corpus: all of it
 
 
-def _mean_cos(student, teacher_vecs, texts):
-    return float(np.mean(np.sum(student.encode_passages(texts) * teacher_vecs, axis=1)))
-
-
-def test_distillation_moves_the_student_towards_the_teacher(tmp_path, corpus):
-    passages, queries = corpus
-    teacher, cache = ToyTeacher(), TeacherCache(tmp_path)
-    tp = cache.encode(teacher, passages, "passage", show_progress=False)
-    tq = cache.encode(teacher, queries, "query", show_progress=False)
-    torch.manual_seed(0)
-    student = TwoTowers(tower="mean", projection_dim=teacher.dim).to("cpu")
-    before = _mean_cos(student, tp, passages)
-    summary = distill(student, queries, passages, tq, tp,
-                      DistillConfig(epochs=3, batch_size=64, learning_rate=3e-2, weight_kl=0.1, mine_k=5))
-    after = _mean_cos(student, tp, passages)
-    assert summary["steps"] > 0 and summary["final_loss"] is not None
-    assert after > before + 0.3 and after > 0.8, (before, after)
-
-
-def test_adapt_to_corpus_improves_agreement_with_the_teacher(tmp_path, corpus):
-    passages, queries = corpus
-    teacher, cache = ToyTeacher(), TeacherCache(tmp_path)
-    torch.manual_seed(0)
-    student = TwoTowers(tower="mean", projection_dim=teacher.dim).to("cpu")
-    tq = cache.encode(teacher, queries, "query", show_progress=False)
-    tp = cache.encode(teacher, passages, "passage", show_progress=False)
-    calls = teacher.calls
-    before = agreement(student, tq, tp, queries, passages)
-    summary = adapt_to_corpus(student, passages, teacher, epochs=3, queries=queries, cache=cache,
-                              cfg=DistillConfig(batch_size=64, learning_rate=3e-2, weight_kl=0.1, mine_k=5))
-    after = agreement(student, tq, tp, queries, passages)
-    assert teacher.calls == calls  # teacher outputs came from the cache
-    assert after > before + 0.1, (before, after)  # measured 0.39 -> 0.57
-    assert {"total_seconds", "teacher_seconds", "cache_mib", "texts_seen"} <= summary.keys()
-
-
-def test_read_texts_formats_and_errors(tmp_path):
+def test_read_unlabelled_formats_and_errors(tmp_path):
     (tmp_path / "queries.tsv").write_text("1\triver bank\n2\tfish boat\n")
     (tmp_path / "collection.tsv").write_text("10\tmoney loan\n11\tfish boat\n")
     (tmp_path / "triples.tsv").write_text("q one\tpos one\tneg one\n")
     (tmp_path / "rows.jsonl").write_text('{"query": "q two", "passages": {"passage_text": ["a", "b"], "is_selected": [1, 0]}}\n'
                                          '{"query": "q three", "candidates": [{"text": "c"}]}\n')
-    q, p = read_texts([tmp_path / n for n in ("queries.tsv", "collection.tsv", "triples.tsv", "rows.jsonl")])
+    q, p = read_unlabelled([tmp_path / n for n in ("queries.tsv", "collection.tsv", "triples.tsv", "rows.jsonl")])
     assert q == ["river bank", "fish boat", "q one", "q two", "q three"]
     assert p == ["money loan", "fish boat", "pos one", "neg one", "a", "b", "c"]
     (tmp_path / "bad.tsv").write_text("1\tok\nonly-one-column\n")
     with pytest.raises(ValueError, match=r"bad.tsv:2"):
-        read_texts([tmp_path / "bad.tsv"])
+        read_unlabelled([tmp_path / "bad.tsv"])
 
 
 def test_cache_writes_bounded_shards(tmp_path):
@@ -173,22 +144,92 @@ def test_cache_writes_bounded_shards(tmp_path):
     assert teacher.calls == 3
 
 
-def test_max_seconds_bounds_a_run(corpus):
-    passages, queries = corpus
+
+# -- distillation through the training loop ---------------------------------------------------------
+@pytest.fixture
+def toy(tmp_path, monkeypatch):
+    """Toy unlabelled files, and `--distill-from toy` resolving to a ToyTeacher."""
+    import train.objectives
+
     teacher = ToyTeacher()
-    student = TwoTowers(tower="mean", projection_dim=teacher.dim).to("cpu")
-    summary = distill(student, queries, passages, teacher._enc(queries), teacher._enc(passages),
-                      DistillConfig(epochs=50, batch_size=8, max_seconds=0.5, mine_k=5))
-    assert summary["stopped_early"] and summary["steps"] < 50 * 25
+    monkeypatch.setattr(train.objectives, "load_teacher", lambda name: teacher)
+    queries, passages = toy_texts(200, 3, 2), toy_texts(300, 8, 1)
+    (tmp_path / "queries.tsv").write_text("".join(f"{i}\t{q}\n" for i, q in enumerate(queries)))
+    (tmp_path / "collection.tsv").write_text("".join(f"{i}\t{p}\n" for i, p in enumerate(passages)))
+    (tmp_path / "triples.tsv").write_text("".join(f"{q}\t{p}\t{n}\n" for q, p, n in zip(queries, passages, passages[1:])))
+    return tmp_path, teacher, queries, passages
 
 
-def test_a_run_that_fits_its_time_cap_is_not_reported_as_stopped(corpus):
-    passages, queries = corpus
-    teacher = ToyTeacher()
-    student = TwoTowers(tower="mean", projection_dim=teacher.dim).to("cpu")
-    full = distill(student, queries, passages, teacher._enc(queries), teacher._enc(passages),
-                   DistillConfig(epochs=1, batch_size=8, mine_k=5))
-    capped = distill(TwoTowers(tower="mean", projection_dim=teacher.dim).to("cpu"), queries, passages,
-                     teacher._enc(queries), teacher._enc(passages),
-                     DistillConfig(epochs=1, batch_size=8, mine_k=5, max_seconds=3600))
-    assert capped["steps"] == full["steps"] and not capped["stopped_early"] and not full["stopped_early"]
+def distill_args(tmp, *extra):
+    return ["--distill-from", "toy", "--distill-data", str(tmp / "queries.tsv"), str(tmp / "collection.tsv"),
+            "--distill-cache-dir", str(tmp / "cache"), "--tower", "mean", "--projection-dim", "32", "--epochs", "3",
+            "--batch-size", "64", "--learning-rate", "3e-2", "--distill-weight-kl", "0.1", "--distill-mine-k", "5",
+            "--num-workers", "0", "--no-wandb", "--device", "cpu", "--output-dir", str(tmp / "out"), *extra]
+
+
+def test_distillation_moves_the_student_towards_the_teacher_and_reuses_the_cache(toy):
+    from train.config import parse_config
+    from train.loop import run
+
+    tmp, teacher, queries, passages = toy
+    torch.manual_seed(0)
+    before = _mean_cos(TwoTowers(tower="mean", projection_dim=32).to("cpu"), teacher._enc(passages), passages)
+    summary = run(parse_config(distill_args(tmp)))
+    student = TwoTowers.from_pretrained(tmp / "out")
+    after = _mean_cos(student, teacher._enc(passages), passages)
+    assert summary["objective"] == "distillation" and summary["global_step"] > 0 and not summary["stopped_early"]
+    assert after > before + 0.3 and after > 0.8, (before, after)
+    assert json.loads((tmp / "out" / "metrics.json").read_text())["global_step"] == summary["global_step"]
+    texts = teacher.texts
+    mixed = run(parse_config(distill_args(tmp, "--data-files", str(tmp / "triples.tsv"), "--distill-weight", "0.5",
+                                          "--epochs", "1", "--no-save")))  # the labelled loss mixed in
+    assert teacher.texts == texts  # the second run re-encoded nothing: the cache served it
+    assert mixed["objective"] == "distillation + labelled" and mixed["global_step"] > 0
+
+
+def test_corpus_adaptation_improves_agreement_with_the_teacher(toy):
+    """Distilling on the passages to be indexed (no labels): the student's top-10 moves to the teacher's."""
+    from train.config import parse_config
+    from train.loop import run
+
+    tmp, teacher, queries, passages = toy
+    torch.manual_seed(0)
+    untrained = TwoTowers(tower="mean", projection_dim=32).to("cpu")
+    run(parse_config(distill_args(tmp)))
+    adapted = TwoTowers.from_pretrained(tmp / "out")
+    before, after = (agreement(m, teacher, queries, passages) for m in (untrained, adapted))
+    assert after > before + 0.1, (before, after)  # measured 0.39 -> 0.57 with the old loop
+
+
+def _mean_cos(student, teacher_vecs, texts):
+    return float(np.mean(np.sum(student.encode_passages(texts) * teacher_vecs, axis=1)))
+
+
+def agreement(model, teacher, queries, passages, k: int = 10) -> float:
+    """Mean overlap@k between the model's and the teacher's top-k passages per query."""
+    a = exact_top_k(model.encode_queries(queries), model.encode_passages(passages), k)[0]
+    b = exact_top_k(teacher._enc(queries), teacher._enc(passages), k)[0]
+    return float(np.mean([len(set(x) & set(y)) / k for x, y in zip(a, b)]))
+
+
+def test_max_seconds_bounds_a_run_and_a_run_that_fits_is_not_stopped(toy):
+    from train.config import parse_config
+    from train.loop import run
+
+    tmp = toy[0]
+    capped = run(parse_config(distill_args(tmp, "--epochs", "50", "--batch-size", "8", "--max-seconds", "1",
+                                           "--no-save", "--log-steps", "1000")))
+    assert capped["stopped_early"] and capped["global_step"] < capped["planned_steps"]
+    fits = run(parse_config(distill_args(tmp, "--epochs", "1", "--max-seconds", "3600", "--no-save")))
+    assert not fits["stopped_early"] and fits["global_step"] == fits["planned_steps"]
+
+
+def test_distillation_needs_unlabelled_passages_and_a_teacher(toy):
+    from train.config import parse_config
+    from train.loop import run
+
+    tmp = toy[0]
+    with pytest.raises(SystemExit):  # argparse: --distill-data without --distill-from
+        parse_config(["--distill-data", str(tmp / "queries.tsv")])
+    with pytest.raises(ValueError, match="holds no passages"):
+        run(parse_config(distill_args(tmp)[:4] + distill_args(tmp)[5:]))  # queries only

@@ -10,7 +10,9 @@ import pytest
 
 from tinymodel import TOPICS, make_tiny_base, synthetic_rows
 from twotowers.data import RerankQuery
-from twotowers.evaluate import evaluate_rerank_scores, evaluate_retrieval, main
+from twotowers.evaluate import evaluate_rerank_scores, evaluate_retrieval
+from twotowers.evaluate.__main__ import main
+from twotowers.metrics import mrr_at_k, ndcg_at_k, recall_at_k
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -93,3 +95,47 @@ def test_cli_errors_are_one_line(tmp_path):
                           cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode != 0
     assert "q.tsv:1: expected qid<TAB>text" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_an_id_ranked_twice_counts_once_and_no_metric_exceeds_one():
+    rel = {"p1": 1}
+    for ranked in (["p1", "p1", "p1"], ["x", "p1", "p1"], ["p1"] * 20):
+        assert ndcg_at_k(ranked, rel, 10) <= 1.0 and recall_at_k(ranked, rel, 10) <= 1.0
+    assert ndcg_at_k(["x", "x", "p1"], rel, 10) == ndcg_at_k(["x", "p1"], rel, 10)  # the repeat is not a rank
+    assert mrr_at_k(["x", "x", "p1"], rel, 10) == 0.5
+
+
+def test_cli_answers_bad_input_in_one_line(trec, tmp_path, capsys):
+    from conftest import one_error_line, run_cli
+
+    def refused(argv, match):
+        status, _, err = run_cli(main, argv, capsys)
+        assert status != 0 and match in one_error_line(err), err
+
+    files = ["--queries", str(trec / "q.tsv"), "--qrels", str(trec / "qrels")]
+    lines = (trec / "c.tsv").read_text().splitlines()
+    (tmp_path / "dup.tsv").write_text("\n".join(lines + [lines[0]]) + "\n")  # the relevant passage listed twice
+    refused(["--baseline", "bm25", *files, "--collection", str(tmp_path / "dup.tsv")],
+            f"dup.tsv:{len(lines) + 1}: id 'd0_0' repeats line 1: passage ids must be unique")
+    (tmp_path / "other.tsv").write_text("x1\tpiano music\nx2\triver water\n")  # shares no id with the qrels
+    refused(["--baseline", "bm25", *files, "--collection", str(tmp_path / "other.tsv")],
+            "none of the 9 judged queries has a relevant passage in the collection (2 passages): check that the "
+            "qrels' passage ids match the collection's ids")
+    (tmp_path / "q2.tsv").write_text("z1\tpiano\n")
+    refused(["--baseline", "bm25", "--queries", str(tmp_path / "q2.tsv"), "--qrels", str(trec / "qrels"),
+             "--collection", str(trec / "c.tsv")], "check that the qrels' query ids match the queries file's")
+    (tmp_path / "exists.json").write_text("{}")
+    refused(["--baseline", "bm25", *files, "--collection", str(trec / "c.tsv"), "--json", str(tmp_path / "exists.json")],
+            "exists.json exists: pass --overwrite")
+    refused(["--baseline", "bm25"], "retrieve mode needs --queries, --qrels and --collection")
+    refused(["--baseline", "untrained", *files, "--collection", str(trec / "c.tsv")], "--baseline untrained needs")
+
+
+def test_qrels_naming_absent_passages_are_counted_in_the_summary(trec, tmp_path, capsys):
+    (tmp_path / "qrels").write_text((trec / "qrels").read_text() + "q0 0 not_in_collection 1\n")
+    results = main(["--baseline", "bm25", "--queries", str(trec / "q.tsv"), "--qrels", str(tmp_path / "qrels"),
+                    "--collection", str(trec / "c.tsv")])
+    out = capsys.readouterr().out
+    assert results["bm25"]["n_qrels_not_in_corpus"] == 1
+    assert "note: 1 relevant (query, passage) judgments of the counted queries name passages absent" in out
+    assert "note: 1 judged queries have no relevant passage in the collection" in out

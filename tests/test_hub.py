@@ -95,7 +95,7 @@ def trained(tmp_path_factory):
     (root / "queries.tsv").write_text("".join(f"q{i}\t{q}\n" for i, q in enumerate(QUERIES)))
     (root / "qrels.tsv").write_text("".join(f"q{i} 0 p{j} 1\n" for i, j in enumerate([0, 1, 2, 5])))
     (root / "collection.tsv").write_text("".join(f"{i}\t{t}\n" for i, t in zip(ids, PASSAGES)))
-    from twotowers.evaluate import main as evaluate
+    from twotowers.evaluate.__main__ import main as evaluate
 
     evaluate(["--model", str(root / "model"), "--baseline", "bm25", "untrained", "--queries", str(root / "queries.tsv"),
               "--qrels", str(root / "qrels.tsv"), "--collection", str(root / "collection.tsv"), "--k", "10",

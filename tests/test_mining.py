@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from twotowers.data import LoadStats, read_triples
-from twotowers.mine import main as mine_main
-from twotowers.mining import mine_hard_negatives, mine_texts
+from twotowers.mine import mine_hard_negatives, mine_texts
+from twotowers.mine.__main__ import main as mine_main
 
 
 def unit(*rows):
@@ -72,8 +72,8 @@ def test_mine_texts_and_cli_write_triples_the_training_loader_reads(tmp_path, mo
     rows.write_text("".join(json.dumps({"query": q, "passages": {"passage_text": p + ["car engine"], "is_selected": [1, 0]}}) + "\n"
                             for q, p in zip(queries, positives)))
     (tmp_path / "coll.tsv").write_text("".join(f"{i}\t{t}\n" for i, t in enumerate(pool)))
-    import twotowers.distill as distill_mod
-    monkeypatch.setattr(distill_mod, "load_teacher", lambda name: WordModel())
+    import twotowers.teacher as teacher_mod
+    monkeypatch.setattr(teacher_mod, "load_teacher", lambda name: WordModel())
     out = tmp_path / "triples.tsv"
     mine_main(["--model", "x", "--data-files", str(rows), "--collection", str(tmp_path / "coll.tsv"),
                "--out", str(out), "--k", "6", "--per-query", "2", "--max-ratio", "0.99"])
@@ -84,8 +84,16 @@ def test_mine_texts_and_cli_write_triples_the_training_loader_reads(tmp_path, mo
     assert {e.query for e in examples} == set(queries)
 
 
-def test_cli_names_the_bad_line(tmp_path):
+def test_cli_answers_bad_input_in_one_line(tmp_path, capsys):
+    from conftest import one_error_line, run_cli
+
     bad = tmp_path / "rows.jsonl"
     bad.write_text('{"query": "q", "passages": {"passage_text": ["a"], "is_selected": [1]}}\n{"query": "q2"}\n')
-    with pytest.raises(SystemExit, match="rows.jsonl:2"):
-        mine_main(["--model", "x", "--data-files", str(bad), "--out", str(tmp_path / "t.tsv")])
+    out = tmp_path / "t.tsv"
+    status, _, err = run_cli(mine_main, ["--model", "x", "--data-files", str(bad), "--out", str(out)], capsys)
+    assert status == 1 and "rows.jsonl:2: not an MS MARCO v1.1 row (missing passages)" in one_error_line(err)
+    out.write_text("mine\n")
+    status, _, err = run_cli(mine_main, ["--model", "x", "--data-files", str(bad), "--out", str(out)], capsys)
+    assert status == 1 and "t.tsv exists: pass --overwrite" in one_error_line(err) and out.read_text() == "mine\n"
+    status, _, err = run_cli(mine_main, ["--model", "x", "--data-files", str(bad), "--out", str(out), "--k", "0"], capsys)
+    assert status == 1 and "--k must be >= 1" in one_error_line(err)

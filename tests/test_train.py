@@ -1,5 +1,6 @@
 """`python -m train` end to end on tiny synthetic data and a tiny base model: CLI with W&B offline,
-data errors before training, NaN stop, SIGKILL + --resume, and two-process DDP (gloo)."""
+data errors before training, NaN stop, SIGKILL + --resume (labelled and distillation), what an output
+directory held is never replaced without --overwrite, and two-process DDP (gloo)."""
 
 import json
 import math
@@ -14,8 +15,9 @@ import pytest
 import torch
 
 from tinymodel import make_tiny_base, synthetic_rows
+from train.__main__ import train as main
 from train.config import TrainConfig, parse_config
-from train.loop import main, run
+from train.loop import run
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "TOKENIZERS_PARALLELISM": "false",
@@ -48,7 +50,7 @@ def test_cli_end_to_end_with_wandb_offline(data, tmp_path):
     assert metrics["global_step"] == 2 * 8  # 64 examples / batch 8, two epochs
     for key in ("val/ndcg@10", "val/random_ndcg@10", "test/ndcg@10", "test/recall@100"):
         assert 0.0 <= metrics[key] <= 1.0
-    assert "200 rows -> 200 examples" in proc.stdout and "examples/s" in proc.stdout
+    assert "200 rows -> 200 examples" in proc.stdout and "texts/s" in proc.stdout
     from twotowers import TwoTowers
 
     model = TwoTowers.from_pretrained(out)  # the final model loads as a normal saved model
@@ -75,7 +77,7 @@ def test_nan_loss_stops_with_clear_message(data, tmp_path):
         broken.query_tower.projection.weight.fill_(float("nan"))
     broken.save_pretrained(tmp_path / "nan")
     cfg = parse_config(args(data, tmp_path / "o", "--no-wandb", "--init-from", str(tmp_path / "nan")))
-    with pytest.raises(SystemExit, match=r"loss is nan at epoch 1, batch 1"):
+    with pytest.raises(ValueError, match=r"loss is nan at epoch 1, batch 1"):
         main(cfg)
 
 
@@ -113,11 +115,13 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(data, tmp_path)
     assert killed_at is not None and 0 < killed_at["global_step"] < steps
     assert not (out / "metrics.json").exists()
 
-    with pytest.raises(SystemExit, match="--resume"):  # a plain rerun would clobber the checkpoint
+    with pytest.raises(FileExistsError, match="--resume"):  # a plain rerun would clobber the checkpoint
         run(parse_config(args(data, out, *extra)))
+    with pytest.raises(ValueError, match=r"--projection-dim None \(now 128\)"):  # other settings: named, refused
+        run(parse_config(args(data, out, *extra, "--resume", "--projection-dim", "128")))
     resumed = run(parse_config(args(data, out, *extra, "--resume")))
     assert resumed["global_step"] == full["global_step"]
-    assert resumed["examples_seen"] == full["examples_seen"]
+    assert resumed["texts_seen"] == full["texts_seen"]
     from safetensors.torch import load_file
 
     a, b = load_file(tmp_path / "full" / "model.safetensors"), load_file(out / "model.safetensors")
@@ -134,7 +138,7 @@ def test_two_process_ddp_with_gloo(data, tmp_path):
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["global_step"] == math.ceil(48 / 2 / 8)  # each process takes half of every epoch
-    assert metrics["examples_seen"] == 48
+    assert metrics["texts_seen"] == 48
     assert "2 process(es)" in proc.stdout
 
 
@@ -144,6 +148,9 @@ def test_config_flags_are_field_names():
     assert cfg.learning_rate == 3e-4 and cfg.no_wandb and cfg.data_files == ["a.jsonl", "b.tsv"]
     assert cfg.projection is None and cfg.resume is False
     assert TrainConfig(tower="gru").projection == 256 and TrainConfig(tower="transformer").lr == 2e-5
+    assert TrainConfig(tower="mean").lr == 1e-3 and TrainConfig(tower="mean", distill_from="minilm",
+                                                                distill_data=["q.tsv"]).lr == 1e-3  # one default
+    assert parse_config(["--no-sparse-embeddings"]).sparse_embeddings is False
     with pytest.raises(SystemExit):
         parse_config(["--tower", "cnn"])
 
@@ -158,3 +165,66 @@ def test_sweep_configs_use_config_fields_and_the_retrieval_metric():
         assert sc["method"] == "bayes" and sc["metric"] == {"name": "test/ndcg@10", "goal": "maximize"}
         assert set(sc["parameters"]) <= {f.name for f in dataclasses.fields(TrainConfig)}
         assert sc["parameters"]["data_files"] == {"value": ["x.jsonl"]}
+
+
+def _kill_after(out: Path, argv: list[str], step: int) -> dict:
+    """Start `python -m train argv`, SIGKILL it once a checkpoint past `step` exists -> that state."""
+    proc = subprocess.Popen([sys.executable, "-m", "train", *argv], cwd=ROOT, env=ENV,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        s = _state(out)
+        if s and s["global_step"] >= step:
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.02)
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, f"run was not killed mid-way: {proc.stderr.read()[-2000:]}"
+    return _state(out)
+
+
+def test_sigkill_mid_distillation_then_resume_matches_uninterrupted_run(data, tmp_path):
+    from twotowers import TwoTowers
+
+    TwoTowers(tower="transformer", projection_dim=None, base_model=data["base"]).save_pretrained(tmp_path / "teacher")
+    rows = [json.loads(line) for line in Path(data["train"]).read_text().splitlines()]
+    (tmp_path / "queries.tsv").write_text("".join(f"{i}\t{r['query']} {i}\n" for i, r in enumerate(rows)))
+    passages = sorted({t for r in rows for t in r["passages"]["passage_text"]})
+    (tmp_path / "collection.tsv").write_text("".join(f"p{i}\t{t}\n" for i, t in enumerate(passages)))
+
+    def argv(out, *more):
+        return ["--distill-from", str(tmp_path / "teacher"), "--distill-data", str(tmp_path / "queries.tsv"),
+                str(tmp_path / "collection.tsv"), "--distill-cache-dir", str(tmp_path / "cache"), "--tower", "mean",
+                "--base-model", data["base"], "--projection-dim", "32", "--batch-size", "16", "--epochs", "2",
+                "--num-workers", "0", "--save-steps", "3", "--no-wandb", "--no-comprehensive-test", "--seed", "5",
+                "--output-dir", str(out), *more]
+
+    full = run(parse_config(argv(tmp_path / "full")))
+    out = tmp_path / "killed"
+    killed_at = _kill_after(out, argv(out), 3)
+    assert killed_at is not None and 0 < killed_at["global_step"] < full["global_step"]
+    resumed = run(parse_config(argv(out, "--resume")))
+    assert resumed["global_step"] == full["global_step"] and resumed["texts_seen"] == full["texts_seen"]
+    from safetensors.torch import load_file
+
+    a, b = load_file(tmp_path / "full" / "model.safetensors"), load_file(out / "model.safetensors")
+    for k in a:  # the same batches from (seed, epoch, batch), optimizers and schedule: the same weights
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5)
+
+
+def test_an_output_dir_holding_another_model_is_not_replaced(data, tmp_path, capsys):
+    from conftest import one_error_line
+
+    from twotowers import TwoTowers
+    from twotowers.cli import run_main
+
+    theirs = tmp_path / "their-model"
+    TwoTowers(tower="mean", projection_dim=16, base_model=data["base"]).save_pretrained(theirs)
+    before = (theirs / "model.safetensors").read_bytes()
+    status = run_main(lambda: main(parse_config(args(data, theirs, "--no-wandb", "--max-samples", "16"))))
+    assert status == 1 and "already holds a saved model: pass --overwrite" in one_error_line(capsys.readouterr().err)
+    with pytest.raises(FileExistsError, match="no checkpoint to resume"):
+        run(parse_config(args(data, theirs, "--no-wandb", "--max-samples", "16", "--resume")))
+    assert (theirs / "model.safetensors").read_bytes() == before
+    run(parse_config(args(data, theirs, "--no-wandb", "--max-samples", "16", "--overwrite", "--no-comprehensive-test")))
+    assert (theirs / "model.safetensors").read_bytes() != before  # replaced only when asked

@@ -1,17 +1,24 @@
-"""`TrainConfig`: every training setting, one dataclass. Field names are the CLI flags
+"""`TrainConfig`: every training setting, one dataclass, one default each. Field names are the CLI flags
 (`learning_rate` -> `--learning-rate`) and the W&B sweep parameter names, so a sweep needs no glue.
+
+Two objectives share the loop: labelled training (`--data-files`: query, positive, hard negatives)
+and distillation from a teacher (`--distill-from` + `--distill-data`, unlabelled text; with
+`--data-files` too and `--distill-weight` < 1, the labelled loss is mixed in).
 """
 
-import argparse
+from __future__ import annotations
+
 import dataclasses
-import typing
 from dataclasses import dataclass, field
 
-from twotowers import MINILM_ID, TOWER_TYPES
+from twotowers import MINILM_ID
+from twotowers.cli import ArgumentParser, add_dataclass_arguments, dataclass_from_args
 from twotowers.losses import LOSSES
+from twotowers.towers import TOWERS
 
 MIXED_PRECISION = ("auto", "bf16", "fp16", "no")
 SWEEPS = ("basic", "extensive", "quick")
+_TOWERS = ", ".join(TOWERS)
 
 
 @dataclass
@@ -21,25 +28,27 @@ class TrainConfig:
         "help": "Hugging Face dataset id, used when no --data-files are given (needs the network)"})
     dataset_config: str = field(default="v1.1", metadata={"help": "configuration of --dataset"})
     data_files: list[str] = field(default_factory=list, metadata={
-        "help": "local training files: v1.1-schema JSONL/parquet rows, or query<TAB>pos<TAB>neg .tsv triples"})
+        "help": "local labelled files: v1.1-schema JSONL/parquet rows, or query<TAB>pos<TAB>neg .tsv triples"})
     validation_files: list[str] = field(default_factory=list, metadata={
         "help": "v1.1-schema rows re-ranked after every epoch (and the retrieval test's corpus if no --test-*)"})
     test_queries: str | None = field(default=None, metadata={"help": "retrieval test: qid<TAB>query file"})
     test_qrels: str | None = field(default=None, metadata={"help": "retrieval test: TREC qrels"})
     test_collection: str | None = field(default=None, metadata={"help": "retrieval test: pid<TAB>passage corpus"})
-    max_samples: int = field(default=-1, metadata={"help": "use the first N training examples (-1 = all)"})
+    max_samples: int = field(default=-1, metadata={"help": "use the first N labelled examples (-1 = all)"})
     num_negatives: int = field(default=1, metadata={"help": "hard negatives per query per batch (from unselected passages / triples)"})
-    num_workers: int = field(default=2, metadata={"help": "DataLoader worker processes"})
+    num_workers: int = field(default=2, metadata={"help": "DataLoader worker processes that pad batches"})
     # -- model ---------------------------------------------------------------------------------------
-    tower: str = field(default="mean", metadata={"help": f"tower type: {', '.join(TOWER_TYPES)}"})
+    tower: str = field(default="mean", metadata={"help": f"tower type: {_TOWERS}"})
     base_model: str = field(default=MINILM_ID, metadata={"help": "base encoder (Hub id or local dir)"})
     projection_dim: int | None = field(default=None, metadata={
-        "help": "output width; default 256 for mean/gru/lstm, none for transformer; 0 = no projection"})
+        "help": "output width; default: the tower's (256 for mean/gru/lstm, none for transformer), or the "
+                "passage tower's width under --passage-tower; 0 = no projection"})
     passage_tower: str | None = field(default=None, metadata={
-        "help": f"a different passage tower ({', '.join(TOWER_TYPES)}; default: same as --tower), e.g. transformer "
-                "under a mean query tower; its width must match (--projection-dim 384 for MiniLM)"})
+        "help": f"a different passage tower ({_TOWERS}; default: same as --tower), e.g. transformer under a "
+                "mean query tower"})
     freeze_passage_tower: bool = field(default=False, metadata={
         "help": "train the query tower only (with distillation the frozen passage tower must be the teacher)"})
+    rnn_hidden_size: int = field(default=256, metadata={"help": "GRU/LSTM hidden size per direction"})
     max_query_length: int = field(default=64, metadata={"help": "query token limit"})
     max_passage_length: int = field(default=256, metadata={"help": "passage token limit (saved with the model)"})
     train_passage_length: int | None = field(default=None, metadata={
@@ -48,25 +57,56 @@ class TrainConfig:
     freeze_embeddings: bool = field(default=False, metadata={"help": "keep the token embeddings fixed"})
     init_from: str | None = field(default=None, metadata={"help": "start from a saved TwoTowers model (dir or repo)"})
     # -- optimisation --------------------------------------------------------------------------------
-    loss: str = field(default="infonce", metadata={"help": f"loss: {', '.join(LOSSES)} (in-batch negatives)"})
+    loss: str = field(default="infonce", metadata={"help": f"labelled loss: {', '.join(LOSSES)}"})
     margin: float = field(default=0.2, metadata={"help": "triplet loss margin on cosine distance"})
     scale: float = field(default=20.0, metadata={"help": "infonce: similarity scale (1 / temperature)"})
     epochs: int = field(default=1, metadata={"help": "passes over the training data"})
     batch_size: int = field(default=32, metadata={"help": "queries per batch per process"})
     learning_rate: float | None = field(default=None, metadata={
-        "help": "AdamW learning rate; default 2e-5 for transformer, 1e-3 for mean/gru/lstm"})
-    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay"})
-    warmup_ratio: float = field(default=0.1, metadata={"help": "share of steps with linear warm-up"})
+        "help": "learning rate; default: the tower's (2e-5 transformer, 1e-3 mean/gru/lstm)"})
+    embedding_learning_rate: float | None = field(default=None, metadata={
+        "help": "learning rate of the word-embedding tables (default: --learning-rate)"})
+    sparse_embeddings: bool = field(default=True, metadata={
+        "help": "word-embedding tables get sparse gradients and SparseAdam: a step touches only its batch's "
+                "rows (10-50x faster for the small towers on a CPU); off under torchrun"})
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay (dense parameters)"})
+    warmup_ratio: float = field(default=0.05, metadata={"help": "share of steps with linear warm-up, then cosine decay to 0"})
     accumulation_steps: int = field(default=1, metadata={"help": "micro-batches per optimizer step"})
-    max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping (0 = off)"})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping of the dense parameters (0 = off)"})
+    max_seconds: float | None = field(default=None, metadata={
+        "help": "time budget: after 20 steps the schedule shrinks to the steps that fit, so the run still anneals"})
     mixed_precision: str = field(default="auto", metadata={
         "help": "auto (bf16, else fp16, on CUDA; none on CPU), bf16, fp16 or no"})
     device: str = field(default="auto", metadata={"help": "auto, cpu, cuda or cuda:N (torchrun sets the rank's GPU)"})
     seed: int = field(default=42, metadata={"help": "random seed (data order, negatives, init)"})
+    # -- distillation from a teacher -----------------------------------------------------------------
+    distill_from: str | None = field(default=None, metadata={
+        "help": "teacher: 'minilm' (zero-shot all-MiniLM-L6-v2), a TwoTowers dir/repo or a sentence-transformers dir"})
+    distill_data: list[str] = field(default_factory=list, metadata={
+        "help": "unlabelled text: qid<TAB>query files (name contains 'quer'), pid<TAB>passage collections (the "
+                "corpus to index: corpus adaptation), triples, v1.1 rows"})
+    distill_weight: float = field(default=1.0, metadata={
+        "help": "weight of distillation against the labelled loss on --data-files (1 = distillation only)"})
+    distill_cache_dir: str | None = field(default=None, metadata={
+        "help": "teacher-vector cache (default $TWOTOWERS_CACHE/teacher)"})
+    distill_weight_cosine: float = field(default=1.0, metadata={
+        "help": "weight of 1 - cos(student, teacher) on queries and passages"})
+    distill_weight_kl: float = field(default=0.2, metadata={
+        "help": "weight of KL(teacher || student) over each query's candidate scores"})
+    distill_weight_mse: float = field(default=0.0, metadata={"help": "weight of MSE between the score matrices"})
+    distill_temperature: float = field(default=0.05, metadata={"help": "softmax temperature of the KL"})
+    distill_candidates: int = field(default=1, metadata={
+        "help": "passages drawn per query per step from the teacher's top --distill-mine-k (plus as many random)"})
+    distill_mine_k: int = field(default=20, metadata={"help": "teacher top-k each query's candidates come from"})
+    distill_passage_steps: bool = field(default=True, metadata={
+        "help": "also steps of passages alone, covering those no query's candidates reach"})
+    distill_passages_as_queries: bool = field(default=True, metadata={
+        "help": "with a frozen passage tower: the passages also train the query tower (their teacher vectors)"})
     # -- checkpoints and output ----------------------------------------------------------------------
-    output_dir: str | None = field(default=None, metadata={"help": "where the model and checkpoints go (default runs/<tower>-<loss>)"})
+    output_dir: str | None = field(default=None, metadata={"help": "where the model and checkpoints go (default runs/<tower>-<objective>)"})
     resume: bool = field(default=False, metadata={"help": "continue from the checkpoint in --output-dir"})
-    overwrite: bool = field(default=False, metadata={"help": "start afresh even if --output-dir holds a checkpoint"})
+    overwrite: bool = field(default=False, metadata={
+        "help": "replace what --output-dir holds (a saved model, a checkpoint) and start afresh"})
     save_steps: int = field(default=200, metadata={"help": "mid-epoch checkpoint every N optimizer steps (0 = epoch ends only)"})
     no_save: bool = field(default=False, metadata={"help": "write no model or checkpoints"})
     # -- logging and evaluation ----------------------------------------------------------------------
@@ -75,112 +115,71 @@ class TrainConfig:
     wandb_entity: str | None = field(default=None, metadata={"help": "W&B entity (team or user)"})
     log_steps: int = field(default=10, metadata={"help": "log loss / lr / throughput every N optimizer steps"})
     no_comprehensive_test: bool = field(default=False, metadata={"help": "skip the final retrieval test"})
-    eval_batch_size: int = field(default=64, metadata={"help": "passage batch size for validation encoding"})
+    eval_batch_size: int = field(default=64, metadata={"help": "passage batch size for evaluation encoding"})
     sweep: str | None = field(default=None, metadata={"help": f"run a Bayesian W&B sweep: {', '.join(SWEEPS)}"})
     sweep_count: int = field(default=10, metadata={"help": "runs per sweep agent"})
     push_to_hub: str | None = field(default=None, metadata={"help": "after training, push the model to this Hub repo (hub/push.py)"})
-    # -- teacher distillation (see train/distill.py) -------------------------------------------------
-    distill_from: str | None = field(default=None, metadata={
-        "help": "teacher distillation, see train/distill.py: teacher model (TwoTowers dir or sentence-transformers id)"})
-    distill_data: list[str] = field(default_factory=list, metadata={
-        "help": "teacher distillation, see train/distill.py: unlabelled text files"})
-    distill_weight: float = field(default=1.0, metadata={
-        "help": "teacher distillation, see train/distill.py: weight of the distillation loss"})
-    # -- distill_* fields added by train/distill.py's owner go below this line ----------------------
-    distill_cache_dir: str | None = field(default=None, metadata={
-        "help": "teacher distillation: teacher-vector cache dir (default ~/.cache/twotowers/teacher)"})
-    distill_weight_cosine: float = field(default=1.0, metadata={
-        "help": "teacher distillation: weight of 1 - cos(student, teacher) on queries and passages"})
-    distill_weight_kl: float = field(default=0.2, metadata={
-        "help": "teacher distillation: weight of KL(teacher || student) over each query's candidate scores"})
-    distill_weight_mse: float = field(default=0.0, metadata={
-        "help": "teacher distillation: weight of MSE between student and teacher score matrices"})
-    distill_temperature: float = field(default=0.05, metadata={"help": "teacher distillation: softmax temperature of the KL"})
-    distill_candidates: int = field(default=1, metadata={
-        "help": "teacher distillation: teacher-mined top-20 passages drawn per query per step"})
-    distill_embedding_lr: float | None = field(default=None, metadata={
-        "help": "teacher distillation: learning rate of the word embeddings (default: --learning-rate)"})
-    distill_max_seconds: float | None = field(default=None, metadata={"help": "teacher distillation: stop after this long"})
 
     def __post_init__(self):
-        if self.tower not in TOWER_TYPES:
-            raise ValueError(f"--tower must be one of {TOWER_TYPES}, got {self.tower!r}")
-        if self.loss not in LOSSES:
-            raise ValueError(f"--loss must be one of {LOSSES}, got {self.loss!r}")
-        if self.mixed_precision not in MIXED_PRECISION:
-            raise ValueError(f"--mixed-precision must be one of {MIXED_PRECISION}")
+        for name, allowed in (("tower", TOWERS), ("loss", LOSSES), ("mixed_precision", MIXED_PRECISION)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"--{name.replace('_', '-')} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+        if self.passage_tower is not None and self.passage_tower not in TOWERS:
+            raise ValueError(f"--passage-tower must be one of {_TOWERS}, got {self.passage_tower!r}")
         if self.sweep is not None and self.sweep not in SWEEPS:
-            raise ValueError(f"--sweep must be one of {SWEEPS}, got {self.sweep!r}")
-        for name in ("epochs", "batch_size", "accumulation_steps", "log_steps"):
+            raise ValueError(f"--sweep must be one of {', '.join(SWEEPS)}, got {self.sweep!r}")
+        for name in ("epochs", "batch_size", "accumulation_steps", "log_steps", "distill_mine_k", "max_query_length",
+                     "max_passage_length", "rnn_hidden_size"):
             if getattr(self, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be >= 1")
-        if self.num_negatives < 0 or self.num_workers < 0 or self.save_steps < 0:
-            raise ValueError("--num-negatives, --num-workers and --save-steps must be >= 0")
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        for name in ("num_negatives", "num_workers", "save_steps", "distill_candidates", "warmup_ratio", "max_grad_norm"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
+        if not 0 < self.distill_weight <= 1:
+            raise ValueError(f"--distill-weight must be in (0, 1], got {self.distill_weight}")
+        if self.distill_from and not self.distill_data:
+            raise ValueError("--distill-from needs --distill-data FILE [FILE ...] (unlabelled queries and passages)")
+        if self.distill_data and not self.distill_from:
+            raise ValueError("--distill-data needs --distill-from TEACHER (e.g. minilm)")
+        if self.distill_weight < 1 and not self.data_files:
+            raise ValueError("--distill-weight < 1 mixes in the labelled loss: give --data-files too")
+        if self.resume and self.overwrite:
+            raise ValueError("--resume continues the run in --output-dir, --overwrite replaces it: give one")
 
-    # Resolved defaults that depend on the tower.
+    # Defaults that depend on the tower (one rule each: the tower registry in twotowers/towers.py).
+    @property
+    def distilling(self) -> bool:
+        return bool(self.distill_from)
+
     @property
     def lr(self) -> float:
-        if self.learning_rate is not None:
-            return self.learning_rate
-        return 2e-5 if self.tower == "transformer" else 1e-3
+        return self.learning_rate if self.learning_rate is not None else TOWERS[self.tower].learning_rate
 
     @property
     def projection(self) -> int | None:
-        if self.projection_dim is None:
-            return None if self.tower == "transformer" else 256
-        return self.projection_dim or None
+        if self.projection_dim is not None:
+            return self.projection_dim or None
+        if self.passage_tower is not None and self.passage_tower != self.tower:
+            return None  # resolved against the passage tower's width when the model is built
+        return TOWERS[self.tower].projection_dim
 
     @property
     def out_dir(self) -> str:
-        return self.output_dir or f"runs/{self.tower}-{self.loss}"
+        return self.output_dir or f"runs/{self.tower}-{'distill' if self.distilling else self.loss}"
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
 
-def _str2bool(v: str) -> bool:
-    if v.lower() in ("1", "true", "yes", "y"):
-        return True
-    if v.lower() in ("0", "false", "no", "n"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true/false, got {v!r}")
-
-
-def _none_or(typ):
-    def parse(v: str):
-        return None if v.lower() in ("none", "null", "") else typ(v)
-
-    parse.__name__ = typ.__name__
-    return parse
-
-
-def build_parser(cls=TrainConfig) -> argparse.ArgumentParser:
-    """argparse from the dataclass: `--field-name`, help from metadata, types from annotations."""
-    ap = argparse.ArgumentParser(prog="python -m train", description="Train two-tower retrieval models on MS MARCO.",
-                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
-        typ, flag = hints[f.name], "--" + f.name.replace("_", "-")
-        kwargs = {"help": f.metadata.get("help", ""), "dest": f.name}
-        args = typing.get_args(typ)
-        if typ is bool:  # --flag, or --flag=true/false as W&B sweep agents pass it
-            kwargs.update(nargs="?", const=True, default=f.default, type=_str2bool)
-        elif typing.get_origin(typ) is list:
-            kwargs.update(nargs="+", default=[], type=args[0])
-        elif type(None) in args:  # X | None
-            inner = next(a for a in args if a is not type(None))
-            kwargs.update(default=f.default, type=_none_or(inner))
-        else:
-            kwargs.update(default=f.default, type=typ)
-        ap.add_argument(flag, **kwargs)
+def build_parser() -> ArgumentParser:
+    """`python -m train`'s flags: one per TrainConfig field."""
+    ap = ArgumentParser(prog="python -m train", description="Train two-tower retrieval models on MS MARCO: "
+                        "labelled pairs, distillation from a teacher, or both mixed.")
+    add_dataclass_arguments(ap, TrainConfig)
     return ap
 
 
-def parse_config(argv=None, cls=TrainConfig) -> TrainConfig:
+def parse_config(argv=None) -> TrainConfig:
     """Command-line arguments -> a validated config (a bad value exits with the flag's name)."""
-    ap = build_parser(cls)
-    ns = ap.parse_args(argv)
-    try:
-        return cls(**vars(ns))
-    except ValueError as e:
-        ap.error(str(e))
+    ap = build_parser()
+    return dataclass_from_args(TrainConfig, ap.parse_args(argv), ap)

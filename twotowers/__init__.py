@@ -1,10 +1,21 @@
-"""twotowers: two-tower dense passage retrieval (query tower + passage tower + nearest neighbours)."""
+"""twotowers: two-tower dense passage retrieval (query tower + passage tower + nearest neighbours).
+
+    from twotowers import TwoTowers, PassageIndex
+    model = TwoTowers.from_pretrained("OWNER/NAME")      # or a local dir; TwoTowers.zero_shot() for MiniLM
+    index = PassageIndex.build(model, ids, texts)        # hnswlib + BM25, saved and verified as one dir
+    hits = index.search(["what is the rba"], k=10)[0]
+
+Where things live: `towers` (the towers and their registry), `model` (TwoTowers), `losses`, `teacher`
+(distillation teachers and their vector cache), `data` (training examples), `collection` (passages,
+queries, qrels files), `metrics`, `evaluate`, `mine` (hard negatives), `index` (PassageIndex),
+`pretrained` (model + index from the Hub in one snapshot), `st_export` (sentence-transformers files).
+"""
 
 from .base import MINILM_ID, resolve_base_model
 from .model import TwoTowers
-from .towers import TOWER_TYPES, TowerConfig
+from .towers import TOWER_TYPES, TOWERS, TowerConfig
 
-__all__ = ["MINILM_ID", "TOWER_TYPES", "PassageIndex", "TowerConfig", "TwoTowers", "resolve_base_model"]
+__all__ = ["MINILM_ID", "TOWERS", "TOWER_TYPES", "PassageIndex", "TowerConfig", "TwoTowers", "resolve_base_model"]
 __version__ = "0.1.0"
 
 

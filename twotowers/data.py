@@ -29,6 +29,7 @@ import torch
 
 from .optional import import_optional
 from .textfiles import DataFormatError, iter_records, text_lines
+from .tokenizer import pad_ids
 
 
 @dataclass(frozen=True)
@@ -194,18 +195,21 @@ def examples_from_rows(rows: Iterable, max_samples: int = -1, stats: LoadStats |
 
 
 # -- evaluation sets -------------------------------------------------------------------------------
-def load_rerank_queries(files: Sequence[str | Path], stats: LoadStats | None = None) -> list[RerankQuery]:
-    """v1.1 rows -> re-rank lists. Rows with no selected passage are kept (they score 0); bad rows counted."""
+def load_rerank_queries(files: Sequence[str | Path], stats: LoadStats | None = None, strict: bool = False) -> list[RerankQuery]:
+    """v1.1 rows -> re-rank lists. Rows with no selected passage are kept (they score 0); bad rows are
+    counted in `stats`, or with `strict` refused (DataFormatError naming the file and line)."""
     stats = stats if stats is not None else LoadStats()
     out = []
     for path in files:
-        for _, row in iter_records(path):
+        for n, row in iter_records(path):
             stats.rows += 1
             try:
                 if not isinstance(row, dict) or not isinstance(row.get("query"), str):
                     raise _Malformed("missing query")
                 texts, labels = _candidates(row)
             except _Malformed as e:
+                if strict:
+                    raise DataFormatError(f"{path}:{n}: not an MS MARCO v1.1 row ({e})") from None
                 stats.malformed[str(e)] += 1
                 continue
             if not any(labels):
@@ -231,6 +235,54 @@ def pooled_corpus(queries: Sequence[RerankQuery]) -> tuple[dict[str, str], dict[
             if label:
                 qrels.setdefault(qid, {})[pid] = 1
     return qtexts, qrels, list(pid_of.values()), list(pid_of.keys())
+
+
+# -- unlabelled text (distillation) ---------------------------------------------------------------
+def read_unlabelled(paths: Sequence[str | Path]) -> tuple[list[str], list[str]]:
+    """Unlabelled queries and passages from data files -> (queries, passages), each de-duplicated.
+
+    `*.tsv`: `id<TAB>text` (queries if the file name contains "quer", else passages) or
+    `query<TAB>pos<TAB>neg` triples; `*.jsonl`: MS MARCO v1.1 rows (`query`, `passages.passage_text`)
+    or rows with `query` and `candidates: [{"text": ...}]`. A bad line is a DataFormatError naming file and line."""
+    queries: dict[str, None] = {}
+    passages: dict[str, None] = {}
+    for path in map(Path, paths):
+        if not path.is_file():
+            raise FileNotFoundError(f"unlabelled data file not found: {path}")
+        is_queries = "quer" in path.name.lower()
+        for n, line in text_lines(path):
+            if not line.strip():
+                continue
+            try:
+                if path.suffix == ".jsonl" or path.suffix == ".json":
+                    row = json.loads(line)
+                    if row.get("query"):
+                        queries[str(row["query"])] = None
+                    if "passages" in row:  # either v1.1 layout; labels are not used
+                        texts = _candidates(row)[0]
+                    elif isinstance(row.get("candidates"), list):
+                        texts = [c["text"] for c in row["candidates"]]
+                    else:
+                        texts = []
+                    for t in texts:
+                        if not isinstance(t, str):
+                            raise TypeError("passage text is not a string")
+                        passages[t] = None
+                else:
+                    cols = line.split("\t")
+                    if len(cols) == 2:
+                        (queries if is_queries else passages)[cols[1]] = None
+                    elif len(cols) == 3:
+                        queries[cols[0]] = None
+                        passages[cols[1]] = None
+                        passages[cols[2]] = None
+                    else:
+                        raise ValueError(f"expected 2 or 3 tab-separated columns, got {len(cols)}")
+            except (ValueError, TypeError, KeyError, AttributeError, _Malformed) as e:
+                raise DataFormatError(f"{path}:{n}: cannot read ({type(e).__name__}: {e})") from None
+    queries.pop("", None)
+    passages.pop("", None)
+    return list(queries), list(passages)
 
 
 # -- tokenised dataset and collator ----------------------------------------------------------------
@@ -265,17 +317,6 @@ class TokenizedExamples(torch.utils.data.Dataset):
         if len(pool) > self.num_negatives:
             pool = random.Random(self.seed * 1_000_003 + self.epoch * 7919 + i).sample(pool, self.num_negatives)
         return self._q[e.query], self._p[e.positive], [self._p[n] for n in pool]
-
-
-def pad_ids(batch: list[list[int]], pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-pad token id lists -> `input_ids [B, T]`, `attention_mask [B, T]` (CPU, int64)."""
-    width = max(1, max((len(x) for x in batch), default=1))
-    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(batch), width), dtype=torch.long)
-    for row, x in enumerate(batch):
-        ids[row, : len(x)] = torch.tensor(x, dtype=torch.long)
-        mask[row, : len(x)] = 1
-    return ids, mask
 
 
 class Collator:

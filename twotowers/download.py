@@ -40,3 +40,11 @@ def local_or_download(name_or_dir: str | os.PathLike, *, what: str, revision: st
         first = str(e).strip().splitlines()[0] if str(e).strip() else ""
         raise OSError(f"{what} {name!r}: no such local directory, and downloading it from the Hugging Face Hub"
                       f"{at} failed ({type(e).__name__}: {first})") from e
+
+
+def cache_dir() -> Path:
+    """Where twotowers caches what it computes (teacher vectors, the demo index): `$TWOTOWERS_CACHE`,
+    else `$XDG_CACHE_HOME/twotowers`, else `~/.cache/twotowers`."""
+    if os.environ.get("TWOTOWERS_CACHE"):
+        return Path(os.environ["TWOTOWERS_CACHE"]).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "twotowers"

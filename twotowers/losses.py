@@ -1,6 +1,9 @@
-"""Training losses for the towers. Each is a small module whose math is a pure function of embeddings.
+"""Training losses for the towers. Each is a small module whose math is a pure function of embeddings
+(`compute_loss_from_embeddings`), tested on hand-made tensors.
 
-Inputs (all L2-normalised, as `TwoTowers.forward` returns them):
+Labelled losses (a query, its positive, hard negatives); `python -m train --loss NAME` picks one of
+`LOSSES` (to add one: a module here and an entry in `LOSSES`). Inputs (all L2-normalised, as
+`TwoTowers.forward` returns them):
     q          [B, D]  queries
     p          [B, D]  each query's positive passage (row i belongs to query i)
     n          [M, D]  hard negatives (M >= 0), of any queries
@@ -12,6 +15,11 @@ Inputs (all L2-normalised, as `TwoTowers.forward` returns them):
 - `InBatchNegativesLoss` (InfoNCE / sentence-transformers' MultipleNegativesRankingLoss): softmax
   cross-entropy of each query over [all positives of the batch, all hard negatives], scaled
   cosine; the right passage is the query's own positive. Far stronger for MS MARCO.
+
+Distillation losses (a student's vectors against a teacher's, `python -m train --distill-from`):
+- `CosineToTeacherLoss`: 1 - cos(student, teacher), per text.
+- `ScoreDistillLoss`: the student's query x passage score matrix against the teacher's (KL over each
+  query's candidates at a temperature, and/or MSE).
 """
 
 from __future__ import annotations
@@ -20,7 +28,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-LOSSES = ("triplet", "infonce")
 
 
 class TripletLoss(nn.Module):
@@ -71,10 +78,67 @@ class InBatchNegativesLoss(nn.Module):
         return F.cross_entropy(scores, target)
 
 
+class CosineToTeacherLoss(nn.Module):
+    """mean(1 - cos(student, teacher)). When widths differ, pass `student_dim`: a learned linear map
+    takes student vectors into the teacher's space (it is trained with the student, used only here)."""
+
+    def __init__(self, student_dim: int | None = None, teacher_dim: int | None = None):
+        super().__init__()
+        self.projection = (nn.Linear(student_dim, teacher_dim, bias=False)
+                           if student_dim and teacher_dim and student_dim != teacher_dim else None)
+
+    @staticmethod
+    def compute_loss_from_embeddings(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+        """`student [n, d]`, `teacher [n, d]` (any norm) -> scalar."""
+        return (1.0 - F.cosine_similarity(student, teacher, dim=-1)).mean()
+
+    def forward(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+        if self.projection is not None:
+            student = self.projection(student)
+        if student.shape[-1] != teacher.shape[-1]:
+            raise ValueError(f"student dim {student.shape[-1]} != teacher dim {teacher.shape[-1]}: "
+                             "pass student_dim/teacher_dim to add a projection, or use ScoreDistillLoss")
+        return self.compute_loss_from_embeddings(student, teacher)
+
+
+class ScoreDistillLoss(nn.Module):
+    """Match the student's query·passage score matrix to the teacher's (widths may differ).
+
+    `kl`: KL(teacher || student) over each query's candidates, softmax at `temperature` (both sides),
+    the listwise signal that matters for ranking. `mse`: mean squared error of the raw cosine matrices.
+    `weight_kl`/`weight_mse` mix them."""
+
+    def __init__(self, temperature: float = 0.05, weight_kl: float = 1.0, weight_mse: float = 0.0):
+        super().__init__()
+        self.temperature, self.weight_kl, self.weight_mse = temperature, weight_kl, weight_mse
+
+    @staticmethod
+    def compute_loss_from_embeddings(sq: torch.Tensor, sp: torch.Tensor, tq: torch.Tensor, tp: torch.Tensor,
+                                     temperature: float = 0.05, weight_kl: float = 1.0,
+                                     weight_mse: float = 0.0) -> torch.Tensor:
+        """Student `sq [B, d]`, `sp [N, d]`, teacher `tq [B, D]`, `tp [N, D]`, all unit vectors -> scalar."""
+        s = sq @ sp.T  # [B, N] student cosines
+        t = tq @ tp.T  # [B, N] teacher cosines
+        loss = s.new_zeros(())
+        if weight_kl:
+            log_p_s = F.log_softmax(s / temperature, dim=-1)
+            log_p_t = F.log_softmax(t / temperature, dim=-1)
+            loss = loss + weight_kl * F.kl_div(log_p_s, log_p_t, log_target=True, reduction="batchmean")
+        if weight_mse:
+            loss = loss + weight_mse * F.mse_loss(s, t)
+        return loss
+
+    def forward(self, sq, sp, tq, tp):
+        return self.compute_loss_from_embeddings(sq, sp, tq, tp, self.temperature, self.weight_kl, self.weight_mse)
+
+
+LOSSES = {"infonce": InBatchNegativesLoss, "triplet": TripletLoss}  # labelled losses by --loss name
+
+
 def build_loss(name: str, margin: float = 0.2, scale: float = 20.0) -> nn.Module:
     """'triplet' -> TripletLoss(margin); 'infonce' -> InBatchNegativesLoss(scale)."""
     if name == "triplet":
         return TripletLoss(margin)
-    if name in ("infonce", "mnrl"):
+    if name == "infonce":
         return InBatchNegativesLoss(scale)
-    raise ValueError(f"unknown loss {name!r}: use one of {LOSSES}")
+    raise ValueError(f"unknown loss {name!r}: use one of {', '.join(LOSSES)}")

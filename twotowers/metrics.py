@@ -7,6 +7,7 @@ Conventions are trec_eval's (as in `ir_measures`): linear gain `rel / log2(rank 
 DCG from *all* judged relevant passages (not only the retrieved ones), MRR = 1/rank of the first
 relevant passage within k, Recall = relevant found in the top k / all relevant. Grades <= 0 count
 as not relevant. A query without any relevant passage scores 0 (callers decide whether to keep it).
+An id ranked twice counts once, where it first appears, so no metric can exceed 1.
 """
 
 from __future__ import annotations
@@ -20,6 +21,11 @@ def _check_k(k: int) -> None:
         raise ValueError(f"k must be a positive int, got {k!r}")
 
 
+def _once(ranked: Sequence) -> list:
+    """The ranked ids with repeats dropped (each keeps its first rank)."""
+    return list(dict.fromkeys(ranked))
+
+
 def dcg_at_k(gains: Sequence[float], k: int) -> float:
     """Discounted cumulative gain of the first k gains (rank 1 has discount log2(2) = 1)."""
     _check_k(k)
@@ -31,13 +37,13 @@ def ndcg_at_k(ranked: Sequence, relevance: Mapping, k: int = 10) -> float:
     ideal = dcg_at_k(sorted((g for g in relevance.values() if g > 0), reverse=True), k)
     if ideal == 0:
         return 0.0
-    return dcg_at_k([relevance.get(i, 0) for i in ranked], k) / ideal
+    return dcg_at_k([relevance.get(i, 0) for i in _once(ranked)], k) / ideal
 
 
 def mrr_at_k(ranked: Sequence, relevance: Mapping, k: int = 10) -> float:
     """Reciprocal rank of the first relevant id within the top k (0 if none)."""
     _check_k(k)
-    for rank, i in enumerate(ranked[:k], start=1):
+    for rank, i in enumerate(_once(ranked)[:k], start=1):
         if relevance.get(i, 0) > 0:
             return 1.0 / rank
     return 0.0
@@ -49,7 +55,7 @@ def recall_at_k(ranked: Sequence, relevance: Mapping, k: int = 100) -> float:
     relevant = {i for i, g in relevance.items() if g > 0}
     if not relevant:
         return 0.0
-    return len(relevant.intersection(ranked[:k])) / len(relevant)
+    return len(relevant.intersection(_once(ranked)[:k])) / len(relevant)
 
 
 METRICS = {"ndcg": ndcg_at_k, "mrr": mrr_at_k, "recall": recall_at_k}

@@ -12,12 +12,10 @@ nothing else. Pickles are never written or read.
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import copy
 import hashlib
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -25,13 +23,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from huggingface_hub import PyTorchModelHubMixin
-from safetensors import safe_open
 from safetensors.torch import load_model as load_safetensors_model
 from torch import nn
 
 from .base import MINILM_ID, resolve_base_model
+from .checks import check_positive_int, check_texts
 from .tokenizer import TOKENIZER_FILES, TextTokenizer
-from .towers import MeanTower, RNNTower, TowerConfig, TransformerTower
+from .towers import TowerConfig, build_tower
 
 WEIGHTS_NAME = "model.safetensors"
 BASE_CONFIG_NAME = "base_config.json"  # the base encoder's HF config: vocab and shapes, no weights
@@ -45,17 +43,6 @@ _PRETRAINED_DIR: contextvars.ContextVar[Path | None] = contextvars.ContextVar("_
 def default_device() -> torch.device:
     """CUDA when there is a GPU, else CPU."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def _check_texts(texts, what: str) -> list[str]:
-    if isinstance(texts, (str, bytes)) or not isinstance(texts, (Sequence, np.ndarray)):
-        raise TypeError(f"{what} expects a list of strings, got {type(texts).__name__}"
-                        + (" (wrap a single text in a list)" if isinstance(texts, str) else ""))
-    texts = list(texts)
-    for i, t in enumerate(texts):
-        if not isinstance(t, str):
-            raise TypeError(f"{what} expects a list of strings; item {i} is {type(t).__name__}")
-    return texts
 
 
 _LATER_OPTIONS = ("passage_tower", "passage_projection_dim")
@@ -113,35 +100,22 @@ class TwoTowers(
         source = pretrained if pretrained is not None else resolve_base_model(base_model)
         self.tokenizer = TextTokenizer(source)
         self.base_config = json.loads((source / (BASE_CONFIG_NAME if pretrained else "config.json")).read_text())
-        self.query_tower = self._build_tower(self.tower_config, source, load_weights=pretrained is None)
+        self.query_tower = build_tower(self.tower_config, source, self.base_config, load_weights=pretrained is None)
         if passage_tower is None:
             self.passage_tower = copy.deepcopy(self.query_tower)  # same start, separate weights
         else:
-            self.passage_tower = self._build_tower(self.passage_tower_config, source, load_weights=pretrained is None)
+            self.passage_tower = build_tower(self.passage_tower_config, source, self.base_config,
+                                             load_weights=pretrained is None)
             if self.passage_tower.dim != self.query_tower.dim:
                 raise ValueError(f"the query tower outputs {self.query_tower.dim} dims but the passage tower "
                                  f"{self.passage_tower.dim}: set projection_dim / passage_projection_dim to match")
         self.to(default_device())
 
-    def _build_tower(self, cfg: TowerConfig, source: Path, load_weights: bool) -> nn.Module:
-        base = self.base_config
-        if cfg.tower == "transformer":
-            from transformers import AutoConfig, AutoModel
-
-            kwargs = {"add_pooling_layer": False} if base.get("model_type") == "bert" else {}
-            if load_weights:
-                with _quiet_transformers():  # its load report lists the unused pooler weights we drop
-                    encoder = AutoModel.from_pretrained(source, use_safetensors=True, **kwargs)
-            else:
-                hf_cfg = AutoConfig.for_model(**base)
-                encoder = AutoModel.from_config(hf_cfg, **kwargs)
-            return TransformerTower(cfg, encoder, base["hidden_size"])
-        tower_cls = MeanTower if cfg.tower == "mean" else RNNTower
-        tower = tower_cls(cfg, base["vocab_size"], base["hidden_size"])
-        if load_weights:
-            with torch.no_grad():
-                tower.embeddings.weight.copy_(_word_embeddings(source / WEIGHTS_NAME))
-        return tower
+    @classmethod
+    def zero_shot(cls, base_model: str = MINILM_ID) -> "TwoTowers":
+        """The untrained transformer tower on both sides, no projection: all-MiniLM-L6-v2 as it ships
+        (the baseline, the default teacher and the app's demo model), in eval mode."""
+        return cls(tower="transformer", projection_dim=None, base_model=base_model).eval()
 
     @property
     def tower_name(self) -> str:
@@ -167,9 +141,12 @@ class TwoTowers(
         """`[N, T]` passage tokens -> `[N, dim]` unit vectors."""
         return F.normalize(self.passage_tower(input_ids, attention_mask).float(), dim=-1)
 
-    def forward(self, query_ids, query_mask, passage_ids, passage_mask) -> tuple[torch.Tensor, torch.Tensor]:
-        """Both towers in one call (what DistributedDataParallel wraps) -> (`[B, dim]`, `[N, dim]`)."""
-        return self.embed_queries(query_ids, query_mask), self.embed_passages(passage_ids, passage_mask)
+    def forward(self, query_ids=None, query_mask=None, passage_ids=None, passage_mask=None):
+        """Both towers in one call (what DistributedDataParallel wraps) -> (`[B, dim]`, `[N, dim]`); a side
+        given no tokens gives None."""
+        q = None if query_ids is None else self.embed_queries(query_ids, query_mask)
+        p = None if passage_ids is None else self.embed_passages(passage_ids, passage_mask)
+        return q, p
 
     def tokenize_queries(self, texts: list[str]) -> list[list[int]]:
         return self.tokenizer.encode(texts, self.max_query_length, self.query_tower.add_special_tokens)
@@ -180,39 +157,45 @@ class TwoTowers(
     # -- inference API -------------------------------------------------------------------------------
     def encode_queries(self, texts: Sequence[str], batch_size: int = 256, show_progress: bool = False) -> np.ndarray:
         """Encode queries -> L2-normalised float32 array `[len(texts), dim]`."""
-        texts = _check_texts(texts, "encode_queries")
+        texts = check_texts(texts, "encode_queries")
         return self._encode(self.query_tower, self.tokenize_queries, texts, batch_size, show_progress)
 
     def encode_passages(self, texts: Sequence[str], batch_size: int = 64, show_progress: bool = False) -> np.ndarray:
         """Encode passages -> L2-normalised float32 array `[len(texts), dim]`."""
-        texts = _check_texts(texts, "encode_passages")
+        texts = check_texts(texts, "encode_passages")
         return self._encode(self.passage_tower, self.tokenize_passages, texts, batch_size, show_progress)
 
     @torch.inference_mode()
     def _encode(self, tower, tokenize, texts, batch_size, show_progress) -> np.ndarray:
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        batch_size = check_positive_int(batch_size, "batch_size")
         if not texts:
-            return out
+            return np.empty((0, self.dim), dtype=np.float32)
         ids = tokenize(texts)
+        if not self.training:  # the usual case: no mode flips (they walk every module, and threads share them)
+            return self._encode_ids(tower, ids, batch_size, show_progress)
+        self.eval()  # encoding mid-training (validation): dropout off, then back; not for concurrent use
+        try:
+            return self._encode_ids(tower, ids, batch_size, show_progress)
+        finally:
+            self.train()
+
+    def _encode_ids(self, tower, ids: list[list[int]], batch_size: int, show_progress: bool) -> np.ndarray:
+        device = self.device
+        if len(ids) == 1:  # one query, as a search API gets it: no sorting, no progress bar
+            input_ids, mask = self.tokenizer.pad(ids, device)
+            return F.normalize(tower(input_ids, mask).float(), dim=-1).cpu().numpy()
+        out = np.empty((len(ids), self.dim), dtype=np.float32)
         # Longest first, so each batch pads to nearly its own length and any OOM shows at once.
         order = np.argsort([-len(x) for x in ids], kind="stable")
-        device, was_training = self.device, self.training
-        self.eval()
-        try:
-            starts = range(0, len(texts), batch_size)
-            if show_progress:
-                from tqdm.auto import tqdm
+        starts = range(0, len(ids), batch_size)
+        if show_progress:
+            from tqdm.auto import tqdm
 
-                starts = tqdm(starts, desc="encoding", unit="batch")
-            for start in starts:
-                rows = order[start : start + batch_size]
-                input_ids, mask = self.tokenizer.pad([ids[i] for i in rows], device)
-                emb = F.normalize(tower(input_ids, mask).float(), dim=-1)  # [b, dim]
-                out[rows] = emb.cpu().numpy()
-        finally:
-            self.train(was_training)
+            starts = tqdm(starts, desc="encoding", unit="batch")
+        for start in starts:
+            rows = order[start : start + batch_size]
+            input_ids, mask = self.tokenizer.pad([ids[i] for i in rows], device)
+            out[rows] = F.normalize(tower(input_ids, mask).float(), dim=-1).cpu().numpy()  # [b, dim]
         return out
 
     # -- identity, save and load ---------------------------------------------------------------------
@@ -235,17 +218,11 @@ class TwoTowers(
     @classmethod
     def _from_pretrained(cls, *, model_id: str, revision, cache_dir, force_download, local_files_only, token,
                          map_location: str | None = None, strict: bool = True, **model_kwargs):
-        if os.path.isdir(model_id):
-            local = Path(model_id)
-        else:
-            from huggingface_hub import snapshot_download
+        from .download import local_or_download
 
-            try:
-                local = Path(snapshot_download(model_id, revision=revision, cache_dir=cache_dir, token=token,
-                                               force_download=force_download, local_files_only=local_files_only,
-                                               allow_patterns=MODEL_FILES))
-            except Exception as e:
-                raise OSError(f"could not download model {model_id!r}: {type(e).__name__}: {e}") from e
+        local = local_or_download(model_id, what="model", revision=revision, cache_dir=cache_dir, token=token,
+                                  force_download=force_download, local_files_only=local_files_only,
+                                  allow_patterns=MODEL_FILES)
         missing = [f for f in (WEIGHTS_NAME, "config.json", BASE_CONFIG_NAME, "tokenizer.json") if not (local / f).is_file()]
         if missing:
             raise FileNotFoundError(f"{local} is not a saved TwoTowers model: missing {', '.join(missing)}")
@@ -262,27 +239,3 @@ class TwoTowers(
         if map_location is not None:
             model.to(map_location)
         return model.eval()
-
-
-@contextlib.contextmanager
-def _quiet_transformers():
-    from transformers.utils import logging as hf_logging
-
-    level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(level)
-        if bars:
-            hf_logging.enable_progress_bar()
-
-
-def _word_embeddings(weights: Path) -> torch.Tensor:
-    """The `[vocab, hidden]` word-embedding matrix from a BERT-style safetensors file."""
-    with safe_open(str(weights), framework="pt") as f:
-        keys = [k for k in f.keys() if k.endswith("word_embeddings.weight")]
-        if len(keys) != 1:
-            raise ValueError(f"{weights}: expected one *word_embeddings.weight tensor, found {keys}")
-        return f.get_tensor(keys[0])

@@ -55,14 +55,9 @@ class TextTokenizer:
         return [e.ids for e in encodings]
 
     def pad(self, batch: list[list[int]], device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
-        """Right-pad to the longest in the batch -> `input_ids [B, T]`, `attention_mask [B, T]`."""
-        width = max(1, max((len(ids) for ids in batch), default=1))
-        input_ids = np.full((len(batch), width), self.pad_id, dtype=np.int64)
-        mask = np.zeros((len(batch), width), dtype=np.int64)
-        for row, ids in enumerate(batch):
-            input_ids[row, : len(ids)] = ids
-            mask[row, : len(ids)] = 1
-        return torch.from_numpy(input_ids).to(device), torch.from_numpy(mask).to(device)
+        """Right-pad to the longest in the batch -> `input_ids [B, T]`, `attention_mask [B, T]` on `device`."""
+        input_ids, mask = pad_ids(batch, self.pad_id)
+        return input_ids.to(device), mask.to(device)
 
     def save(self, directory: str | Path) -> None:
         """Copy the tokenizer files (those present) into `directory`."""
@@ -71,3 +66,14 @@ class TextTokenizer:
             src = self.directory / name
             if src.is_file() and src.resolve() != (directory / name).resolve():
                 shutil.copyfile(src, directory / name)
+
+
+def pad_ids(batch: list[list[int]], pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad token id lists to the longest -> `input_ids [B, T]`, `attention_mask [B, T]` (CPU, int64)."""
+    width = max(1, max((len(ids) for ids in batch), default=1))
+    input_ids = np.full((len(batch), width), pad_id, dtype=np.int64)
+    mask = np.zeros((len(batch), width), dtype=np.int64)
+    for row, ids in enumerate(batch):
+        input_ids[row, : len(ids)] = ids
+        mask[row, : len(ids)] = 1
+    return torch.from_numpy(input_ids), torch.from_numpy(mask)

@@ -1,26 +1,30 @@
-"""The towers: text token ids -> one vector per text.
+"""The towers: text token ids -> one vector per text, and the registry that names them.
 
 Every tower maps `input_ids [B, T]` and `attention_mask [B, T]` to `[B, dim]` (not normalised):
 - `MeanTower`: token embeddings averaged over the mask, then a linear projection (the seed design).
 - `RNNTower`: the same embeddings through a bidirectional GRU/LSTM, outputs averaged, projected.
 - `TransformerTower`: the whole MiniLM encoder, mean pooling, optional projection.
-Towers are built from a `TowerConfig` and an embedding shape; weights are loaded by the caller.
+
+To add a tower: write its class here (`__init__(cfg, ...)`, `forward`, a `from_base` classmethod that
+builds it from the base model, `add_special_tokens`, `dim`) and register it in `TOWERS` with its
+defaults; `TwoTowers(tower=name)`, `python -m train --tower name` and the evaluation pick it up.
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
-
-TOWER_TYPES = ("mean", "gru", "lstm", "transformer")
 
 
 @dataclass(frozen=True)
 class TowerConfig:
-    """Architecture of one tower; both towers of a model share it (but not their weights)."""
+    """Architecture of one tower; both towers of a model share it unless the passage side is set apart."""
 
     tower: str = "mean"
     projection_dim: int | None = 256  # None = no projection: output the pooled width
@@ -30,8 +34,8 @@ class TowerConfig:
     freeze_embeddings: bool = False
 
     def __post_init__(self):
-        if self.tower not in TOWER_TYPES:
-            raise ValueError(f"tower must be one of {TOWER_TYPES}, got {self.tower!r}")
+        if self.tower not in TOWERS:
+            raise ValueError(f"tower must be one of {', '.join(TOWERS)}, got {self.tower!r}")
         if self.projection_dim is not None and (not isinstance(self.projection_dim, int) or self.projection_dim < 1):
             raise ValueError(f"projection_dim must be a positive int or None, got {self.projection_dim!r}")
         if self.rnn_hidden_size < 1 or self.rnn_layers < 1:
@@ -57,10 +61,31 @@ def _projection(in_dim: int, out_dim: int | None) -> nn.Module:
     return proj
 
 
-class MeanTower(nn.Module):
-    """Bag of token embeddings: average pooling over the attention mask, then a linear projection."""
+def word_embeddings(weights: Path) -> torch.Tensor:
+    """The `[vocab, hidden]` word-embedding matrix from a BERT-style safetensors file."""
+    with safe_open(str(weights), framework="pt") as f:
+        keys = [k for k in f.keys() if k.endswith("word_embeddings.weight")]
+        if len(keys) != 1:
+            raise ValueError(f"{weights}: expected one *word_embeddings.weight tensor, found {keys}")
+        return f.get_tensor(keys[0])
+
+
+class _EmbeddingTower(nn.Module):
+    """Shared by the towers that start from the base model's word-embedding table."""
 
     add_special_tokens = False  # [CLS]/[SEP] would be the same two tokens in every average
+
+    @classmethod
+    def from_base(cls, cfg: TowerConfig, source: Path, base_config: dict, load_weights: bool) -> nn.Module:
+        tower = cls(cfg, base_config["vocab_size"], base_config["hidden_size"])
+        if load_weights:
+            with torch.no_grad():
+                tower.embeddings.weight.copy_(word_embeddings(source / "model.safetensors"))
+        return tower
+
+
+class MeanTower(_EmbeddingTower):
+    """Bag of token embeddings: average pooling over the attention mask, then a linear projection."""
 
     def __init__(self, cfg: TowerConfig, vocab_size: int, embed_dim: int):
         super().__init__()
@@ -76,16 +101,14 @@ class MeanTower(nn.Module):
         return self.projection(self.dropout(pooled))  # [B, dim]
 
 
-class RNNTower(nn.Module):
+class RNNTower(_EmbeddingTower):
     """Token embeddings -> bidirectional GRU or LSTM -> mean over valid steps -> projection."""
-
-    add_special_tokens = False
 
     def __init__(self, cfg: TowerConfig, vocab_size: int, embed_dim: int):
         super().__init__()
         self.embeddings = nn.Embedding(vocab_size, embed_dim, padding_idx=0)
         self.embeddings.weight.requires_grad_(not cfg.freeze_embeddings)
-        rnn_cls = nn.GRU if cfg.tower == "gru" else nn.LSTM
+        rnn_cls = {"gru": nn.GRU, "lstm": nn.LSTM}[cfg.tower]
         self.rnn = rnn_cls(embed_dim, cfg.rnn_hidden_size, num_layers=cfg.rnn_layers, batch_first=True,
                            bidirectional=True, dropout=cfg.dropout if cfg.rnn_layers > 1 else 0.0)
         self.dropout = nn.Dropout(cfg.dropout)
@@ -116,6 +139,56 @@ class TransformerTower(nn.Module):
         self.projection = _projection(hidden_size, cfg.projection_dim)
         self.dim = cfg.projection_dim or hidden_size
 
+    @classmethod
+    def from_base(cls, cfg: TowerConfig, source: Path, base_config: dict, load_weights: bool) -> nn.Module:
+        from transformers import AutoConfig, AutoModel
+
+        kwargs = {"add_pooling_layer": False} if base_config.get("model_type") == "bert" else {}
+        if load_weights:
+            with _quiet_transformers():  # its load report lists the unused pooler weights we drop
+                encoder = AutoModel.from_pretrained(source, use_safetensors=True, **kwargs)
+        else:
+            encoder = AutoModel.from_config(AutoConfig.for_model(**base_config), **kwargs)
+        return cls(cfg, encoder, base_config["hidden_size"])
+
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # [B, T, H]
         return self.projection(self.dropout(masked_mean(hidden, attention_mask)))
+
+
+@contextlib.contextmanager
+def _quiet_transformers():
+    from transformers.utils import logging as hf_logging
+
+    level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+@dataclass(frozen=True)
+class TowerSpec:
+    """A registered tower: its class and the defaults that suit it."""
+
+    cls: type[nn.Module]
+    projection_dim: int | None  # default output width (None: the encoder's own)
+    learning_rate: float  # default learning rate when training it
+
+
+TOWERS: dict[str, TowerSpec] = {
+    "mean": TowerSpec(MeanTower, 256, 1e-3),
+    "gru": TowerSpec(RNNTower, 256, 1e-3),
+    "lstm": TowerSpec(RNNTower, 256, 1e-3),
+    "transformer": TowerSpec(TransformerTower, None, 2e-5),
+}
+TOWER_TYPES = tuple(TOWERS)
+
+
+def build_tower(cfg: TowerConfig, source: Path, base_config: dict, load_weights: bool) -> nn.Module:
+    """The tower `cfg` names, from the base model at `source` (its weights loaded when `load_weights`)."""
+    return TOWERS[cfg.tower].cls.from_base(cfg, source, base_config, load_weights)

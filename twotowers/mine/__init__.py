@@ -1,12 +1,14 @@
 """Hard-negative mining: each query's best-scoring passages that are not labelled relevant.
 
-    triples = mine_hard_negatives(query_vecs, positive_vecs, passage_vecs, positives_of, k=30)
+    negatives, stats = mine_hard_negatives(query_vecs, positive_vecs, passage_vecs, positives_of, k=30)
+    triples, stats = mine_texts(model, queries, positives, pool)     # the same on texts
 
 Encode the training corpus with a model (a trained tower or the teacher), take each query's top-k
 passages, drop the labelled positives and the likely false negatives (a passage scoring at least
 `max_ratio` x the positive's score is probably relevant but unlabelled: the "positive-aware"
 filter of NV-Retriever), and keep `per_query` of what remains. `python -m twotowers.mine` writes
-them as `query<TAB>positive<TAB>negative` lines, which the training data loader reads as triples.
+them as `query<TAB>positive<TAB>negative...` lines (its `__main__`), which the training data loader
+reads as triples.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+from ..topk import exact_top_k
 
 
 @dataclass
@@ -42,15 +46,10 @@ def mine_hard_negatives(query_vecs: np.ndarray, positive_vecs: np.ndarray, passa
         raise ValueError("query_vecs, positive_vecs and positives_of must have one entry per query")
     stats = MinedStats(queries=len(query_vecs))
     pos_scores = np.einsum("ij,ij->i", query_vecs, positive_vecs)  # [nq]
-    kk = min(k, passage_vecs.shape[0])
     out: list[list[int]] = []
-    for a in range(0, len(query_vecs), chunk):
-        s = query_vecs[a : a + chunk] @ passage_vecs.T  # [c, np]: memory bounded by the chunk
-        idx = np.argpartition(-s, kk - 1, axis=1)[:, :kk] if kk < s.shape[1] else np.tile(np.arange(s.shape[1]), (len(s), 1))
-        top = np.take_along_axis(s, idx, axis=1)
-        order = np.argsort(-top, axis=1, kind="stable")
-        idx, top = np.take_along_axis(idx, order, axis=1), np.take_along_axis(top, order, axis=1)
-        for r in range(len(s)):
+    for a in range(0, len(query_vecs), chunk):  # memory bounded by the chunk of queries
+        idx, top = exact_top_k(query_vecs[a : a + chunk], passage_vecs, k)  # [c, k], best first
+        for r in range(len(idx)):
             qi = a + r
             limit = min(max_ratio * pos_scores[qi], pos_scores[qi] - margin)
             negs = []
@@ -65,19 +64,6 @@ def mine_hard_negatives(query_vecs: np.ndarray, positive_vecs: np.ndarray, passa
             stats.no_negative += not negs
             out.append(negs)
     return out, stats
-
-
-def write_triples(path, queries: Sequence[str], positives: Sequence[str], passages: Sequence[str],
-                  negatives: Sequence[Sequence[int]]) -> int:
-    """`query<TAB>positive<TAB>negative` per line (tabs/newlines inside texts become spaces)."""
-    clean = lambda t: " ".join(t.split())
-    n = 0
-    with open(path, "w", encoding="utf-8") as f:
-        for q, p, negs in zip(queries, positives, negatives):
-            for j in negs:
-                f.write(f"{clean(q)}\t{clean(p)}\t{clean(passages[j])}\n")
-                n += 1
-    return n
 
 
 def log(msg: str) -> None:

@@ -3,70 +3,63 @@
     python -m twotowers.mine --model minilm --data-files train_positives.hf.jsonl --out triples.tsv
     python -m train --data-files triples.tsv ...      # the loader reads query<TAB>pos<TAB>neg1<TAB>neg2...
 
-`--data-files`: MS MARCO v1.1 rows (JSONL); each row's selected passages are its positives and
-all its passages join the pool. `--collection pid<TAB>text` files add passages to the pool.
+`--data-files`: MS MARCO v1.1 rows (JSONL/parquet); each row's selected passages are its positives
+and all its passages join the pool. `--collection` files (pid<TAB>text) add passages to the pool.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
 
-from .collection import read_collection
-from .data import _candidates, _Malformed
-from .textfiles import DataFormatError, iter_records
-from .mining import log, mine_texts
+from ..cli import ArgumentParser, run_main
+from . import log, mine_texts
 
 
-def read_rows(paths) -> tuple[list[str], list[list[str]], list[str]]:
-    """v1.1 rows (JSONL/parquet, either passages layout) -> (queries, positive texts per query, every passage)."""
-    queries, positives, pool = [], [], []
-    for path in paths:
-        for n, row in iter_records(path):
-            try:
-                if not isinstance(row, dict) or not isinstance(row.get("query"), str):
-                    raise _Malformed("missing query")
-                texts, labels = _candidates(row)
-            except _Malformed as e:
-                raise DataFormatError(f"{path}:{n}: not an MS MARCO v1.1 row ({e})") from e
-            queries.append(row["query"])
-            positives.append([t for t, s in zip(texts, labels) if s])
-            pool.extend(texts)
-    return queries, positives, pool
-
-
-def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m twotowers.mine", description=__doc__.split("\n")[0])
+def _parser() -> ArgumentParser:
+    ap = ArgumentParser(prog="python -m twotowers.mine", description=__doc__.split("\n")[0])
     ap.add_argument("--model", required=True, help="TwoTowers dir / Hub id, 'minilm' (zero-shot teacher) or a sentence-transformers dir")
-    ap.add_argument("--data-files", nargs="+", required=True, help="MS MARCO v1.1 JSONL rows (queries + labelled passages)")
+    ap.add_argument("--data-files", nargs="+", required=True, help="MS MARCO v1.1 rows (queries + labelled passages)")
     ap.add_argument("--collection", nargs="*", default=[], help="extra pid<TAB>text passages for the pool")
     ap.add_argument("--out", required=True, help="triples TSV to write")
+    ap.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     ap.add_argument("--k", type=int, default=30, help="candidates per query")
     ap.add_argument("--per-query", type=int, default=4, help="negatives kept per query")
     ap.add_argument("--max-ratio", type=float, default=0.95, help="drop candidates scoring >= this x the positive's score")
     ap.add_argument("--margin", type=float, default=0.0, help="and those within this of the positive's score")
     ap.add_argument("--skip-top", type=int, default=0, help="ignore the best N ranks as well")
     ap.add_argument("--max-queries", type=int, default=-1)
-    ap.add_argument("--cache-dir", default=None, help="reuse/store vectors in this teacher cache (see twotowers.distill)")
-    a = ap.parse_args(argv)
-    t0 = time.perf_counter()
-    from .distill import TeacherCache, load_teacher
+    ap.add_argument("--cache-dir", default=None, help="reuse/store vectors in this teacher cache (twotowers.teacher)")
+    return ap
 
-    try:
-        queries, positives, pool = read_rows(a.data_files)
-        for path in a.collection:
-            pool += read_collection(path)[1]
-    except (DataFormatError, FileNotFoundError) as e:
-        sys.exit(str(e))
+
+def main(argv=None) -> None:
+    a = _parser().parse_args(argv)
+    for name in ("k", "per_query"):
+        if getattr(a, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(a, name)}")
+    out = Path(a.out)
+    if out.exists() and not a.overwrite:
+        raise FileExistsError(f"{out} exists: pass --overwrite to replace it, or choose another --out")
+    from ..collection import read_collection
+    from ..data import load_rerank_queries
+    from ..teacher import TeacherCache, load_teacher
+
+    t0 = time.perf_counter()
+    rows = load_rerank_queries(a.data_files, strict=True)
+    queries = [r.query for r in rows]
+    positives = [[t for t, s in zip(r.candidates, r.labels) if s] for r in rows]
+    pool = [t for r in rows for t in r.candidates]
+    for path in a.collection:
+        pool += read_collection(path)[1]
     if a.max_queries > 0:
         queries, positives = queries[: a.max_queries], positives[: a.max_queries]
-    log(f"{len(queries):,} queries ({sum(1 for p in positives if not p):,} without a positive, skipped), pool {len(set(pool)):,} passages")
+    log(f"{len(queries):,} queries ({sum(1 for p in positives if not p):,} without a positive, skipped), "
+        f"pool {len(set(pool)):,} passages")
     model = load_teacher(a.model)
     cache = TeacherCache(a.cache_dir) if a.cache_dir else None
     triples, stats = mine_texts(model, queries, positives, pool, a.k, a.per_query, a.max_ratio, a.margin, a.skip_top, cache)
-    out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     # One line per (query, positive) with all its negatives: the loader draws `--num-negatives` of them
     # per epoch, and an in-batch-negatives batch never holds the same query twice (its positive would
@@ -82,4 +75,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main(main))
