@@ -10,15 +10,16 @@ stderr and exit code 1 (2 for bad arguments).
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
+
+from twotowers.cli import ArgumentParser
 
 from .connect import PublishError, explain
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m hub", description=__doc__.split("\n\n")[0])
+def _parser() -> ArgumentParser:
+    p = ArgumentParser(prog="python -m hub", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
 
     push = sub.add_parser("push", help="upload model + index + model card in one commit")

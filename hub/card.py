@@ -12,6 +12,8 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from twotowers.project import INSTALL, PROJECT_URL
+
 from .metrics import MetricSet, metric_type, pretty_metric
 
 BASE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
@@ -30,12 +32,16 @@ _SECRET_WORDS = ("token", "secret", "password", "api_key", "apikey")
 
 
 def build_card(repo_id: str, model_config: dict, metric_sets: list[MetricSet], *, train_config: dict | None = None,
-               index_info: dict | None = None, space_id: str | None = None) -> ModelCard:
-    """Assemble the model card for `repo_id` (front matter + markdown body)."""
+               index_info: dict | None = None, space_id: str | None = None,
+               sentence_transformers: bool = False) -> ModelCard:
+    """Assemble the model card for `repo_id` (front matter + markdown body).
+
+    `sentence_transformers`: the repo also holds the sentence-transformers files (twotowers.st_export)."""
     model_name = repo_id.split("/")[-1]
     data = ModelCardData(
         library_name="twotowers",
-        tags=TAGS + [f"tower-{model_config.get('tower', 'mean')}"],
+        language=["en"],
+        tags=TAGS + [f"tower-{model_config.get('tower', 'mean')}"] + (["sentence-transformers"] if sentence_transformers else []),
         base_model=model_config.get("base_model") or BASE_MODEL,
         datasets=[DATASET],
         pipeline_tag="sentence-similarity",
@@ -46,10 +52,11 @@ def build_card(repo_id: str, model_config: dict, metric_sets: list[MetricSet], *
     body = "\n".join([
         f"# {model_name}",
         "",
-        _about(repo_id, model_config, index_info),
+        _about(repo_id, model_config, index_info, sentence_transformers),
+        _usage(repo_id, space_id, index_info is not None, sentence_transformers, model_config),
         _training(train_config),
         _results(metric_sets),
-        _usage(repo_id, space_id),
+        _limitations(),
     ])
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}")
 
@@ -78,7 +85,7 @@ def eval_results(metric_sets: list[MetricSet]) -> list[EvalResult]:
     return results
 
 
-def _about(repo_id: str, cfg: dict, index_info: dict | None) -> str:
+def _about(repo_id: str, cfg: dict, index_info: dict | None, sentence_transformers: bool) -> str:
     tower = cfg.get("tower", "mean")
     if cfg.get("passage_tower"):  # sides of different architectures: query / passage
         tower = f"{tower}` (queries) / `{cfg['passage_tower']}` (passages)"
@@ -100,11 +107,13 @@ def _about(repo_id: str, cfg: dict, index_info: dict | None) -> str:
         lines += [f"| index: {k} | {v} |" for k, v in index_info.items()]
     lines += [
         "",
-        "MS MARCO is released for non-commercial research; check its terms before using this model commercially.",
-        "",
         "Files: `model.safetensors` (weights), `config.json` (the constructor's arguments), `base_config.json` and "
-        "the tokenizer files" + (", and `index/`, a prebuilt passage index encoded by this model." if index_info
-                                 else ". No passage index is included; build one with the command below."),
+        "the tokenizer files" + ("; `modules.json`, `config_sentence_transformers.json`, `0_Router/` and `1_Normalize/` "
+                                 "let sentence-transformers load the same model" if sentence_transformers else "")
+        + (", and `index/`, a prebuilt passage index encoded by this model (every file's checksum in `index/index.json`)."
+           if index_info is not None else ". No passage index is included; build one with the command below."),
+        "",
+        f"Code: [{PROJECT_URL}]({PROJECT_URL})",
         "",
     ]
     return "\n".join(lines)
@@ -149,47 +158,79 @@ def _results(metric_sets: list[MetricSet]) -> str:
     return "\n".join(out)
 
 
-def _usage(repo_id: str, space_id: str | None) -> str:
-    space = space_id or "OWNER/SPACE"
-    return f"""## Usage
+def _usage(repo_id: str, space_id: str | None, has_index: bool, sentence_transformers: bool, cfg: dict) -> str:
+    out = [f"""## Use it
 
 ```bash
-pip install -r requirements.txt   # from the twotowers repository
+{INSTALL}
 ```
 
-Load the model and its index (one download, cached; pin `revision=` to a commit for reproducibility):
+The model, to encode text (safetensors and JSON only; no remote code):
+
+```python
+from twotowers import TwoTowers
+
+model = TwoTowers.from_pretrained("{repo_id}")                    # pin revision="<commit>" to reproduce
+q = model.encode_queries(["what is the reserve bank of australia"])  # [1, dim] unit vectors
+p = model.encode_passages(["The Reserve Bank of Australia is Australia's central bank."])
+scores = p @ q[0]                                                  # cosine similarities
+```
+"""]
+    if sentence_transformers:
+        out.append(f"""With [sentence-transformers](https://sbert.net) (>= 5.0; its own modules, no `trust_remote_code`), the same vectors:
+
+```python
+from sentence_transformers import SentenceTransformer
+
+model = SentenceTransformer("{repo_id}")
+q = model.encode_query(["what is the reserve bank of australia"])   # the query tower
+p = model.encode_document(["The Reserve Bank of Australia is Australia's central bank."])  # the passage tower
+scores = model.similarity(q, p)                                      # cosine
+```
+""")
+    else:
+        kind = cfg.get("tower", "?") if cfg.get("tower") not in ("mean", "transformer") else cfg.get("passage_tower", "?")
+        out.append(f"This model's `{kind}` towers have no sentence-transformers equivalent: it loads with `twotowers` "
+                   f"only (`TwoTowers.from_pretrained(\"{repo_id}\")`, above).\n")
+    if has_index:
+        out.append(f"""Search the prebuilt index (model and index come from one download of one revision; the index's
+files are checked against their checksums, and an index built by another model is refused):
 
 ```python
 from twotowers.pretrained import load_pretrained
 
 model, index = load_pretrained("{repo_id}")
-hits = index.search(["what is the reserve bank of australia"], k=10)
+hits = index.search(["what is the reserve bank of australia"], k=10)[0]   # dense; mode="hybrid" fuses BM25
+print([(h.id, round(h.score, 3), h.text[:80]) for h in hits])
 ```
-
-Or the model alone, to encode text:
-
-```python
-from twotowers import TwoTowers
-
-model = TwoTowers.from_pretrained("{repo_id}")
-q = model.encode_queries(["what is the reserve bank of australia"])  # [1, dim] unit vectors
-p = model.encode_passages(["The Reserve Bank of Australia is Australia's central bank."])
-scores = p @ q[0]                                                     # cosine similarities
-```
-
-Build an index over your own passages with this model (or load the one shipped under `index/`):
+""")
+    out.append(f"""Index your own passages with this model (`pid<TAB>text` lines, JSONL or parquet):
 
 ```bash
 python -m twotowers.index build --model {repo_id} --collection collection.tsv --out my-index
 python -m twotowers.index search my-index "what is the reserve bank of australia" -k 10
 ```
-
-Query the demo Space from Python:
+""")
+    if space_id:
+        out.append(f"""Query the demo Space from Python (or its plain JSON route, `GET /v1/search?q=...&k=10`):
 
 ```python
 from gradio_client import Client
 
-client = Client("{space}")
+client = Client("{space_id}")
 print(client.predict("what is the reserve bank of australia", 10, api_name="/search"))
 ```
+""")
+    return "\n".join(out)
+
+
+def _limitations() -> str:
+    return """## Limitations
+
+- The retrieval figures above rank passages from a pooled corpus (the candidate passages of the evaluated
+  queries, or a sampled collection), not MS MARCO's 8.8M-passage collection: they compare the systems in
+  the same table, and are higher than full-collection figures would be.
+- Trained and evaluated on English web questions (MS MARCO); other languages and domains are not measured.
+- Query and passage texts are truncated to the token limits above.
+- MS MARCO is released for non-commercial research; check its terms before any commercial use.
 """

@@ -6,6 +6,8 @@ It is passed to `HfApi` and never printed: messages go through `redact` before t
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from huggingface_hub import HfApi, constants, get_token
 from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
@@ -76,3 +78,37 @@ def _root(err: BaseException) -> str:
     while (err.__cause__ or err.__context__) is not None:
         err = err.__cause__ or err.__context__
     return f"{type(err).__name__}: {err}".strip().rstrip(":")
+
+
+def upload_tree(api, tree: Path, files: list[str], repo_id: str, *, repo_type: str, message: str,
+                private: bool = False, revision: str | None = None, space_sdk: str | None = None,
+                prune: tuple[str, ...] = (), log=print) -> str:
+    """create_repo(exist_ok) [+ branch] then ONE create_commit adding every file -> commit URL.
+
+    Files already in the repo under a `prune` folder (e.g. `index/`) but not in `files` are deleted
+    in the same commit, so the folder on the Hub is exactly the new tree, not a mix of two pushes.
+    """
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete
+    from huggingface_hub.errors import HfHubHTTPError
+
+    what = f"{repo_type} repo {repo_id}"
+    try:
+        api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True, space_sdk=space_sdk)
+        if revision and revision != "main":
+            api.create_branch(repo_id, branch=revision, repo_type=repo_type, exist_ok=True)
+        ops = [CommitOperationAdd(path_in_repo=f, path_or_fileobj=str(tree / f)) for f in files]
+        if prune:
+            try:
+                remote = api.list_repo_files(repo_id, repo_type=repo_type, revision=revision)
+            except HfHubHTTPError as e:  # a brand-new repo or branch has nothing to prune
+                if e.response is None or e.response.status_code != 404:
+                    raise
+                remote = []
+            stale = sorted(f for f in remote if f.startswith(prune) and f not in set(files))
+            if stale:
+                log(f"deleting {len(stale)} stale file(s) in the same commit: {', '.join(stale)}")
+            ops += [CommitOperationDelete(path_in_repo=f) for f in stale]
+        info = api.create_commit(repo_id, ops, commit_message=message, repo_type=repo_type, revision=revision)
+    except Exception as e:  # noqa: BLE001 - every failure becomes one line
+        raise PublishError(explain(e, api, what)) from None
+    return info.commit_url

@@ -12,26 +12,28 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import shutil
 import sys
 import tempfile
 from pathlib import Path
 
 from .card import build_card
-from .connect import PublishError, explain, hub_api
+from .connect import PublishError, explain, hub_api, upload_tree
 from .metrics import MetricSet, read_metrics
+from .tree import check_empty, check_repo_id, describe, files_under, place
 
 INDEX_SUBFOLDER = "index"
 
 
 def stage_model_repo(model_dir, index_dir, out, *, repo_id: str, metric_sets: list[MetricSet] = (),
-                     train_config: dict | None = None, space_id: str | None = None, check_index: bool = True) -> list[str]:
+                     train_config: dict | None = None, space_id: str | None = None, check_index: bool = True,
+                     link: bool = False) -> list[str]:
     """Write the model repo's tree into `out` (which must be empty or absent) -> its relative paths.
 
     Model files are the ones `TwoTowers.from_pretrained` reads (checkpoints and optimizer state are
-    left out); every file of the index goes under `index/`. With `check_index`, the index is loaded
-    with the model first, so an index built by another model is refused before anything is written.
+    left out), plus the sentence-transformers files where the towers have an equivalent; every file
+    of the index goes under `index/`. With `check_index`, the index is loaded with the model first
+    (checksums included), so an index built by another model is refused before anything is written.
+    Files are copies unless `link` (a temporary tree that is uploaded, then deleted).
     """
     from twotowers.model import BASE_CONFIG_NAME, MODEL_FILES, WEIGHTS_NAME  # torch only when a model is pushed
 
@@ -39,8 +41,7 @@ def stage_model_repo(model_dir, index_dir, out, *, repo_id: str, metric_sets: li
     missing = [f for f in (WEIGHTS_NAME, "config.json", BASE_CONFIG_NAME, "tokenizer.json") if not (model_dir / f).is_file()]
     if missing:
         raise PublishError(f"{model_dir} is not a saved TwoTowers model: missing {', '.join(missing)}")
-    if out.exists() and any(out.iterdir()):
-        raise PublishError(f"{out} is not empty: give an empty or new directory for the repo tree")
+    check_empty(out, "repo")
     model_config = json.loads((model_dir / "config.json").read_text())
     index_info = _check_index(model_dir, Path(index_dir)) if index_dir is not None and check_index else None
     if index_dir is not None and index_info is None:
@@ -49,21 +50,35 @@ def stage_model_repo(model_dir, index_dir, out, *, repo_id: str, metric_sets: li
     out.mkdir(parents=True, exist_ok=True)
     for name in MODEL_FILES:
         if (model_dir / name).is_file():
-            _link_or_copy(model_dir / name, out / name)
+            place(model_dir / name, out / name, link=link)
     if index_dir is not None:
-        for src in _files(Path(index_dir)):
-            _link_or_copy(src, out / INDEX_SUBFOLDER / src.relative_to(index_dir))
+        for src in files_under(Path(index_dir)):
+            place(src, out / INDEX_SUBFOLDER / src.relative_to(index_dir), link=link)
+    sentence_transformers = _stage_sentence_transformers(model_dir, out)
     card = build_card(repo_id, model_config, list(metric_sets), train_config=train_config,
-                      index_info=index_info if index_dir is not None else None, space_id=space_id)
+                      index_info=index_info if index_dir is not None else None, space_id=space_id,
+                      sentence_transformers=sentence_transformers)
     (out / "README.md").write_text(str(card), encoding="utf-8")
-    return sorted(p.relative_to(out).as_posix() for p in _files(out))
+    return sorted(p.relative_to(out).as_posix() for p in files_under(out))
+
+
+def _stage_sentence_transformers(model_dir: Path, out: Path) -> bool:
+    """The sentence-transformers files beside the model's (mean/transformer towers only) -> written?"""
+    from twotowers import TwoTowers
+    from twotowers.st_export import supports_sentence_transformers, write_sentence_transformers
+
+    model = TwoTowers.from_pretrained(str(model_dir), map_location="cpu")
+    if not supports_sentence_transformers(model):
+        return False
+    write_sentence_transformers(model, out)
+    return True
 
 
 def push(model_dir, index_dir, repo_id: str, *, metrics_files=(), private: bool = False, revision: str | None = None,
          dry_run: bool = False, out=None, train_config: dict | None = None, space_id: str | None = None,
          endpoint: str | None = None, log=print) -> str:
     """Stage and upload (or, with `dry_run`, only stage into `out`) -> the commit URL or the out dir."""
-    _check_repo_id(repo_id)
+    check_repo_id(repo_id)
     metric_sets = read_metrics(metrics_files) if metrics_files else []
     if index_dir is None:
         log(f"note: no index given, so the repo gets no index/ (load_pretrained and the Space need one): build it with "
@@ -76,54 +91,23 @@ def push(model_dir, index_dir, repo_id: str, *, metrics_files=(), private: bool 
             raise PublishError("--dry-run needs --out DIR to write the repo tree into")
         files = stage_model_repo(model_dir, index_dir, out, repo_id=repo_id, metric_sets=metric_sets,
                                  train_config=train_config, space_id=space_id)
-        _describe(log, "would create (exist_ok) model repo", repo_id, private, revision, Path(out), files)
+        describe(log, "would create (exist_ok) model repo", repo_id, private, revision, Path(out), files)
         log(f"dry run: nothing was sent; the tree above is in {out}")
         return str(out)
+
+    from twotowers.st_export import OWNED_PATHS  # the export's files: pruned on a new push, so a GRU model
+    # pushed over a repo that once held a mean one keeps no stale modules.json
 
     api = hub_api(endpoint)  # fails fast (one line) with no token, before any staging work
     with tempfile.TemporaryDirectory(prefix="twotowers-push-") as tmp:
         files = stage_model_repo(model_dir, index_dir, tmp, repo_id=repo_id, metric_sets=metric_sets,
-                                 train_config=train_config, space_id=space_id)
-        _describe(log, "creating (exist_ok) model repo", repo_id, private, revision, Path(tmp), files)
+                                 train_config=train_config, space_id=space_id, link=True)
+        describe(log, "creating (exist_ok) model repo", repo_id, private, revision, Path(tmp), files)
         url = upload_tree(api, Path(tmp), files, repo_id, repo_type="model", private=private, revision=revision,
                           message=f"Upload twotowers model + index ({len(files)} files)",
-                          prune=(f"{INDEX_SUBFOLDER}/",), log=log)
+                          prune=(f"{INDEX_SUBFOLDER}/", *OWNED_PATHS), log=log)
     log(f"pushed {len(files)} files in one commit: {url}")
     return url
-
-
-def upload_tree(api, tree: Path, files: list[str], repo_id: str, *, repo_type: str, message: str,
-                private: bool = False, revision: str | None = None, space_sdk: str | None = None,
-                prune: tuple[str, ...] = (), log=print) -> str:
-    """create_repo(exist_ok) [+ branch] then ONE create_commit adding every file -> commit URL.
-
-    Files already in the repo under a `prune` folder (e.g. `index/`) but not in `files` are deleted
-    in the same commit, so the folder on the Hub is exactly the new tree, not a mix of two pushes.
-    """
-    from huggingface_hub import CommitOperationAdd, CommitOperationDelete
-    from huggingface_hub.errors import HfHubHTTPError
-
-    what = f"{repo_type} repo {repo_id}"
-    try:
-        api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True, space_sdk=space_sdk)
-        if revision and revision != "main":
-            api.create_branch(repo_id, branch=revision, repo_type=repo_type, exist_ok=True)
-        ops = [CommitOperationAdd(path_in_repo=f, path_or_fileobj=str(tree / f)) for f in files]
-        if prune:
-            try:
-                remote = api.list_repo_files(repo_id, repo_type=repo_type, revision=revision)
-            except HfHubHTTPError as e:  # a brand-new repo or branch has nothing to prune
-                if e.response is None or e.response.status_code != 404:
-                    raise
-                remote = []
-            stale = sorted(f for f in remote if f.startswith(prune) and f not in set(files))
-            if stale:
-                log(f"deleting {len(stale)} stale file(s) in the same commit: {', '.join(stale)}")
-            ops += [CommitOperationDelete(path_in_repo=f) for f in stale]
-        info = api.create_commit(repo_id, ops, commit_message=message, repo_type=repo_type, revision=revision)
-    except Exception as e:  # noqa: BLE001 - every failure becomes one line
-        raise PublishError(explain(e, api, what)) from None
-    return info.commit_url
 
 
 def push_from_training(cfg, output_dir, metrics: dict | None = None, *, repo_id: str | None = None,
@@ -200,35 +184,3 @@ def _check_index(model_dir: Path, index_dir: Path) -> dict:
     if "keyword" in meta:
         info["keyword (BM25) side"] = "yes" if meta["keyword"] else "no"
     return info
-
-
-def _files(root: Path) -> list[Path]:
-    """Regular files under root, skipping hidden names and caches (`.lock`, `__pycache__`)."""
-    out = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != "__pycache__")
-        out += [Path(dirpath) / f for f in sorted(filenames) if not f.startswith(".")]
-    return out
-
-
-def _link_or_copy(src: Path, dst: Path) -> None:
-    """Hard link when possible (an 8.8M-passage index is GBs), else copy."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
-
-
-def _check_repo_id(repo_id: str) -> None:
-    parts = repo_id.split("/")
-    if len(parts) != 2 or not all(parts):
-        raise PublishError(f"repo id must be OWNER/NAME, got {repo_id!r}")
-
-
-def _describe(log, action: str, repo_id: str, private: bool, revision: str | None, tree: Path, files: list[str]) -> None:
-    total = sum((tree / f).stat().st_size for f in files)
-    log(f"{action} {repo_id} ({'private' if private else 'public'}), branch {revision or 'main'}")
-    log(f"one commit adding {len(files)} files, {total / 1e6:.1f} MB:")
-    for f in files:
-        log(f"  {f}  ({(tree / f).stat().st_size:,} bytes)")

@@ -21,8 +21,8 @@ from pathlib import Path
 
 from huggingface_hub import SpaceCard, SpaceCardData
 
-from .connect import PublishError, explain, hub_api
-from .push import _check_repo_id, _describe, _files, _link_or_copy, upload_tree
+from .connect import PublishError, explain, hub_api, upload_tree
+from .tree import check_empty, check_repo_id, describe, files_under, place
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MODEL_REPO_VARIABLE = "TWOTOWERS_MODEL_REPO"
@@ -84,10 +84,10 @@ def space_files(root: Path = REPO_ROOT, app_file: str = "app.py") -> tuple[list[
     files = set(modules)
     packages = {p.parent for p in modules if p.name == "__init__.py"}
     for pkg in packages:  # data files shipped inside imported packages (not their other modules)
-        files |= {f for f in _files(pkg) if f.suffix not in (".py", ".pyc") and f.parent == pkg}
+        files |= {f for f in files_under(pkg) if f.suffix not in (".py", ".pyc") and f.parent == pkg}
     for name in _named_paths(modules, root):  # directories/files the code names, e.g. "demo"
         target = root / name
-        files |= set(_files(target)) if target.is_dir() else {target}
+        files |= set(files_under(target)) if target.is_dir() else {target}
     files = {f for f in files if keep is None or f.relative_to(root).as_posix() in keep}
     return sorted(files), external
 
@@ -140,30 +140,29 @@ def space_card(space_id: str, model_repo: str) -> SpaceCard:
 def stage_space(out, space_id: str, model_repo: str, root: Path = REPO_ROOT) -> list[str]:
     """Write the Space's tree into `out` (empty or absent) -> its relative paths."""
     out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise PublishError(f"{out} is not empty: give an empty or new directory for the Space tree")
+    check_empty(out, "Space")
     files, external = space_files(root)
     out.mkdir(parents=True, exist_ok=True)
     for f in files:
-        _link_or_copy(f, out / f.relative_to(root.resolve()))
+        place(f, out / f.relative_to(root.resolve()))
     reqs = space_requirements(external, root)
     (out / "requirements.txt").write_text(
         "# The Space's runtime (computed from app.py's imports by `python -m hub deploy-space`;\n"
         "# gradio itself comes from sdk_version in README.md).\n" + "\n".join(reqs) + "\n")
     (out / "README.md").write_text(str(space_card(space_id, model_repo)), encoding="utf-8")
-    return sorted(p.relative_to(out).as_posix() for p in _files(out))
+    return sorted(p.relative_to(out).as_posix() for p in files_under(out))
 
 
 def deploy_space(space_id: str, model_repo: str, *, private: bool = False, dry_run: bool = False, out=None,
                  root: Path = REPO_ROOT, endpoint: str | None = None, log=print) -> str:
     """Create/update the Space in one commit and point it at `model_repo` -> its URL (or the out dir)."""
-    _check_repo_id(space_id)
-    _check_repo_id(model_repo)
+    check_repo_id(space_id)
+    check_repo_id(model_repo)
     if dry_run:
         if out is None:
             raise PublishError("--dry-run needs --out DIR to write the Space tree into")
         files = stage_space(out, space_id, model_repo, root)
-        _describe(log, "would create (exist_ok) gradio Space", space_id, private, None, Path(out), files)
+        describe(log, "would create (exist_ok) gradio Space", space_id, private, None, Path(out), files)
         log(f"would set Space variable {MODEL_REPO_VARIABLE}={model_repo}")
         log(f"dry run: nothing was sent; the tree above is in {out}")
         return str(out)
@@ -171,7 +170,7 @@ def deploy_space(space_id: str, model_repo: str, *, private: bool = False, dry_r
     api = hub_api(endpoint)
     with tempfile.TemporaryDirectory(prefix="twotowers-space-") as tmp:
         files = stage_space(tmp, space_id, model_repo, root)
-        _describe(log, "creating (exist_ok) gradio Space", space_id, private, None, Path(tmp), files)
+        describe(log, "creating (exist_ok) gradio Space", space_id, private, None, Path(tmp), files)
         url = upload_tree(api, Path(tmp), files, space_id, repo_type="space", private=private, space_sdk="gradio",
                           message=f"Deploy twotowers app ({len(files)} files), serving {model_repo}",
                           prune=tuple(sorted({f.split("/")[0] + "/" for f in files if "/" in f})), log=log)

@@ -15,7 +15,6 @@ import threading
 import types
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from urllib.parse import unquote
 
 import numpy as np
@@ -152,6 +151,24 @@ def test_dry_run_tree_loads_back_and_searches_the_same(trained, tmp_path, capsys
     assert model2.fingerprint() == model.fingerprint() and hits(index2, QUERIES) == hits(trained.index, QUERIES)
 
 
+def test_dry_run_tree_is_a_copy_and_loads_in_sentence_transformers(trained, tmp_path):
+    out = tmp_path / "tree"
+    push(trained.model_dir, trained.index_dir, "me/tiny", dry_run=True, out=out, log=lambda *_: None)
+    before = {p: p.read_bytes() for p in [*trained.model_dir.iterdir(), *trained.index_dir.iterdir()] if p.is_file()}
+    for p in out.rglob("*"):
+        if p.is_file():
+            assert p.stat().st_nlink == 1, p  # its own inode: not a link to the model's or the index's file
+    with open(out / "config.json", "a") as f:  # a user editing the tree they were handed
+        f.write("\n")
+    (out / "index" / "hnsw.bin").write_bytes(b"edited")
+    assert {p: p.read_bytes() for p in before} == before  # the sources are untouched
+    from sentence_transformers import SentenceTransformer
+
+    st = SentenceTransformer(str(out), device="cpu")  # the pushed repo is a sentence-transformers model too
+    q = st.encode_query(QUERIES, normalize_embeddings=True)
+    np.testing.assert_allclose(q, trained.model.encode_queries(QUERIES), atol=1e-5)
+
+
 def test_index_built_by_another_model_is_refused(trained, tmp_path, capsys):
     torch.manual_seed(1)
     other = TwoTowers(projection_dim=8)
@@ -195,7 +212,36 @@ def test_card_yaml_parses_and_metrics_are_the_evaluation_json(trained, tmp_path)
         for k in ("ndcg@10", "mrr@10", "recall@100"):
             assert f"{metrics[k]:.4f}" in row
     assert '"learning_rate": 2e-05' in text and "do-not-show" not in text
-    assert "from_pretrained" in text and "gradio_client" in text and "python -m twotowers.index build" in text
+    assert "from_pretrained" in text and "python -m twotowers.index build" in text
+    assert "gradio_client" not in text  # no Space given: no Space call to show
+
+
+def test_card_tells_a_stranger_how_to_use_it(trained, tmp_path):
+    from twotowers.project import INSTALL, PROJECT_URL
+
+    out = tmp_path / "tree"
+    push(trained.model_dir, trained.index_dir, "me/tiny", dry_run=True, out=out, space_id="me/tiny-search",
+         log=lambda *_: None)
+    text = (out / "README.md").read_text()
+    front = yaml.safe_load(text.split("---\n")[1])
+    assert front["language"] == ["en"] and "sentence-transformers" in front["tags"]
+    use = text[text.index("## Use it"):text.index("## How it was trained")]
+    for needle in (INSTALL, 'TwoTowers.from_pretrained("me/tiny")', 'SentenceTransformer("me/tiny")',
+                   'load_pretrained("me/tiny")', "index.search(", 'Client("me/tiny-search")', "/v1/search"):
+        assert needle in use, needle
+    limits = text[text.index("## Limitations"):]
+    assert "pooled corpus" in limits and "8.8M-passage collection" in limits
+    assert f"Code: [{PROJECT_URL}]" in text
+
+
+def test_pyproject_urls_are_the_projects(tmp_path):
+    import tomllib
+    from pathlib import Path
+
+    from twotowers.project import PROJECT_URL
+
+    meta = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]
+    assert set(meta["urls"].values()) >= {PROJECT_URL} and TwoTowers._hub_mixin_info.repo_url == PROJECT_URL
 
 
 def test_metrics_parser_is_defensive(tmp_path):

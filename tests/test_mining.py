@@ -1,7 +1,6 @@
 """Hard-negative mining: positives and near-positive false negatives never come back as negatives."""
 
 import numpy as np
-import pytest
 
 from twotowers.data import LoadStats, read_triples
 from twotowers.mine import mine_hard_negatives, mine_texts

@@ -13,10 +13,11 @@ queries, qrels files), `metrics`, `evaluate`, `mine` (hard negatives), `index` (
 
 from .base import MINILM_ID, resolve_base_model
 from .model import TwoTowers
+from .project import PROJECT_URL, __version__
 from .towers import TOWER_TYPES, TOWERS, TowerConfig
 
-__all__ = ["MINILM_ID", "TOWERS", "TOWER_TYPES", "PassageIndex", "TowerConfig", "TwoTowers", "resolve_base_model"]
-__version__ = "0.1.0"
+__all__ = ["MINILM_ID", "PROJECT_URL", "TOWERS", "TOWER_TYPES", "PassageIndex", "TowerConfig", "TwoTowers",
+           "__version__", "resolve_base_model"]
 
 
 def __getattr__(name):

