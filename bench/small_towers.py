@@ -11,12 +11,11 @@ queries (batch 256), measured in this run, so the ratios compare like with like.
 """
 
 import argparse
-import hashlib
 import statistics
 import sys
 import time
 
-from common import MSMARCO, ROOT, print_table
+from common import MSMARCO, ROOT, dev600_half, print_table
 
 sys.path.insert(0, str(ROOT))
 
@@ -24,11 +23,6 @@ from twotowers import TwoTowers  # noqa: E402
 from twotowers.collection import read_collection, read_qrels, read_queries  # noqa: E402
 from twotowers.evaluate import dense_retriever, evaluate_retrieval  # noqa: E402
 from twotowers.teacher import TeacherCache, passage_agreement  # noqa: E402
-
-
-def half(qid: str) -> str:
-    """dev600's two halves: validation (even sha256 of the qid) and test (odd)."""
-    return "test" if hashlib.sha256(qid.encode()).digest()[0] % 2 else "validation"
 
 
 def queries_per_s(model, texts: list[str], repeats: int = 3) -> float:
@@ -50,7 +44,7 @@ def main() -> None:
     d = MSMARCO / "dev-small"
     queries, qrels = read_queries(d / "queries.dev600.tsv"), read_qrels(d / "qrels.dev600.tsv")
     if a.split != "all":
-        queries = {q: t for q, t in queries.items() if half(q) == a.split}
+        queries = {q: t for q, t in queries.items() if dev600_half(q) == a.split}
     pids, texts = read_collection(d / "collection.bm25top20_sample600.tsv")
     teacher = TwoTowers.zero_shot()
     tp = TeacherCache(a.cache_dir).encode(teacher, texts, "passage")

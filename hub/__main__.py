@@ -2,7 +2,8 @@
 
     python -m hub push --model DIR --index DIR --repo-id OWNER/NAME [--metrics EVAL.json ...]
                        [--private] [--revision BRANCH] [--space-id OWNER/SPACE] [--dry-run --out DIR]
-    python -m hub deploy-space --space-id OWNER/SPACE --model-repo OWNER/NAME [--private] [--dry-run --out DIR]
+    python -m hub deploy-space --space-id OWNER/SPACE --model-repo OWNER/NAME [--model-revision COMMIT]
+                               [--private] [--dry-run --out DIR]
 
 The token comes from HF_TOKEN or `hf auth login`; it is never printed. Any failure is one line on
 stderr and exit code 1 (2 for bad arguments).
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 from twotowers.cli import ArgumentParser
 
@@ -30,6 +32,9 @@ def _parser() -> ArgumentParser:
                       help="evaluation JSON files (python -m twotowers.evaluate ... --json OUT) for the card")
     push.add_argument("--train-config", metavar="JSON", help="the run's config as JSON, shown in the card")
     push.add_argument("--space-id", help="OWNER/SPACE named in the card's gradio_client example")
+    push.add_argument("--example-queries", metavar="FILE",
+                      help="qid<TAB>query (or one query a line) file: its first 12 become examples.json, the "
+                           "example queries the Space shows")
     push.add_argument("--private", action="store_true", help="create the repo private")
     push.add_argument("--revision", help="branch to commit to (created if needed; default main)")
     push.add_argument("--dry-run", action="store_true", help="write the tree to --out; no network")
@@ -38,10 +43,26 @@ def _parser() -> ArgumentParser:
     space = sub.add_parser("deploy-space", help="create/update the Gradio Space serving a model repo")
     space.add_argument("--space-id", required=True, help="OWNER/SPACE (created if needed)")
     space.add_argument("--model-repo", required=True, help="OWNER/NAME the Space loads (Space variable)")
+    space.add_argument("--model-revision", help="the model repo's commit (or branch/tag, resolved to a commit) the "
+                                                "Space serves; default: what main is at deploy time")
     space.add_argument("--private", action="store_true", help="create the Space private")
     space.add_argument("--dry-run", action="store_true", help="write the tree to --out; no network")
     space.add_argument("--out", help="where --dry-run writes the Space tree (empty or new directory)")
     return p
+
+
+def _read_queries(path: str | None, limit: int = 12) -> list[str] | None:
+    """The first `limit` queries of a qid<TAB>query file (or a file of one query a line)."""
+    if path is None:
+        return None
+    from twotowers.textfiles import text_lines
+
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"--example-queries {path}: no such file")
+    queries = [line.split("\t", 1)[-1].strip() for _, line in text_lines(path) if line.strip()]
+    if not queries:
+        raise ValueError(f"--example-queries {path}: no queries in it")
+    return queries[:limit]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,11 +80,12 @@ def main(argv: list[str] | None = None) -> int:
                     raise PublishError(f"{args.train_config}:{e.lineno}: not JSON ({e.msg})") from None
             push(args.model, args.index, args.repo_id, metrics_files=args.metrics, private=args.private,
                  revision=args.revision, dry_run=args.dry_run, out=args.out, train_config=train_config,
-                 space_id=args.space_id)
+                 space_id=args.space_id, example_queries=_read_queries(args.example_queries))
         else:
             from .space import deploy_space
 
-            deploy_space(args.space_id, args.model_repo, private=args.private, dry_run=args.dry_run, out=args.out)
+            deploy_space(args.space_id, args.model_repo, revision=args.model_revision, private=args.private,
+                         dry_run=args.dry_run, out=args.out)
     except (PublishError, ValueError, OSError) as e:
         print(f"error: {explain(e)}", file=sys.stderr)
         return 1

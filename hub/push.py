@@ -26,7 +26,7 @@ INDEX_SUBFOLDER = "index"
 
 def stage_model_repo(model_dir, index_dir, out, *, repo_id: str, metric_sets: list[MetricSet] = (),
                      train_config: dict | None = None, space_id: str | None = None, check_index: bool = True,
-                     link: bool = False) -> list[str]:
+                     link: bool = False, example_queries: list[str] | None = None) -> list[str]:
     """Write the model repo's tree into `out` (which must be empty or absent) -> its relative paths.
 
     Model files are the ones `TwoTowers.from_pretrained` reads (checkpoints and optimizer state are
@@ -34,8 +34,10 @@ def stage_model_repo(model_dir, index_dir, out, *, repo_id: str, metric_sets: li
     of the index goes under `index/`. With `check_index`, the index is loaded with the model first
     (checksums included), so an index built by another model is refused before anything is written.
     Files are copies unless `link` (a temporary tree that is uploaded, then deleted).
+    `example_queries` become `examples.json`, the examples the Space shows.
     """
     from twotowers.model import BASE_CONFIG_NAME, MODEL_FILES, WEIGHTS_NAME  # torch only when a model is pushed
+    from twotowers.pretrained import EXAMPLES_NAME
 
     model_dir, out = Path(model_dir), Path(out)
     missing = [f for f in (WEIGHTS_NAME, "config.json", BASE_CONFIG_NAME, "tokenizer.json") if not (model_dir / f).is_file()]
@@ -54,6 +56,8 @@ def stage_model_repo(model_dir, index_dir, out, *, repo_id: str, metric_sets: li
     if index_dir is not None:
         for src in files_under(Path(index_dir)):
             place(src, out / INDEX_SUBFOLDER / src.relative_to(index_dir), link=link)
+    if example_queries:
+        (out / EXAMPLES_NAME).write_text(json.dumps({"queries": list(example_queries)}, indent=2, ensure_ascii=False))
     sentence_transformers = _stage_sentence_transformers(model_dir, out)
     card = build_card(repo_id, model_config, list(metric_sets), train_config=train_config,
                       index_info=index_info if index_dir is not None else None, space_id=space_id,
@@ -76,7 +80,7 @@ def _stage_sentence_transformers(model_dir: Path, out: Path) -> bool:
 
 def push(model_dir, index_dir, repo_id: str, *, metrics_files=(), private: bool = False, revision: str | None = None,
          dry_run: bool = False, out=None, train_config: dict | None = None, space_id: str | None = None,
-         endpoint: str | None = None, log=print) -> str:
+         endpoint: str | None = None, log=print, example_queries: list[str] | None = None) -> str:
     """Stage and upload (or, with `dry_run`, only stage into `out`) -> the commit URL or the out dir."""
     check_repo_id(repo_id)
     metric_sets = read_metrics(metrics_files) if metrics_files else []
@@ -90,22 +94,24 @@ def push(model_dir, index_dir, repo_id: str, *, metrics_files=(), private: bool 
         if out is None:
             raise PublishError("--dry-run needs --out DIR to write the repo tree into")
         files = stage_model_repo(model_dir, index_dir, out, repo_id=repo_id, metric_sets=metric_sets,
-                                 train_config=train_config, space_id=space_id)
+                                 train_config=train_config, space_id=space_id, example_queries=example_queries)
         describe(log, "would create (exist_ok) model repo", repo_id, private, revision, Path(out), files)
         log(f"dry run: nothing was sent; the tree above is in {out}")
         return str(out)
 
+    from twotowers.pretrained import EXAMPLES_NAME
     from twotowers.st_export import OWNED_PATHS  # the export's files: pruned on a new push, so a GRU model
     # pushed over a repo that once held a mean one keeps no stale modules.json
 
     api = hub_api(endpoint)  # fails fast (one line) with no token, before any staging work
     with tempfile.TemporaryDirectory(prefix="twotowers-push-") as tmp:
         files = stage_model_repo(model_dir, index_dir, tmp, repo_id=repo_id, metric_sets=metric_sets,
-                                 train_config=train_config, space_id=space_id, link=True)
+                                 train_config=train_config, space_id=space_id, link=True,
+                                 example_queries=example_queries)
         describe(log, "creating (exist_ok) model repo", repo_id, private, revision, Path(tmp), files)
         url = upload_tree(api, Path(tmp), files, repo_id, repo_type="model", private=private, revision=revision,
                           message=f"Upload twotowers model + index ({len(files)} files)",
-                          prune=(f"{INDEX_SUBFOLDER}/", *OWNED_PATHS), log=log)
+                          prune=(f"{INDEX_SUBFOLDER}/", EXAMPLES_NAME, *OWNED_PATHS), log=log)
     log(f"pushed {len(files)} files in one commit: {url}")
     return url
 

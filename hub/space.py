@@ -26,6 +26,9 @@ from .tree import check_empty, check_repo_id, describe, files_under, place
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MODEL_REPO_VARIABLE = "TWOTOWERS_MODEL_REPO"
+MODEL_REVISION_VARIABLE = "TWOTOWERS_MODEL_REVISION"
+# A Space has no GPU unless paid for: PyPI's Linux torch is the multi-GB CUDA build, so ask for the CPU one.
+TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 # Installed by the Space itself (sdk_version), so never listed in its requirements.txt.
 _SDK_PROVIDED = {"gradio", "gradio-client"}
 
@@ -112,32 +115,55 @@ def space_requirements(external: set[str], root: Path = REPO_ROOT) -> list[str]:
             except md.PackageNotFoundError:
                 raise PublishError(f"the app imports {module!r}, which is not installed here: "
                                    "install it (and pin it in requirements.txt) before deploying") from None
+            if _norm(dist) == "torch" and "+" not in line:
+                line += "+cpu"  # from TORCH_CPU_INDEX, named by the file's --extra-index-url line
             if line not in lines:
                 lines.append(line)
-    return sorted(lines, key=str.lower)
+    lines = sorted(lines, key=str.lower)
+    return ([f"--extra-index-url {TORCH_CPU_INDEX}"] if any(x.startswith("torch==") for x in lines) else []) + lines
 
 
-def space_card(space_id: str, model_repo: str) -> SpaceCard:
-    """README.md with the front matter Spaces reads (sdk, sdk_version = the installed gradio, app_file, ...)."""
+def space_card(space_id: str, model_repo: str, revision: str | None = None, files: list[str] | None = None) -> SpaceCard:
+    """README.md with the front matter Spaces reads (sdk, sdk_version = the installed gradio, app_file, ...).
+
+    `preload_from_hub` downloads the model repo while the Space is built, not at every start: pinned to
+    `revision` with the `files` the app reads when both are known, else the whole repo at main."""
+    preload = f"{model_repo} {','.join(files)} {revision}" if revision and files else model_repo
     data = SpaceCardData(
         title="twotowers passage search", sdk="gradio", sdk_version=md.version("gradio"),
         python_version=f"{sys.version_info.major}.{sys.version_info.minor}", app_file="app.py",
         license="apache-2.0", models=[model_repo], datasets=["microsoft/ms_marco"],
-        tags=["dense-retrieval", "two-tower", "ms-marco"],
+        tags=["dense-retrieval", "two-tower", "ms-marco"], preload_from_hub=[preload],
         emoji="🔎", colorFrom="indigo", colorTo="green", pinned=False,
         short_description="Two-tower dense passage search over an hnswlib index",
     )
+    pinned = f" at commit `{revision}`" if revision else ""
     body = (f"# twotowers passage search\n\nQuery-to-passage search with the two-tower model "
-            f"[`{model_repo}`](https://huggingface.co/{model_repo}) and its prebuilt hnswlib index.\n\n"
-            f"The model repo is read from the Space variable `{MODEL_REPO_VARIABLE}`; change it in the Space "
-            "settings to serve another model, no code edit needed.\n\n"
+            f"[`{model_repo}`](https://huggingface.co/{model_repo}){pinned} and its prebuilt hnswlib index.\n\n"
+            f"The model repo and its commit are the Space variables `{MODEL_REPO_VARIABLE}` and "
+            f"`{MODEL_REVISION_VARIABLE}` (set by `python -m hub deploy-space`): the Space serves that commit until it "
+            "is deployed again, and change them in the Space settings to serve another model, no code edit needed.\n\n"
+            "From Python, through Gradio's API:\n\n"
             "```python\nfrom gradio_client import Client\n\n"
             f"client = Client(\"{space_id}\")\n"
-            "print(client.predict(\"what is the reserve bank of australia\", 10, api_name=\"/search\"))\n```\n")
+            "print(client.predict(\"what is the reserve bank of australia\", 10, api_name=\"/search\"))\n```\n\n"
+            "Or as plain JSON over HTTP (the Space's own URL):\n\n"
+            "```bash\ncurl 'https://SPACE-HOST/v1/search?q=what+is+the+reserve+bank+of+australia&k=10'\n"
+            "curl -X POST https://SPACE-HOST/v1/search -H 'Content-Type: application/json' \\\n"
+            "     -d '{\"queries\": [\"what is rba\", \"who sets the cash rate\"], \"k\": 5}'\n"
+            "curl https://SPACE-HOST/v1/info\n```\n")
     return SpaceCard(f"---\n{data.to_yaml()}\n---\n\n{body}")
 
 
-def stage_space(out, space_id: str, model_repo: str, root: Path = REPO_ROOT) -> list[str]:
+def model_files(names: list[str]) -> list[str]:
+    """The files of a model repo the app reads (what `load_pretrained` fetches), in repo order."""
+    from twotowers.pretrained import INDEX_SUBFOLDER, REPO_FILES
+
+    return [n for n in names if n in REPO_FILES or n.startswith(f"{INDEX_SUBFOLDER}/")]
+
+
+def stage_space(out, space_id: str, model_repo: str, root: Path = REPO_ROOT, revision: str | None = None,
+                preload: list[str] | None = None) -> list[str]:
     """Write the Space's tree into `out` (empty or absent) -> its relative paths."""
     out = Path(out)
     check_empty(out, "Space")
@@ -149,39 +175,65 @@ def stage_space(out, space_id: str, model_repo: str, root: Path = REPO_ROOT) -> 
     (out / "requirements.txt").write_text(
         "# The Space's runtime (computed from app.py's imports by `python -m hub deploy-space`;\n"
         "# gradio itself comes from sdk_version in README.md).\n" + "\n".join(reqs) + "\n")
-    (out / "README.md").write_text(str(space_card(space_id, model_repo)), encoding="utf-8")
+    (out / "README.md").write_text(str(space_card(space_id, model_repo, revision, preload)), encoding="utf-8")
     return sorted(p.relative_to(out).as_posix() for p in files_under(out))
 
 
-def deploy_space(space_id: str, model_repo: str, *, private: bool = False, dry_run: bool = False, out=None,
-                 root: Path = REPO_ROOT, endpoint: str | None = None, log=print) -> str:
-    """Create/update the Space in one commit and point it at `model_repo` -> its URL (or the out dir)."""
+def deploy_space(space_id: str, model_repo: str, *, revision: str | None = None, private: bool = False,
+                 dry_run: bool = False, out=None, root: Path = REPO_ROOT, endpoint: str | None = None, log=print) -> str:
+    """Create/update the Space in one commit, pinned to the model repo's commit -> its URL (or the out dir).
+
+    The commit is `revision` resolved on the Hub (default: what `main` is now); the Space variables
+    name the repo and that commit, and its front matter preloads exactly those files at build time.
+    A dry run cannot ask the Hub: it pins `revision` if given (with the files a pushed repo holds),
+    else leaves the Space unpinned and says so.
+    """
     check_repo_id(space_id)
     check_repo_id(model_repo)
     if dry_run:
         if out is None:
             raise PublishError("--dry-run needs --out DIR to write the Space tree into")
-        files = stage_space(out, space_id, model_repo, root)
-        describe(log, "would create (exist_ok) gradio Space", space_id, private, None, Path(out), files)
+        files = _standard_model_files() if revision else None
+        names = stage_space(out, space_id, model_repo, root, revision, files)
+        describe(log, "would create (exist_ok) gradio Space", space_id, private, None, Path(out), names)
         log(f"would set Space variable {MODEL_REPO_VARIABLE}={model_repo}")
+        log(f"would set Space variable {MODEL_REVISION_VARIABLE}={revision}" if revision else
+            f"not pinned: a dry run cannot resolve {model_repo}'s commit (pass --model-revision COMMIT to pin)")
         log(f"dry run: nothing was sent; the tree above is in {out}")
         return str(out)
 
     api = hub_api(endpoint)
+    try:
+        info = api.model_info(model_repo, revision=revision)
+    except Exception as e:  # noqa: BLE001
+        raise PublishError(explain(e, api, f"model repo {model_repo}" + (f" at {revision}" if revision else ""))) from None
+    sha, files = info.sha, model_files([s.rfilename for s in info.siblings or []])
     with tempfile.TemporaryDirectory(prefix="twotowers-space-") as tmp:
-        files = stage_space(tmp, space_id, model_repo, root)
-        describe(log, "creating (exist_ok) gradio Space", space_id, private, None, Path(tmp), files)
-        url = upload_tree(api, Path(tmp), files, space_id, repo_type="space", private=private, space_sdk="gradio",
-                          message=f"Deploy twotowers app ({len(files)} files), serving {model_repo}",
-                          prune=tuple(sorted({f.split("/")[0] + "/" for f in files if "/" in f})), log=log)
+        names = stage_space(tmp, space_id, model_repo, root, sha, files)
+        describe(log, "creating (exist_ok) gradio Space", space_id, private, None, Path(tmp), names)
+        url = upload_tree(api, Path(tmp), names, space_id, repo_type="space", private=private, space_sdk="gradio",
+                          message=f"Deploy twotowers app ({len(names)} files), serving {model_repo}@{sha[:12]}",
+                          prune=tuple(sorted({f.split("/")[0] + "/" for f in names if "/" in f})), log=log)
     try:
         api.add_space_variable(space_id, MODEL_REPO_VARIABLE, model_repo,
                                description="Hub model repo (model + index/) the app loads")
+        api.add_space_variable(space_id, MODEL_REVISION_VARIABLE, sha,
+                               description="the model repo's commit the Space serves (set at deploy time)")
     except Exception as e:  # noqa: BLE001
-        raise PublishError(explain(e, api, f"Space {space_id} (setting {MODEL_REPO_VARIABLE})")) from None
-    log(f"deployed {len(files)} files in one commit: {url}")
-    log(f"set {MODEL_REPO_VARIABLE}={model_repo}; the Space: {api.endpoint}/spaces/{space_id}")
+        raise PublishError(explain(e, api, f"Space {space_id} (setting its variables)")) from None
+    log(f"deployed {len(names)} files in one commit: {url}")
+    log(f"set {MODEL_REPO_VARIABLE}={model_repo}, {MODEL_REVISION_VARIABLE}={sha}; the Space: "
+        f"{api.endpoint}/spaces/{space_id}")
     return url
+
+
+def _standard_model_files() -> list[str]:
+    """The files `hub push` writes that the app reads (a dry run cannot list the repo's)."""
+    from twotowers.index.files import HNSW_NAME, META_NAME, STORE_FILES, VECTORS_NAME
+    from twotowers.pretrained import INDEX_SUBFOLDER, REPO_FILES
+
+    index = [META_NAME, HNSW_NAME, VECTORS_NAME, *(f for pair in STORE_FILES.values() for f in pair)]
+    return [f for f in REPO_FILES if f != "examples.json"] + [f"{INDEX_SUBFOLDER}/{f}" for f in index]
 
 
 # -- helpers -------------------------------------------------------------------------------------------

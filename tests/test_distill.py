@@ -232,3 +232,16 @@ def test_distillation_needs_unlabelled_passages_and_a_teacher(toy):
         parse_config(["--distill-data", str(tmp / "queries.tsv")])
     with pytest.raises(ValueError, match="holds no passages"):
         run(parse_config(distill_args(tmp)[:4] + distill_args(tmp)[5:]))  # queries only
+
+
+def test_teacher_scores_fused_with_bm25_drive_the_kl(toy):
+    from train.config import parse_config
+    from train.loop import run
+
+    tq = torch.tensor([[1.0, 0.0]])
+    tp = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    flipped = torch.tensor([[0.0, 1.0]])  # teacher scores that prefer the second passage
+    assert ScoreDistillLoss()(tq, tp, tq, tp, flipped) > ScoreDistillLoss()(tq, tp, tq, tp) + 1.0
+    tmp = toy[0]
+    summary = run(parse_config(distill_args(tmp, "--distill-fuse-bm25", "0.3", "--epochs", "1", "--no-save")))
+    assert summary["global_step"] > 0

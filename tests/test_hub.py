@@ -337,8 +337,8 @@ class FakeHub(BaseHTTPRequestHandler):
 
     def do_GET(self, head: bool = False):  # downloads: repo info, tree listing, resolve/<rev>/<file>
         path = unquote(self.path.split("?")[0])
-        if m := re.fullmatch(r"/api/models/([^/]+/[^/]+)/revision/([^/]+)", path):
-            found = self._tree(m.group(1), m.group(2))
+        if m := re.fullmatch(r"/api/models/([^/]+/[^/]+)(?:/revision/([^/]+))?", path):
+            found = self._tree(m.group(1), m.group(2) or "main")
             if found is None:
                 return self._reply(404, {"error": "Revision Not Found"})
             return self._reply(200, {"id": m.group(1), "sha": found[0], "siblings": [{"rfilename": f} for f in found[1]]})
@@ -469,24 +469,39 @@ def test_rejected_token_is_one_line(trained, fake_hub, monkeypatch, capsys):
     assert "hf_wrongWRONGwrong" not in out + err and not fake_hub["commits"]
 
 
-def test_deploy_space_is_one_commit_and_sets_the_variable(fake_hub, tmp_path, capsys):
+def test_deploy_space_is_one_commit_pinned_to_the_model_commit(trained, fake_hub, tmp_path, capsys):
     from hub.space import deploy_space
 
+    queries = tmp_path / "queries.tsv"
+    queries.write_text("".join(f"q{i}\t{q}\n" for i, q in enumerate(QUERIES)))
+    assert hub_main(["push", "--model", str(trained.model_dir), "--index", str(trained.index_dir), "--repo-id",
+                     "me/tiny", "--example-queries", str(queries)]) == 0
+    (model_commit,) = fake_hub["commits"]
+    assert json.loads(model_commit["files"]["examples.json"]) == {"queries": QUERIES}  # examples travel with the model
     root = tmp_path / "repo"  # a small app with a local package and a data dir it names
     (root / "pkg").mkdir(parents=True)
     (root / "demo").mkdir()
     (root / "app.py").write_text("import os\nimport pkg\nDEMO = 'demo'\nREPO = os.environ.get('TWOTOWERS_MODEL_REPO')\n")
-    (root / "pkg" / "__init__.py").write_text("import numpy\n")
+    (root / "pkg" / "__init__.py").write_text("import numpy\nimport torch\n")
     (root / "demo" / "passages.jsonl").write_text('{"id": "a", "text": "x"}\n')
-    (root / "requirements.txt").write_text("numpy==2.4.6\ngradio==6.31.0\n")
+    (root / "requirements.txt").write_text("numpy==2.4.6\ntorch==2.13.0\ngradio==6.31.0\n")
     url = deploy_space("me/space", "me/tiny", root=root)
-    (commit,) = fake_hub["commits"]
+    commit = fake_hub["commits"][-1]
     assert commit["kind"] == "spaces" and commit["repo"] == "me/space" and url.endswith(commit["repo"] + "/commit/"
                                                                                            + url.rsplit("/", 1)[-1])
     assert sorted(commit["files"]) == ["README.md", "app.py", "demo/passages.jsonl", "pkg/__init__.py", "requirements.txt"]
     assert fake_hub["repos"]["me/space"]["sdk"] == "gradio" and fake_hub["repos"]["me/space"]["type"] == "space"
-    assert fake_hub["variables"] == {"TWOTOWERS_MODEL_REPO": "me/tiny"}
-    assert b"numpy==2.4.6" in commit["files"]["requirements.txt"] and b"gradio==" not in commit["files"]["requirements.txt"]
+    sha = fake_hub["refs"][("me/tiny", "main")]
+    assert fake_hub["variables"] == {"TWOTOWERS_MODEL_REPO": "me/tiny", "TWOTOWERS_MODEL_REVISION": sha}
+    front = yaml.safe_load(commit["files"]["README.md"].decode().split("---\n")[1])
+    (preload,) = front["preload_from_hub"]
+    repo, files, revision = preload.split(" ")
+    assert repo == "me/tiny" and revision == sha  # built with, and serving, exactly that commit
+    assert {"model.safetensors", "config.json", "examples.json", "index/index.json", "index/hnsw.bin"} <= set(files.split(","))
+    assert "README.md" not in files and "0_Router" not in files
+    reqs = commit["files"]["requirements.txt"].decode()
+    assert "numpy==2.4.6" in reqs and "gradio==" not in reqs
+    assert "--extra-index-url https://download.pytorch.org/whl/cpu" in reqs and "torch==2.13.0+cpu" in reqs
     out, err = capsys.readouterr()
     assert TOKEN not in out + err
 

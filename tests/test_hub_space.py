@@ -81,9 +81,20 @@ def test_space_tree_has_front_matter_requirements_and_the_app(tmp_path, capsys):
     assert front["sdk"] == "gradio" and front["sdk_version"] == md.version("gradio") and front["app_file"] == "app.py"
     assert front["models"] == ["me/model"] and front["pinned"] is False
     assert {"title", "emoji", "colorFrom", "colorTo"} <= set(front)
-    reqs = [line for line in (out / "requirements.txt").read_text().splitlines() if line and not line.startswith("#")]
+    assert front["preload_from_hub"] == ["me/model"]  # a dry run cannot resolve the commit: unpinned, and it says so
+    assert "pass --model-revision COMMIT to pin" in printed
+    lines = [line for line in (out / "requirements.txt").read_text().splitlines() if line and not line.startswith("#")]
+    assert lines[0] == "--extra-index-url https://download.pytorch.org/whl/cpu"  # a CPU Space gets a CPU torch
+    reqs = lines[1:]
     names = {line.split("==")[0].lower() for line in reqs}
     assert all("==" in line for line in reqs) and {"torch", "huggingface_hub", "hnswlib"} <= names
+    assert any(line.startswith("torch==") and line.endswith("+cpu") for line in reqs)
+    pinned = tmp_path / "pinned"
+    assert main(["deploy-space", "--space-id", "me/space", "--model-repo", "me/model", "--model-revision", "0" * 40,
+                 "--dry-run", "--out", str(pinned)]) == 0
+    front = yaml.safe_load((pinned / "README.md").read_text().split("---\n")[1])
+    repo, files, revision = front["preload_from_hub"][0].split(" ")
+    assert repo == "me/model" and revision == "0" * 40 and "index/hnsw.bin" in files.split(",")
     assert "gradio" not in names and "wandb" not in names  # gradio comes from sdk_version; W&B is training only
     assert (out / "app.py").read_bytes() == (REPO_ROOT / "app.py").read_bytes()
 

@@ -36,7 +36,7 @@ class TrainConfig:
     test_collection: str | None = field(default=None, metadata={"help": "retrieval test: pid<TAB>passage corpus"})
     max_samples: int = field(default=-1, metadata={"help": "use the first N labelled examples (-1 = all)"})
     num_negatives: int = field(default=1, metadata={"help": "hard negatives per query per batch (from unselected passages / triples)"})
-    num_workers: int = field(default=2, metadata={"help": "DataLoader worker processes that pad batches"})
+    num_workers: int = field(default=0, metadata={"help": "DataLoader worker processes that pad batches (0: the main process; on a GPU, 2-4)"})
     # -- model ---------------------------------------------------------------------------------------
     tower: str = field(default="mean", metadata={"help": f"tower type: {_TOWERS}"})
     base_model: str = field(default=MINILM_ID, metadata={"help": "base encoder (Hub id or local dir)"})
@@ -95,6 +95,9 @@ class TrainConfig:
         "help": "weight of KL(teacher || student) over each query's candidate scores"})
     distill_weight_mse: float = field(default=0.0, metadata={"help": "weight of MSE between the score matrices"})
     distill_temperature: float = field(default=0.05, metadata={"help": "softmax temperature of the KL"})
+    distill_fuse_bm25: float = field(default=0.0, metadata={
+        "help": "weight of BM25 in the teacher's candidate scores for the KL (score fusion over each query's "
+                "candidates, as hybrid search does): 0 = the teacher's cosines alone"})
     distill_candidates: int = field(default=1, metadata={
         "help": "passages drawn per query per step from the teacher's top --distill-mine-k (plus as many random)"})
     distill_mine_k: int = field(default=20, metadata={"help": "teacher top-k each query's candidates come from"})
@@ -135,6 +138,8 @@ class TrainConfig:
         for name in ("num_negatives", "num_workers", "save_steps", "distill_candidates", "warmup_ratio", "max_grad_norm"):
             if getattr(self, name) < 0:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
+        if not 0 <= self.distill_fuse_bm25 <= 1:
+            raise ValueError(f"--distill-fuse-bm25 must be in [0, 1], got {self.distill_fuse_bm25}")
         if not 0 < self.distill_weight <= 1:
             raise ValueError(f"--distill-weight must be in (0, 1], got {self.distill_weight}")
         if self.distill_from and not self.distill_data:

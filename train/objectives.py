@@ -146,8 +146,10 @@ class DistillBatches(torch.utils.data.Dataset):
 
     def __init__(self, q_ids, p_ids, tq: np.ndarray, tp: np.ndarray, mined: np.ndarray | None, *, batch_size: int,
                  candidates: int, passage_steps: bool, frozen_passages: bool, seed: int, pad_id: int,
-                 labelled: TokenizedExamples | None = None, rank: int = 0, world_size: int = 1):
+                 labelled: TokenizedExamples | None = None, rank: int = 0, world_size: int = 1,
+                 bm25: tuple | None = None):
         self.q_ids, self.p_ids, self.tq, self.tp, self.mined = q_ids, p_ids, tq, tp, mined
+        self.bm25 = bm25  # (KeywordIndex over the passages, each query's term ids, BM25's weight) or None
         self.B, self.candidates, self.frozen, self.seed = batch_size, candidates, frozen_passages, seed
         self.pad_id, self.labelled, self.rank, self.world = pad_id, labelled, rank, world_size
         self.collate = Collator(pad_id)
@@ -185,6 +187,12 @@ class DistillBatches(torch.utils.data.Dataset):
             pi = np.unique(np.concatenate(picks))
             out["query_ids"], out["query_mask"] = self._pad([self.q_ids[r] for r in qi])
             out["teacher_q"] = torch.from_numpy(self.tq[qi])
+            if self.bm25 is not None:  # the teacher's cosines fused with BM25 over this batch's candidates
+                kw, terms, w = self.bm25
+                dense = self.tq[qi] @ self.tp[pi].T  # [B, N]
+                lexical = np.stack([kw.score_rows(terms[r], pi) for r in qi])  # [B, N]
+                out["teacher_scores"] = torch.from_numpy(
+                    ((1 - w) * _minmax_rows(dense) + w * _minmax_rows(lexical)).astype(np.float32))
         else:
             pi = self.p_perm[i * self.passages_per_step : (i + 1) * self.passages_per_step]
         if not (kind == self.QUERY and self.frozen):  # a frozen passage tower is the teacher: no tokens needed
@@ -194,6 +202,12 @@ class DistillBatches(torch.utils.data.Dataset):
             rows = rng.choice(len(self.labelled), size=min(self.B, len(self.labelled)), replace=False)
             out.update({f"l_{k}": v for k, v in self.collate([self.labelled[int(r)] for r in rows]).items()})
         return out
+
+
+def _minmax_rows(x: np.ndarray) -> np.ndarray:
+    """Each row scaled to [0, 1] (a row of ties: zeros), as hybrid search's score fusion does."""
+    lo, hi = x.min(axis=1, keepdims=True), x.max(axis=1, keepdims=True)
+    return np.where(hi > lo, (x - lo) / np.maximum(hi - lo, 1e-12), 0.0)
 
 
 class DistillObjective(Objective):
@@ -243,13 +257,21 @@ class DistillObjective(Objective):
                 labelled = TokenizedExamples(labelled_examples, model, num_negatives=1, seed=cfg.seed)
             log(f"mixing the labelled loss on {len(labelled):,} examples (weight {1 - self.weight:g}) "
                 f"with distillation ({self.weight:g})")
+        bm25 = None
+        if cfg.distill_fuse_bm25 > 0:
+            from twotowers.index.keyword import KeywordIndex
+
+            kw = KeywordIndex.build(passages)
+            bm25 = (kw, [kw.term_ids(q) for q in queries], cfg.distill_fuse_bm25)
+            log(f"teacher scores for the KL: cosines fused with BM25 (weight {cfg.distill_fuse_bm25:g}) over "
+                f"{len(passages):,} passages")
         log(f"tokenised {len(q_ids):,} queries + {len(p_ids):,} passages"
             + (f", teacher top-{cfg.distill_mine_k} mined" if mined is not None else "")
             + f" in {time.perf_counter() - start:.1f}s")
         self.dataset = DistillBatches(q_ids, p_ids, tq, tp, mined, batch_size=cfg.batch_size,
                                       candidates=cfg.distill_candidates, passage_steps=cfg.distill_passage_steps,
                                       frozen_passages=self.frozen, seed=cfg.seed, pad_id=model.tokenizer.pad_id,
-                                      labelled=labelled, rank=rank, world_size=world_size)
+                                      labelled=labelled, rank=rank, world_size=world_size, bm25=bm25)
         self.cos_loss = CosineToTeacherLoss(model.dim, tp.shape[1])
         self.score_loss = ScoreDistillLoss(cfg.distill_temperature, cfg.distill_weight_kl, cfg.distill_weight_mse)
         self.weight_cosine = cfg.distill_weight_cosine
@@ -270,7 +292,7 @@ class DistillObjective(Objective):
             sq, sp = model(batch["query_ids"], batch["query_mask"], batch.get("passage_ids"), batch.get("passage_mask"))
             tq = batch["teacher_q"]
             sp = tp if sp is None else sp  # a frozen passage tower encodes as the teacher
-            loss = self.score_loss(sq, sp, tq, tp)
+            loss = self.score_loss(sq, sp, tq, tp, batch.get("teacher_scores"))
             if wc:
                 loss = loss + wc * (self.cos_loss(sq, tq) + (0 if self.frozen else self.cos_loss(sp, tp)))
         else:

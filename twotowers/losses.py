@@ -106,7 +106,8 @@ class ScoreDistillLoss(nn.Module):
 
     `kl`: KL(teacher || student) over each query's candidates, softmax at `temperature` (both sides),
     the listwise signal that matters for ranking. `mse`: mean squared error of the raw cosine matrices.
-    `weight_kl`/`weight_mse` mix them."""
+    `weight_kl`/`weight_mse` mix them. The teacher's scores are `tq @ tp.T`, or `teacher_scores` when
+    given (e.g. the teacher's cosines fused with BM25)."""
 
     def __init__(self, temperature: float = 0.05, weight_kl: float = 1.0, weight_mse: float = 0.0):
         super().__init__()
@@ -114,11 +115,12 @@ class ScoreDistillLoss(nn.Module):
 
     @staticmethod
     def compute_loss_from_embeddings(sq: torch.Tensor, sp: torch.Tensor, tq: torch.Tensor, tp: torch.Tensor,
-                                     temperature: float = 0.05, weight_kl: float = 1.0,
-                                     weight_mse: float = 0.0) -> torch.Tensor:
-        """Student `sq [B, d]`, `sp [N, d]`, teacher `tq [B, D]`, `tp [N, D]`, all unit vectors -> scalar."""
+                                     temperature: float = 0.05, weight_kl: float = 1.0, weight_mse: float = 0.0,
+                                     teacher_scores: torch.Tensor | None = None) -> torch.Tensor:
+        """Student `sq [B, d]`, `sp [N, d]`, teacher `tq [B, D]`, `tp [N, D]`, all unit vectors (or the
+        teacher's `teacher_scores [B, N]`) -> scalar."""
         s = sq @ sp.T  # [B, N] student cosines
-        t = tq @ tp.T  # [B, N] teacher cosines
+        t = tq @ tp.T if teacher_scores is None else teacher_scores  # [B, N] teacher scores
         loss = s.new_zeros(())
         if weight_kl:
             log_p_s = F.log_softmax(s / temperature, dim=-1)
@@ -128,8 +130,9 @@ class ScoreDistillLoss(nn.Module):
             loss = loss + weight_mse * F.mse_loss(s, t)
         return loss
 
-    def forward(self, sq, sp, tq, tp):
-        return self.compute_loss_from_embeddings(sq, sp, tq, tp, self.temperature, self.weight_kl, self.weight_mse)
+    def forward(self, sq, sp, tq, tp, teacher_scores=None):
+        return self.compute_loss_from_embeddings(sq, sp, tq, tp, self.temperature, self.weight_kl, self.weight_mse,
+                                                 teacher_scores)
 
 
 LOSSES = {"infonce": InBatchNegativesLoss, "triplet": TripletLoss}  # labelled losses by --loss name

@@ -17,6 +17,8 @@ from .download import local_or_download
 from .model import MODEL_FILES, TwoTowers
 
 INDEX_SUBFOLDER = "index"
+EXAMPLES_NAME = "examples.json"  # example queries shipped with the model (`hub push --example-queries`)
+REPO_FILES = [*MODEL_FILES, EXAMPLES_NAME]  # besides index/: what the app and load_pretrained read
 
 
 def load_pretrained(repo_id_or_dir: str | os.PathLike, revision: str | None = None, *,
@@ -30,10 +32,22 @@ def load_pretrained(repo_id_or_dir: str | os.PathLike, revision: str | None = No
     from .index import PassageIndex  # hnswlib only when an index is wanted
 
     root = local_or_download(repo_id_or_dir, what="model repo", revision=revision, cache_dir=cache_dir, token=token,
-                             local_files_only=local_files_only, allow_patterns=[*MODEL_FILES, f"{subfolder}/*"])
+                             local_files_only=local_files_only, allow_patterns=[*REPO_FILES, f"{subfolder}/*"])
     index_dir = root / subfolder
     if not index_dir.is_dir():
         raise FileNotFoundError(f"{repo_id_or_dir}: no passage index under '{subfolder}/' "
                                 "(push one with `python -m hub push --index DIR`)")
     model = TwoTowers.from_pretrained(str(root))
     return model, PassageIndex.load(index_dir, model=model, verify=verify)
+
+
+def example_queries(root: str | os.PathLike) -> list[str]:
+    """The example queries a model repo (or directory) ships in `examples.json`, or [] when it has none."""
+    import json
+    from pathlib import Path
+
+    path = Path(root) / EXAMPLES_NAME
+    if not path.is_file():
+        return []
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return [q for q in data.get("queries", []) if isinstance(q, str) and q.strip()] if isinstance(data, dict) else []

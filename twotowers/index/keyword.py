@@ -226,12 +226,13 @@ class KeywordIndex:
             out[a["csc_indices"][start:end]] += a["csc_data"][start:end]
         return out
 
-    def score_rows(self, query: str, rows: np.ndarray) -> np.ndarray:
-        """BM25 score of one query for the passages at `rows` -> `[len(rows)]` float32 (0 = no shared term)."""
+    def score_rows(self, query: str | Sequence[int], rows: np.ndarray) -> np.ndarray:
+        """BM25 score of one query (text, or its `term_ids`) for the passages at `rows` -> `[len(rows)]`
+        float32 (0 = no shared term)."""
         rows = np.asarray(rows, dtype=np.int64)
         out = np.zeros(len(rows), dtype=np.float32)
         a = self._arrays
-        for t in self.term_ids(query):
+        for t in self.term_ids(query) if isinstance(query, str) else query:
             start, end = a["csc_indptr"][t], a["csc_indptr"][t + 1]
             col = a["csc_indices"][start:end]  # passages holding term t, ascending
             pos = np.searchsorted(col, rows)
