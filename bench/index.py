@@ -13,8 +13,10 @@ encoded by the same model's query tower; `--tune held-out` chooses ef on the one
 process, so "peak RSS" is that process's high-water mark (model + vectors + index). In the same run:
 exact numpy search (`Q @ V.T`, top-k by argpartition) and raw `hnswlib.Index.knn_query` on the very
 graph the PassageIndex wraps, at the same ef. The index is timed as a user gets it: saved, then loaded
-back. "search" returns ids and scores, each hit's text read on first use; "+ texts" also reads the k
-texts. Prints markdown tables.
+back, with its files' checksums verified (the load is timed with and without that). "search" returns
+ids and scores, each hit's text read on first use; "+ texts" also reads the k texts; "text query" is
+what the app does for one question: tokenize, encode with the model's query tower, search, build the
+hits (and read their texts). Prints markdown tables.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ from pathlib import Path
 import numpy as np
 
 from common import DEV_COLLECTION, MSMARCO, interleaved_times, print_table, read_passages
+
+from twotowers.topk import exact_top_k  # noqa: E402  (common puts the repo on sys.path)
 
 QUERIES = MSMARCO / "dev-small" / "queries.dev600.tsv"
 
@@ -100,20 +104,6 @@ def mixed_vectors(model, passages: list[str], path: Path, chunk: int = 100_000) 
     return np.load(path, mmap_mode="r")
 
 
-def exact_top(q: np.ndarray, v: np.ndarray, k: int) -> np.ndarray:
-    """Exact top-k rows by inner product, blocked over the vectors -> [nq, k]."""
-    best_s = np.full((len(q), 0), -np.inf, dtype=np.float32)
-    best_r = np.zeros((len(q), 0), dtype=np.int64)
-    for start in range(0, len(v), 200_000):
-        s = q @ v[start : start + 200_000].T
-        top = np.argpartition(-s, k - 1, axis=1)[:, :k]
-        s_all = np.concatenate([best_s, np.take_along_axis(s, top, 1)], 1)
-        r_all = np.concatenate([best_r, top + start], 1)
-        keep = np.argsort(-s_all, axis=1)[:, :k]
-        best_s, best_r = np.take_along_axis(s_all, keep, 1), np.take_along_axis(r_all, keep, 1)
-    return best_r
-
-
 def ef_cell(r: dict) -> str:
     """"160 (152 missed)": the chosen ef and the largest one tried that missed the target recall."""
     missed = (r.get("ef_tuning") or {}).get("ef_missed")
@@ -161,7 +151,12 @@ def run_one(n: int, dim: int, args) -> dict:
     # what a user searches: the saved index loaded back (memory-mapped vectors, ids and texts)
     del index
     t0 = time.perf_counter()
-    index = PassageIndex.load(where, model)
+    PassageIndex.load(where, model, verify=False)  # warms the page cache: both loads below read from it
+    t0 = time.perf_counter()
+    PassageIndex.load(where, model, verify=False)
+    load_unverified_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    index = PassageIndex.load(where, model)  # the default: every file's checksum verified
     load_s = time.perf_counter() - t0
     dense_bytes = sizes["hnsw.bin"]
     total_bytes = sum(sizes.values())
@@ -169,7 +164,7 @@ def run_one(n: int, dim: int, args) -> dict:
 
     # recall@k of the index's search against exact search, at the chosen ef
     t0 = time.perf_counter()
-    exact = exact_top(q, vectors, k)
+    exact, _ = exact_top_k(q, vectors, k)
     exact_batch_s = time.perf_counter() - t0
     hits = index.search(q, k=k)
     recall = float(np.mean([len({int(h.id) for h in row} & set(e.tolist())) / k for row, e in zip(hits, exact)]))
@@ -182,9 +177,13 @@ def run_one(n: int, dim: int, args) -> dict:
                 h.text
         return hits
 
-    methods = {"index": lambda x: index.search(x, k=k), "raw": lambda x: hnsw.knn_query(x, k=k, num_threads=1),
-               "texts": with_texts}
-    times = interleaved_times(methods, q, passes=2 * len(methods))
+    def text_query(i):  # one question as the app gets it: tokenize, encode, search, hits with their texts
+        return with_texts([qtexts[int(i[0])]])
+
+    methods = {"index": lambda i: index.search(q[i], k=k), "raw": lambda i: hnsw.knn_query(q[i], k=k, num_threads=1),
+               "texts": lambda i: with_texts(q[i]), "text query": text_query}
+    model.encode_queries(qtexts[:1])  # the mean tower's projected table is built on its first single query
+    times = interleaved_times(methods, np.arange(len(q)), passes=2 * len(methods))
     t_exact = []
     for i in range(min(args.exact_single, len(q))):
         t0 = time.perf_counter(); s = vectors @ q[i]; np.argpartition(-s, k)[:k]; t_exact.append(time.perf_counter() - t0)
@@ -200,7 +199,8 @@ def run_one(n: int, dim: int, args) -> dict:
            "ef_tuning": index.meta.get("ef_tuning"), "build_s": build_s, "save_s": save_s, "load_s": load_s,
            "hnsw_bytes": dense_bytes, "total_bytes": total_bytes, "bytes_per_vector": dense_bytes / n,
            "recall": recall, "index_p50_p99": percentiles_ms(times["index"]), "raw_p50_p99": percentiles_ms(times["raw"]),
-           "texts_p50_p99": percentiles_ms(times["texts"]),
+           "texts_p50_p99": percentiles_ms(times["texts"]), "text_query_p50_p99": percentiles_ms(times["text query"]),
+           "load_unverified_s": load_unverified_s,
            "exact_p50_p99": percentiles_ms(t_exact),
            "index_qps": qps(lambda: index.search(q, k=k)), "raw_qps": qps(lambda: hnsw.knn_query(q, k=k)),
            "exact_qps": len(q) / exact_batch_s}
@@ -272,6 +272,13 @@ def main() -> None:
           "{:.3f} / {:.3f}".format(*r["raw_p50_p99"]), f"{r['index_p50_p99'][0] / r['raw_p50_p99'][0]:.2f}x",
           f"{r['texts_p50_p99'][0]:.3f}", f"{r['texts_p50_p99'][0] / r['raw_p50_p99'][0]:.2f}x",
           f"{r['exact_p50_p99'][0]:.2f}", r["index_qps"], r["raw_qps"], r["exact_qps"]] for r in results])
+    print("\nOne text query (tokenize, encode with the query tower, search, hits with texts) vs raw hnswlib on "
+          "the query's vector, single query, interleaved; and loading the saved index (page cache warm):\n")
+    print_table(["vectors", "dim", "text query p50 / p99 ms", "raw hnswlib p50 ms", "text query - raw p50 ms",
+                 "load s (verified)", "load s (--no-verify)", "verification s"],
+                [[f"{r['n']:,}", r["dim"], "{:.3f} / {:.3f}".format(*r["text_query_p50_p99"]), f"{r['raw_p50_p99'][0]:.3f}",
+                  f"{r['text_query_p50_p99'][0] - r['raw_p50_p99'][0]:+.3f}", f"{r['load_s']:.2f}",
+                  f"{r['load_unverified_s']:.2f}", f"{r['load_s'] - r['load_unverified_s']:.2f}"] for r in results])
     hybrid = [r for r in results if "text_p50_p99" in r]
     if hybrid:
         print("\nText queries (query encoding included), single query, k=10:\n")

@@ -154,3 +154,37 @@ def test_untrained_transformer_tower_reproduces_sentence_transformers(dev_passag
     theirs = reference.encode(dev_passages, normalize_embeddings=True, convert_to_numpy=True)
     cosine = (ours * theirs).sum(1)
     assert len(cosine) == 500 and cosine.min() >= 0.999
+
+
+def _reference(model, texts, together: bool):
+    """Today's query vectors, by hand: the tower's own layers on padded token ids, normalised; one text
+    at a time (a search), or all in one batch, longest first (`encode_queries` of a list)."""
+    import torch.nn.functional as F
+
+    tower, ids = model.query_tower, model.tokenize_queries(texts)
+    order = sorted(range(len(ids)), key=lambda i: -len(ids[i])) if together else range(len(ids))
+    groups = [list(order)] if together else [[i] for i in order]
+    out = np.empty((len(texts), model.dim), dtype=np.float32)
+    with torch.inference_mode():
+        for rows in groups:
+            i, mask = model.tokenizer.pad([ids[r] for r in rows])
+            m = mask.unsqueeze(-1).float()  # [B, T, 1]
+            pooled = (tower.embeddings(i) * m).sum(1) / m.sum(1).clamp(min=1.0)
+            out[rows] = F.normalize(tower.projection(pooled).float(), dim=-1).numpy()
+    return out
+
+
+def test_a_single_query_is_fast_path_but_the_same_vector(monkeypatch):
+    """One query (the app's and the API's case) takes the mean tower's projected-table path: no matrix
+    product, no mode flips; its vector is today's to float rounding, and batches are unchanged."""
+    torch.manual_seed(0)
+    model = TwoTowers(tower="mean", projection_dim=64).eval()
+    texts = ["what is the reserve bank of australia", "piano", "", "a b c " * 40]
+    np.testing.assert_array_equal(model.encode_queries(texts), _reference(model, texts, together=True))
+    visits = []
+    monkeypatch.setattr(torch.nn.Module, "train", lambda self, mode=True: visits.append(mode) or self)
+    singles = np.concatenate([model.encode_queries([t]) for t in texts])
+    assert visits == []  # an eval-mode model is encoded without walking (or flipping) its modules
+    np.testing.assert_allclose(singles, _reference(model, texts, together=False), atol=1e-6)
+    model.query_tower.projection.weight.data.mul_(2.0)  # new weights: the cached table follows them
+    np.testing.assert_allclose(model.encode_queries(texts[:1]), _reference(model, texts[:1], together=False), atol=1e-6)

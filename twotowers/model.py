@@ -112,6 +112,7 @@ class TwoTowers(
             if self.passage_tower.dim != self.query_tower.dim:
                 raise ValueError(f"the query tower outputs {self.query_tower.dim} dims but the passage tower "
                                  f"{self.passage_tower.dim}: set projection_dim / passage_projection_dim to match")
+        self._device = torch.device("cpu")
         self.to(default_device())
 
     @classmethod
@@ -133,7 +134,13 @@ class TwoTowers(
 
     @property
     def device(self) -> torch.device:
-        return next(self.parameters()).device
+        """Where the weights are (kept up to date by `.to()` and friends: no walk over the modules per call)."""
+        return self._device
+
+    def _apply(self, fn, *args, **kwargs):
+        out = super()._apply(fn, *args, **kwargs)
+        self._device = next(self.parameters()).device
+        return out
 
     # -- training-time API: token tensors in, normalised tensors out (with gradients) --------------
     def embed_queries(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -185,6 +192,9 @@ class TwoTowers(
     def _encode_ids(self, tower, ids: list[list[int]], batch_size: int, show_progress: bool) -> np.ndarray:
         device = self.device
         if len(ids) == 1:  # one query, as a search API gets it: no sorting, no progress bar
+            if device.type == "cpu" and hasattr(tower, "encode_one"):  # the mean tower: no torch at all
+                v = tower.encode_one(ids[0])
+                return (v / max(float(np.linalg.norm(v)), 1e-12)).astype(np.float32, copy=False)[None]
             input_ids, mask = self.tokenizer.pad(ids, device)
             return F.normalize(tower(input_ids, mask).float(), dim=-1).cpu().numpy()
         out = np.empty((len(ids), self.dim), dtype=np.float32)

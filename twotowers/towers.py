@@ -16,6 +16,7 @@ import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors import safe_open
 from torch import nn
@@ -99,6 +100,26 @@ class MeanTower(_EmbeddingTower):
         emb = self.embeddings(input_ids)  # [B, T, E]
         pooled = masked_mean(emb, attention_mask)  # [B, E]
         return self.projection(self.dropout(pooled))  # [B, dim]
+
+    def encode_one(self, ids: list[int]) -> np.ndarray:
+        """One text's vector at inference (not normalised) -> `[dim]` float32: the mean of its tokens' rows
+        of the projected table `E W^T`, plus the bias.
+
+        The tower is linear, so this is the projection of the mean (to float rounding, ~1e-7) with no
+        matrix product and no torch dispatch: one query then costs microseconds and wakes no thread pool
+        (which, on a busy CPU, costs milliseconds). The table (vocab x dim) is computed on first use and
+        again whenever the weights change.
+        """
+        w, proj = self.embeddings.weight, self.projection
+        key = (w._version, w.data_ptr()) + ((proj.weight._version, proj.bias._version, proj.weight.data_ptr())
+                                            if isinstance(proj, nn.Linear) else ())
+        if getattr(self, "_table_key", None) != key:
+            with torch.no_grad():
+                table = w if not isinstance(proj, nn.Linear) else w @ proj.weight.T  # [vocab, dim]
+                self._table = table.detach().float().cpu().numpy()
+                self._bias = proj.bias.detach().float().cpu().numpy() if isinstance(proj, nn.Linear) else 0.0
+            self._table_key = key
+        return self._table[ids].sum(0) / max(len(ids), 1) + self._bias
 
 
 class RNNTower(_EmbeddingTower):
