@@ -6,8 +6,12 @@
     python app.py --model DIR --index DIR --allow-uploads   # local dirs; add your own passages
 
 The model and index are loaded once at start. `search(query, k)` is a plain function (tests import
-it); the UI and the API endpoints `/search` and `/search_batch` go through it:
+it); the UI, the Gradio API endpoints `/search` and `/search_batch`, and the plain JSON routes on the
+same port (webapp/http.py) go through it:
 
+    curl "http://127.0.0.1:7860/v1/search?q=why+is+the+sky+blue&k=5"
+    curl http://127.0.0.1:7860/v1/search -d '{"queries": ["why is the sky blue", "what is rba"], "k": 5}'
+    curl http://127.0.0.1:7860/v1/info
     from gradio_client import Client
     Client("http://127.0.0.1:7860/").predict("why is the sky blue", 5, api_name="/search")
 
@@ -23,6 +27,8 @@ import json
 import os
 import sys
 import time
+
+from twotowers.cli import ArgumentParser, run_main
 
 # The app's public functions, re-exported: tests, scripts and bench/app.py use `app.search`, `app.load_engine`, ...
 from webapp.actions import add_passages, search, search_many
@@ -43,36 +49,43 @@ __all__ = ["CSS", "DEMO_PASSAGES", "DEMO_QUERIES", "FUSIONS", "MAX_BATCH", "MAX_
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(prog="python app.py", description=__doc__.split("\n\n")[0],
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model-repo", help="Hub repo with the model and its index (default: $TWOTOWERS_MODEL_REPO "
                                         "unless --model is given)")
     p.add_argument("--revision", default=os.environ.get("TWOTOWERS_MODEL_REVISION") or None,
-                   help="pin a revision (commit, branch or tag) of --model-repo")
+                   help="pin a revision (commit, branch or tag) of --model-repo (default: $TWOTOWERS_MODEL_REVISION, "
+                        "which `hub deploy-space` sets)")
     p.add_argument("--model", help="local model dir (save_pretrained); without --index, indexes the demo corpus")
     p.add_argument("--index", help="local index dir (PassageIndex.save) built by --model")
+    p.add_argument("--no-verify", dest="verify", action="store_false",
+                   help="skip the index files' checksums at start (an index you have just built or verified)")
     p.add_argument("--host", default=None, help="address to bind (default: $GRADIO_SERVER_NAME or 127.0.0.1)")
     p.add_argument("--port", type=int, default=None, help="port (default: $GRADIO_SERVER_PORT or 7860)")
     p.add_argument("--allow-uploads", action="store_true",
                    help="show the 'Your own passages' tab (local use only; off on the public Space)")
     p.add_argument("--concurrency", type=int, default=int(os.environ.get("TWOTOWERS_CONCURRENCY", "4")),
-                   help="searches served in parallel (default 4)")
-    return p.parse_args(argv)
+                   help="searches served in parallel, by the Gradio queue and by the /v1 routes each (default 4)")
+    args = p.parse_args(argv)
+    if args.model_repo and (args.model or args.index):
+        p.error("give either --model-repo or --model/--index, not both")
+    if args.concurrency < 1:
+        p.error(f"--concurrency must be >= 1, got {args.concurrency}")
+    return args
 
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    if args.model_repo and (args.model or args.index):
-        raise SystemExit("give either --model-repo or --model/--index, not both")
     if not (args.model_repo or args.model or args.index):
         args.model_repo = os.environ.get("TWOTOWERS_MODEL_REPO") or None  # what the Space sets
     t0 = time.perf_counter()
     try:
-        engine = load_engine(args.model_repo, args.revision, args.model, args.index)
+        engine = load_engine(args.model_repo, args.revision, args.model, args.index, verify=args.verify)
     except (OSError, ValueError) as e:
-        raise SystemExit(f"could not load the model or index: {e}") from None
+        raise ValueError(f"could not load the model or index: {e}") from None
     print(f"loaded in {time.perf_counter() - t0:.1f} s: {json.dumps(engine.info())}", flush=True)
     serve(engine, args.host, args.port, args.allow_uploads, args.concurrency)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

@@ -307,11 +307,18 @@ def test_browser_bad_upload_names_the_line(browser_page, engine, tmp_path):
 
 
 def test_unreachable_model_repo_is_one_clear_line(capsys):
-    with pytest.raises(SystemExit) as e:  # tests run with HF_HUB_OFFLINE=1: nothing is downloaded
-        app.main(["--model-repo", "nobody/no-such-model"])
-    assert "could not load the model or index" in str(e.value) and "nobody/no-such-model" in str(e.value)
-    with pytest.raises(SystemExit, match="--index needs --model"):
-        app.main(["--index", "some-dir"])
+    from conftest import one_error_line, run_cli
+
+    # tests run with HF_HUB_OFFLINE=1: nothing is downloaded
+    status, _, err = run_cli(app.main, ["--model-repo", "nobody/no-such-model"], capsys)
+    line = one_error_line(err)
+    assert status == 1 and "could not load the model or index" in line and "nobody/no-such-model" in line
+    for argv, match in ((["--index", "some-dir"], "--index needs --model"),
+                        (["--model", "no-such-dir"], "--model no-such-dir: no such directory"),
+                        (["--model-repo", "a/b", "--model", "x"], "give either --model-repo or --model/--index"),
+                        (["--concurrency", "0"], "--concurrency must be >= 1")):
+        status, _, err = run_cli(app.main, argv, capsys)
+        assert status != 0 and match in one_error_line(err), err
 
 
 def test_demo_index_cache_is_reused_rebuilt_when_broken_and_keyed_by_corpus(engine, tmp_path):
@@ -331,3 +338,14 @@ def test_demo_index_cache_is_reused_rebuilt_when_broken_and_keyed_by_corpus(engi
     corpus.write_text(corpus.read_text() + json.dumps({"id": "p9", "text": "Rain falls."}) + "\n")
     index, second = app.load_demo_index(engine.model, tmp_path / "c", corpus, log=logs.append)
     assert second != first and len(index) == 5 and not first.exists()  # the old corpus' entry is gone
+
+
+def test_example_queries_travel_with_the_model(engine, tmp_path):
+    """A pushed model repo (or dir) ships examples.json; the page shows those, the demo its own."""
+    assert engine.examples == [q["query"] for q in app.demo_queries()]
+    model = engine.model
+    model.save_pretrained(tmp_path / "m")
+    engine.index.save(tmp_path / "m" / "index")
+    (tmp_path / "m" / "examples.json").write_text(json.dumps({"queries": ["how tall is the eiffel tower", "  "]}))
+    served = app.load_engine(model_dir=str(tmp_path / "m"), log=lambda *_: None)
+    assert served.examples == ["how tall is the eiffel tower"]  # blanks dropped

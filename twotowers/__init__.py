@@ -9,21 +9,28 @@ Where things live: `towers` (the towers and their registry), `model` (TwoTowers)
 (distillation teachers and their vector cache), `data` (training examples), `collection` (passages,
 queries, qrels files), `metrics`, `evaluate`, `mine` (hard negatives), `index` (PassageIndex),
 `pretrained` (model + index from the Hub in one snapshot), `st_export` (sentence-transformers files).
+Importing the package is light: torch and hnswlib load when a model or an index is first asked for.
 """
 
 from .base import MINILM_ID, resolve_base_model
-from .model import TwoTowers
 from .project import PROJECT_URL, __version__
-from .towers import TOWER_TYPES, TOWERS, TowerConfig
 
 __all__ = ["MINILM_ID", "PROJECT_URL", "TOWERS", "TOWER_TYPES", "PassageIndex", "TowerConfig", "TwoTowers",
            "__version__", "resolve_base_model"]
 
 
 def __getattr__(name):
-    # The index pulls in hnswlib; import it only when asked for.
+    # Written out (not importlib): hub/space.py finds the Space's files by reading these imports.
+    if name == "TwoTowers":
+        from .model import TwoTowers
+
+        return TwoTowers
+    if name in ("TOWERS", "TOWER_TYPES", "TowerConfig"):
+        from . import towers
+
+        return getattr(towers, name)
     if name == "PassageIndex":
-        from .index import PassageIndex
+        from .index.passage_index import PassageIndex
 
         return PassageIndex
     raise AttributeError(f"module 'twotowers' has no attribute {name!r}")

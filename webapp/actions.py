@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import time
+from typing import TypedDict
 
 from .engine import Engine, get_engine
-from .inputs import MAX_BATCH, InputError, assign_ids, clean_k, clean_mode, clean_query, parse_passages
+from .inputs import DEFAULT_ALPHA, DEFAULT_FUSION, MAX_BATCH, InputError, assign_ids, clean_k, clean_mode, clean_query, parse_passages
 
 
-def _hit_dict(rank: int, hit) -> dict:
+class Hit(TypedDict):
+    """One search result, as `search` returns it and the APIs send it (JSON object)."""
+
+    rank: int                     # 1 = best
+    id: str                       # the passage id
+    score: float                  # what the ranking used: cosine (dense), BM25 (keyword) or the fused score (hybrid)
+    text: str                     # the passage
+    dense_score: float | None     # the towers' cosine, where the mode computed it
+    keyword_score: float | None   # the BM25 score, where the mode computed it
+
+
+def _hit_dict(rank: int, hit) -> Hit:
     def num(x):
         return None if x is None else round(float(x), 6)
 
@@ -17,8 +29,20 @@ def _hit_dict(rank: int, hit) -> dict:
             "keyword_score": num(getattr(hit, "keyword_score", None))}
 
 
-def search_many(queries: list, k=10, mode="dense", alpha=0.5, fusion="score", engine: Engine | None = None) -> list[list[dict]]:
-    """Several queries in one encode -> per query, a ranked list of result dicts (see `search`)."""
+def _search_texts(texts: list[str], k, mode, alpha, fusion, engine: Engine) -> list[list[Hit]]:
+    """Cleaned query texts -> per query, the ranked hits (k, mode, alpha and fusion are checked here)."""
+    k = clean_k(k)
+    mode, alpha, fusion = clean_mode(mode, alpha, fusion, engine)
+    with engine.lock.read():
+        hits = engine.index.search(texts, k=k, mode=mode, alpha=alpha, fusion=fusion)
+    return [[_hit_dict(r + 1, h) for r, h in enumerate(row)] for row in hits]
+
+
+def search_many(queries: list, k=10, mode="dense", alpha=DEFAULT_ALPHA, fusion=DEFAULT_FUSION, engine: Engine | None = None) -> list[list[Hit]]:
+    """Several queries in one encode -> per query, a ranked list of result dicts (see `search`).
+
+    A bad query's message names it: "query 2: Enter a query: it is empty."
+    """
     engine = engine or get_engine()
     if not isinstance(queries, (list, tuple)):
         raise InputError(f"queries must be a list of strings, got {type(queries).__name__}.")
@@ -32,21 +56,18 @@ def search_many(queries: list, k=10, mode="dense", alpha=0.5, fusion="score", en
             texts.append(clean_query(q))
         except InputError as e:
             raise InputError(f"query {i + 1}: {e}") from None
-    k = clean_k(k)
-    mode, alpha, fusion = clean_mode(mode, alpha, fusion, engine)
-    with engine.lock.read():
-        hits = engine.index.search(texts, k=k, mode=mode, alpha=alpha, fusion=fusion)
-    return [[_hit_dict(r + 1, h) for r, h in enumerate(row)] for row in hits]
+    return _search_texts(texts, k, mode, alpha, fusion, engine)
 
 
-def search(query: str, k=10, mode="dense", alpha=0.5, fusion="score", engine: Engine | None = None) -> list[dict]:
+def search(query: str, k=10, mode="dense", alpha=DEFAULT_ALPHA, fusion=DEFAULT_FUSION, engine: Engine | None = None) -> list[Hit]:
     """One query -> ranked results: [{rank, id, score, text, dense_score, keyword_score}, ...].
 
     `mode` is "dense" (the towers), "keyword" (BM25) or "hybrid"; `alpha` is the semantic weight
     of hybrid (0 = keyword only, 1 = towers only). Bad input raises `InputError` with a message
-    meant for the user.
+    meant for the user (about the query itself, with no "query 1:" prefix).
     """
-    return search_many([query], k, mode, alpha, fusion, engine)[0]
+    text = clean_query(query)
+    return _search_texts([text], k, mode, alpha, fusion, engine or get_engine())[0]
 
 
 def _ids_in_index(index, wanted: set[str], prefix: str) -> set[str]:

@@ -10,19 +10,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from twotowers.download import cache_dir
+
 from .inputs import parse_passages
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_PASSAGES = ROOT / "demo" / "passages.jsonl"
 DEMO_QUERIES = ROOT / "demo" / "queries.json"
-
-
-def cache_root() -> Path:
-    """`$TWOTOWERS_CACHE`, else `$XDG_CACHE_HOME/twotowers`, else `~/.cache/twotowers`."""
-    if os.environ.get("TWOTOWERS_CACHE"):
-        return Path(os.environ["TWOTOWERS_CACHE"]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base).expanduser() / "twotowers"
 
 
 def read_demo_corpus(path: Path = DEMO_PASSAGES) -> tuple[list[str], list[str], str]:
@@ -43,7 +37,7 @@ def demo_model():
     """The zero-shot default: an untrained transformer tower is all-MiniLM-L6-v2 as it ships."""
     from twotowers import TwoTowers
 
-    return TwoTowers(tower="transformer", projection_dim=None).eval()
+    return TwoTowers.zero_shot()
 
 
 def load_demo_index(model, cache: Path | None = None, corpus: Path = DEMO_PASSAGES, log=print):
@@ -55,7 +49,7 @@ def load_demo_index(model, cache: Path | None = None, corpus: Path = DEMO_PASSAG
     from twotowers import PassageIndex
 
     ids, texts, corpus_hash = read_demo_corpus(corpus)
-    parent = (cache or cache_root()) / "demo-index"
+    parent = (cache or cache_dir()) / "demo-index"
     target = parent / f"{model.fingerprint()[:16]}-{corpus_hash[:16]}"
     if target.is_dir():
         try:

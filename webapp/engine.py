@@ -6,7 +6,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .demo import DEMO_PASSAGES, ROOT, cache_root, demo_model, load_demo_index
+from .demo import DEMO_PASSAGES, ROOT, demo_model, demo_queries, load_demo_index
 
 
 class _RWLock:
@@ -61,6 +61,7 @@ class Engine:
     model_name: str               # where the model came from, for the info line
     index_name: str
     save_dir: Path | None = None  # where `add_passages` saves the grown index
+    examples: list[str] = field(default_factory=list)  # example queries the page shows
     lock: _RWLock = field(default_factory=_RWLock)
 
     @property
@@ -75,19 +76,32 @@ class Engine:
 
 
 def load_engine(model_repo: str | None = None, revision: str | None = None, model_dir: str | None = None,
-                index_dir: str | None = None, cache: Path | None = None, model=None, log=print) -> Engine:
+                index_dir: str | None = None, cache: Path | None = None, model=None, log=print,
+                verify: bool = True) -> Engine:
     """Load what the app serves, once: a Hub repo, local dirs, or the embedded demo.
 
-    `model` (a TwoTowers) overrides the demo's zero-shot model, e.g. a small one in tests.
+    `model` (a TwoTowers) overrides the demo's zero-shot model, e.g. a small one in tests. The index's
+    files are checked against their checksums unless `verify=False`. Example queries come with the
+    model repo (`examples.json`, see `hub push --example-queries`) or the demo.
     """
+    engine = _load(model_repo, revision, model_dir, index_dir, cache, model, log, verify)
+    engine.model.encode_queries(["warm up"])  # the first query pays no one-off cost (the mean tower's table)
+    return engine
+
+
+def _load(model_repo, revision, model_dir, index_dir, cache, model, log, verify) -> Engine:
     from twotowers import PassageIndex, TwoTowers
-    from twotowers.pretrained import INDEX_SUBFOLDER, load_pretrained
+    from twotowers.download import cache_dir, local_or_download
+    from twotowers.pretrained import EXAMPLES_NAME, INDEX_SUBFOLDER, example_queries, load_pretrained
 
     if model_repo:
         # One snapshot of one revision holds both, so the index always matches the model.
         log(f"loading model and index from the Hub repo {model_repo}{'@' + revision if revision else ''} ...")
-        model, index = load_pretrained(model_repo, revision=revision)
-        return Engine(model, index, model_repo, f"{model_repo} (prebuilt)", cache_root() / "my-index")
+        model, index = load_pretrained(model_repo, revision=revision, verify=verify)
+        examples = example_queries(local_or_download(model_repo, what="model repo", revision=revision,
+                                                     allow_patterns=[EXAMPLES_NAME]))
+        name = f"{model_repo}@{revision[:12]}" if revision else model_repo
+        return Engine(model, index, name, f"{model_repo} (prebuilt)", cache_dir() / "my-index", examples)
     if index_dir and not model_dir:
         raise ValueError("--index needs --model (the model whose passage tower built it)")
     for flag, d in (("--model", model_dir), ("--index", index_dir)):
@@ -105,11 +119,11 @@ def load_engine(model_repo: str | None = None, revision: str | None = None, mode
     else:
         name = f"{model.tower_name} tower (given)"
     if index_dir:
-        index = PassageIndex.load(index_dir, model=model)
-        return Engine(model, index, name, str(index_dir), Path(index_dir))
+        index = PassageIndex.load(index_dir, model=model, verify=verify)
+        return Engine(model, index, name, str(index_dir), Path(index_dir), example_queries(model_dir))
     index, where = load_demo_index(model, cache, log=log)
     return Engine(model, index, name, f"demo corpus ({DEMO_PASSAGES.relative_to(ROOT)})",
-                  (cache or cache_root()) / "my-index")
+                  (cache or cache_dir()) / "my-index", [q["query"] for q in demo_queries()])
 
 
 _ENGINE: Engine | None = None

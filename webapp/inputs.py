@@ -6,13 +6,17 @@ import json
 import unicodedata
 from pathlib import Path
 
+from twotowers.index.fusion import DEFAULT_ALPHA, DEFAULT_FUSION
+from twotowers.index.fusion import FUSIONS as _FUSIONS
+from twotowers.index.fusion import MODES as _MODES
+
 MAX_QUERY_CHARS = 1000   # queries are truncated to 64 tokens anyway; longer input is a mistake
 MAX_K = 100
 MAX_BATCH = 64           # queries per /search_batch call
 MAX_UPLOAD_PASSAGES = 20_000
 MAX_PASSAGE_CHARS = 20_000
-MODES = ("dense", "keyword", "hybrid")
-FUSIONS = ("score", "rrf")
+MODES = _MODES  # the index's search modes and fusion methods (twotowers/index/fusion.py)
+FUSIONS = tuple(_FUSIONS)
 
 
 class InputError(ValueError):
@@ -65,12 +69,12 @@ def clean_mode(mode, alpha, fusion, engine) -> tuple[str, float, str]:
     if mode != "dense" and not engine.has_keyword:
         raise InputError(f"mode {mode!r} needs an index with a keyword (BM25) side; this one has none.")
     try:
-        alpha = float(0.5 if alpha is None else alpha)
+        alpha = float(DEFAULT_ALPHA if alpha is None else alpha)
     except (TypeError, ValueError):
         raise InputError(f"alpha (the semantic weight) must be a number from 0 to 1, got {alpha!r}.") from None
     if not 0.0 <= alpha <= 1.0:
         raise InputError(f"alpha (the semantic weight) must be from 0 to 1, got {alpha}.")
-    fusion = fusion or "score"
+    fusion = fusion or DEFAULT_FUSION
     if fusion not in FUSIONS:
         raise InputError(f"fusion must be one of {', '.join(FUSIONS)}, got {fusion!r}.")
     return mode, alpha, fusion

@@ -1,15 +1,17 @@
 """The Gradio page: search tab, optional upload tab, API tab, the `/search` and `/search_batch` endpoints."""
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: gr.api reads the endpoints' return annotation as is
+# (inspect.signature, not get_type_hints), and a string "list[Hit]" would be described as Any.
 import html
+import inspect
 import time
 from pathlib import Path
+from typing import Literal
 
-from .actions import add_passages, search, search_many
-from .demo import demo_queries
+from .actions import Hit, add_passages, search, search_many
 from .engine import Engine, get_engine, set_engine
-from .inputs import InputError, clean_query
+from .inputs import (DEFAULT_ALPHA, DEFAULT_FUSION, FUSIONS, MAX_BATCH, MAX_K, MAX_QUERY_CHARS, MODES, InputError,
+                     clean_query)
 from .render import _error_html, info_markdown, render_results
 
 
@@ -24,7 +26,7 @@ def ui_search(query, k, mode_label, alpha, fusion_label):
     """The Search button: (results HTML, latency line). Bad input is shown, not raised."""
     engine = get_engine()
     mode = _MODE_LABELS.get(mode_label, "dense")
-    fusion = "rrf" if fusion_label and fusion_label.startswith("rank") else "score"
+    fusion = _FUSION_LABELS.get(fusion_label, DEFAULT_FUSION)
     t0 = time.perf_counter()
     try:
         text = clean_query(query)
@@ -39,23 +41,68 @@ def ui_search(query, k, mode_label, alpha, fusion_label):
     return render_results(text, results, mode), note
 
 
-def api_search(query: str, k: int = 10, mode: str = "dense", alpha: float = 0.5, fusion: str = "score") -> list[dict]:
-    """Search one query. Returns [{rank, id, score, text, dense_score, keyword_score}, ...], best first.
-    mode: dense | keyword | hybrid; alpha: semantic weight of hybrid (0 = keyword only, 1 = dense only);
-    fusion: score (normalised scores) | rrf (reciprocal rank fusion)."""
+Mode = Literal[MODES]  # Literal["dense", "keyword", "hybrid"], from the index's own list
+Fusion = Literal[FUSIONS]
+
+
+def api_search(query: str, k: int = 10, mode: Mode = "dense", alpha: float = DEFAULT_ALPHA, fusion: Fusion = DEFAULT_FUSION) -> list[Hit]:
+    """Search one query: its top-k passages, best first.
+
+    Args:
+        query: the question or keywords, up to 1000 characters
+        k: how many passages to return, 1 to 100
+        mode: dense = the towers (semantic), keyword = BM25, hybrid = both fused
+        alpha: hybrid only: the semantic weight, 0 = keyword only, 1 = dense only
+        fusion: hybrid only: score = normalised scores, rrf = reciprocal rank fusion
+    Returns:
+        the hits, best first: rank (1 = best), id, score (what ranked it), text, dense_score and keyword_score (None where the mode did not compute it)
+    """
     try:
         return search(query, k, mode, alpha, fusion)
     except InputError as e:
         raise _gr().Error(str(e), print_exception=False) from None
 
 
-def api_search_batch(queries: list[str], k: int = 10, mode: str = "dense", alpha: float = 0.5,
-                     fusion: str = "score") -> list[list[dict]]:
-    """Search several queries in one call (up to 64): one ranked result list per query, in order."""
+def api_search_batch(queries: list[str], k: int = 10, mode: Mode = "dense", alpha: float = DEFAULT_ALPHA,
+                     fusion: Fusion = DEFAULT_FUSION) -> list[list[Hit]]:
+    """Search several queries in one call (up to 64): one ranked hit list per query, in order.
+
+    Args:
+        queries: 1 to 64 queries; an error names the bad one, e.g. "query 2: ..."
+        k: how many passages to return per query, 1 to 100
+        mode: dense = the towers (semantic), keyword = BM25, hybrid = both fused
+        alpha: hybrid only: the semantic weight, 0 = keyword only, 1 = dense only
+        fusion: hybrid only: score = normalised scores, rrf = reciprocal rank fusion
+    Returns:
+        one list of hits per query, as /search returns them
+    """
     try:
         return search_many(queries, k, mode, alpha, fusion)
     except InputError as e:
         raise _gr().Error(str(e), print_exception=False) from None
+
+
+def _describe_api(blocks, dependency, fn, returns_label: str) -> None:
+    """Show the docstring's argument and return lines, and a name for the result, in `Client.view_api()`.
+
+    gr.api derives each parameter's type from the type hints but leaves its description empty and
+    labels the result "1st"; view_api prints a schema's "additional_description" beside the type
+    and the output component's label as the result's name, so set those.
+    """
+    from gradio.utils import get_function_description
+
+    _, params, returns = get_function_description(fn)
+    names = list(inspect.signature(fn).parameters)
+    described = [(bid, params.get(name, "")) for bid, name in zip(dependency["inputs"], names)]
+    described += [(bid, " ".join(returns)) for bid in dependency["outputs"][:1]]
+    for block_id, text in described:
+        component = blocks.blocks.get(block_id)
+        schema = getattr(component, "_api_info", None)
+        if text and isinstance(schema, dict):
+            component._api_info = {**schema, "additional_description": text}
+    for block_id in dependency["outputs"][:1]:
+        if block_id in blocks.blocks:
+            blocks.blocks[block_id].label = returns_label
 
 
 def ui_add(pasted, file):
@@ -79,6 +126,7 @@ def ui_add(pasted, file):
 
 
 # -- the page --------------------------------------------------------------------------------------
+_FUSION_LABELS = {"scores": "score", "ranks (RRF)": "rrf"}
 _MODE_LABELS = {"semantic (towers)": "dense", "keyword (BM25)": "keyword", "hybrid": "hybrid"}
 
 CSS = """
@@ -98,7 +146,7 @@ def build_demo(engine: Engine, allow_uploads: bool = False, examples: list[str] 
     gr = _gr()
     set_engine(engine)
     if examples is None:
-        examples = [q["query"] for q in demo_queries()] if engine.index_name.startswith("demo corpus") else []
+        examples = list(engine.examples)
     with gr.Blocks(title="twotowers search") as demo:
         gr.Markdown("# twotowers: passage search\nA query tower and a passage tower map text to vectors; "
                     "the passages nearest to your question come back.")
@@ -114,9 +162,10 @@ def build_demo(engine: Engine, allow_uploads: bool = False, examples: list[str] 
                                  examples_per_page=len(examples), api_visibility="private")
             with gr.Row(visible=engine.has_keyword):
                 mode = gr.Radio(list(_MODE_LABELS), value="semantic (towers)", label="Mode", scale=2)
-                alpha = gr.Slider(0, 1, value=0.5, step=0.05, scale=2,
+                alpha = gr.Slider(0, 1, value=DEFAULT_ALPHA, step=0.05, scale=2,
                                   label="Hybrid: semantic weight (0 = keyword only, 1 = semantic only)")
-                fusion = gr.Radio(["scores", "ranks (RRF)"], value="scores", label="Hybrid fusion", scale=1)
+                fusion = gr.Radio(list(_FUSION_LABELS), label="Hybrid fusion", scale=1,
+                                  value=next(k for k, v in _FUSION_LABELS.items() if v == DEFAULT_FUSION))
             latency = gr.Markdown(elem_id="tt-latency")
             results = gr.HTML(elem_id="tt-results")
             inputs, outputs = [query, k, mode, alpha, fusion], [results, latency]
@@ -137,12 +186,27 @@ def build_demo(engine: Engine, allow_uploads: bool = False, examples: list[str] 
                 add.click(ui_add, [pasted, upload], [status, info], api_visibility="private", concurrency_limit=1)
         with gr.Tab("API"):
             gr.Markdown(API_HELP)
-        gr.api(api_search, api_name="search", concurrency_id="search")
-        gr.api(api_search_batch, api_name="search_batch", concurrency_id="search")
+        for fn, name, result in ((api_search, "search", "hits"), (api_search_batch, "search_batch", "hits_per_query")):
+            _describe_api(demo, gr.api(fn, api_name=name, concurrency_id="search"), fn, result)
     return demo
 
 
 API_HELP = """
+**Plain HTTP (JSON)**, on this same server and port: no client library needed.
+
+```bash
+curl "http://127.0.0.1:7860/v1/search?q=why+is+the+sky+blue&k=5"
+# [{"rank":1,"id":"...","score":0.71,"text":"...","dense_score":0.71,"keyword_score":null}, ...]
+curl "http://127.0.0.1:7860/v1/search?q=rba+rate&k=10&mode=hybrid&alpha=0.5&fusion=rrf"
+curl http://127.0.0.1:7860/v1/search -H "Content-Type: application/json" \\
+     -d '{"queries": ["query one", "query two"], "k": 5}'    # one list per query
+curl http://127.0.0.1:7860/v1/info                           # model, index, modes, limits
+```
+Bad input is HTTP 400 with `{"error": "..."}` saying what to change. On a Space, use its URL
+(`https://OWNER-SPACE.hf.space/v1/search?q=...`).
+
+**Python, through Gradio's client** (`pip install gradio_client`):
+
 ```python
 from gradio_client import Client
 
@@ -151,15 +215,30 @@ hits = client.predict("why is the sky blue", 5, api_name="/search")
 # [{"rank": 1, "id": "...", "score": 0.71, "text": "...", "dense_score": 0.71, "keyword_score": None}, ...]
 client.predict("rba rate", 10, "hybrid", 0.5, api_name="/search")        # mode, semantic weight
 client.predict(["query one", "query two"], 5, api_name="/search_batch")  # one list per query
+client.view_api()                                                        # the arguments and the hit's fields
 ```
-`k` is 1 to 100; an empty or over-long query, or a bad `k`, is an error with a message saying why.
-"""
+`k` is 1 to %(max_k)d; `mode` is `dense`, `keyword` or `hybrid` (the last two where the index has a
+keyword side); `fusion` is `score` or `rrf`; up to %(max_batch)d queries per batch, %(max_chars)s
+characters per query. An empty or over-long query, or a bad `k`, is an error with a message saying why.
+""" % {"max_k": MAX_K, "max_batch": MAX_BATCH, "max_chars": f"{MAX_QUERY_CHARS:,}"}
 
 
 def serve(engine: Engine, host: str | None = None, port: int | None = None, allow_uploads: bool = False,
           concurrency: int = 4, **launch_kwargs) -> "gr.Blocks":
-    """Build the page for `engine`, start the queue with `concurrency` parallel searches, and launch."""
+    """Build the page for `engine`, start the queue with `concurrency` parallel searches, and launch.
+
+    The plain JSON routes (webapp/http.py: /v1/search, /v1/info) are served by the same server, with
+    at most `concurrency` of their searches at once too (beside the queue's). Server-side rendering
+    is off unless asked for: with it (the default on Spaces, GRADIO_SSR_MODE=True) a Node proxy
+    fronts the port and sends only Gradio's own paths to Python, so /v1/* would not reach us.
+    """
+    from . import http
+
     demo = build_demo(engine, allow_uploads)
     demo.queue(default_concurrency_limit=concurrency, max_size=256)
-    demo.launch(server_name=host, server_port=port, css=CSS, max_file_size="20mb", **launch_kwargs)
+    app_kwargs = dict(launch_kwargs.pop("app_kwargs", None) or {})
+    app_kwargs["lifespan"] = http.lifespan(concurrency, then=app_kwargs.get("lifespan"))
+    launch_kwargs.setdefault("ssr_mode", False)
+    demo.launch(server_name=host, server_port=port, css=CSS, max_file_size="20mb", app_kwargs=app_kwargs,
+                **launch_kwargs)
     return demo

@@ -27,8 +27,21 @@ mutated); `add` is not, so do not call it while searching.
 """
 
 from .fusion import DEFAULT_ALPHA, DEFAULT_FUSION, FUSIONS, MODES
-from .hits import SearchHit
-from .keyword import KeywordIndex
-from .passage_index import PassageIndex
 
 __all__ = ["DEFAULT_ALPHA", "DEFAULT_FUSION", "FUSIONS", "KeywordIndex", "MODES", "PassageIndex", "SearchHit"]
+
+
+def __getattr__(name):  # hnswlib and bm25s load when the index is first asked for, not with its constants
+    if name == "PassageIndex":
+        from .passage_index import PassageIndex
+
+        return PassageIndex
+    if name == "KeywordIndex":
+        from .keyword import KeywordIndex
+
+        return KeywordIndex
+    if name == "SearchHit":
+        from .hits import SearchHit
+
+        return SearchHit
+    raise AttributeError(f"module 'twotowers.index' has no attribute {name!r}")
