@@ -188,3 +188,24 @@ def test_a_single_query_is_fast_path_but_the_same_vector(monkeypatch):
     np.testing.assert_allclose(singles, _reference(model, texts, together=False), atol=1e-6)
     model.query_tower.projection.weight.data.mul_(2.0)  # new weights: the cached table follows them
     np.testing.assert_allclose(model.encode_queries(texts[:1]), _reference(model, texts[:1], together=False), atol=1e-6)
+
+
+@pytest.mark.parametrize("tower", ["gru", "lstm"])
+def test_rnn_tower_equals_the_packed_bidirectional_rnn(tower):
+    """The chunked, padded two-direction run gives what nn.GRU/nn.LSTM give over packed sequences."""
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+    from twotowers.towers import masked_mean
+
+    texts = ["a short one", "", "a much longer passage about rivers and boats " * 12, "mid length text"] * 20
+    for layers in (1, 2):
+        torch.manual_seed(0)
+        model = TwoTowers(tower=tower, projection_dim=32, rnn_hidden_size=16, rnn_layers=layers).eval()
+        tw = model.passage_tower
+        ids, mask = model.tokenizer.pad(model.tokenize_passages(texts))
+        with torch.no_grad():
+            packed = pack_padded_sequence(tw.embeddings(ids), mask.sum(1).clamp(min=1), batch_first=True,
+                                          enforce_sorted=False)
+            out, _ = pad_packed_sequence(tw.rnn(packed)[0], batch_first=True, total_length=ids.shape[1])
+            expected = tw.projection(masked_mean(out, mask))
+            torch.testing.assert_close(tw(ids, mask), expected, atol=1e-6, rtol=0)
