@@ -15,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from twotowers.cli import ArgumentParser
+from twotowers.cli import ArgumentParser, run_main
 
 from .connect import PublishError, explain
 
@@ -66,33 +66,29 @@ def _read_queries(path: str | None, limit: int = 12) -> list[str] | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    try:
-        if args.command == "push":
-            from .push import push
+    """`python -m hub`: 0 on success; any failure is one line on stderr and exit status 1."""
+    return run_main(lambda: _run(_parser().parse_args(argv)), also=(PublishError,), describe=explain)
 
-            train_config = None
-            if args.train_config:
-                try:
-                    with open(args.train_config, encoding="utf-8") as f:
-                        train_config = json.load(f)
-                except json.JSONDecodeError as e:
-                    raise PublishError(f"{args.train_config}:{e.lineno}: not JSON ({e.msg})") from None
-            push(args.model, args.index, args.repo_id, metrics_files=args.metrics, private=args.private,
-                 revision=args.revision, dry_run=args.dry_run, out=args.out, train_config=train_config,
-                 space_id=args.space_id, example_queries=_read_queries(args.example_queries))
-        else:
-            from .space import deploy_space
 
-            deploy_space(args.space_id, args.model_repo, revision=args.model_revision, private=args.private,
-                         dry_run=args.dry_run, out=args.out)
-    except (PublishError, ValueError, OSError) as e:
-        print(f"error: {explain(e)}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
-    return 0
+def _run(args) -> None:
+    if args.command == "push":
+        from .push import push
+
+        train_config = None
+        if args.train_config:
+            try:
+                with open(args.train_config, encoding="utf-8") as f:
+                    train_config = json.load(f)
+            except json.JSONDecodeError as e:
+                raise PublishError(f"{args.train_config}:{e.lineno}: not JSON ({e.msg})") from None
+        push(args.model, args.index, args.repo_id, metrics_files=args.metrics, private=args.private,
+             revision=args.revision, dry_run=args.dry_run, out=args.out, train_config=train_config,
+             space_id=args.space_id, example_queries=_read_queries(args.example_queries))
+    else:
+        from .space import deploy_space
+
+        deploy_space(args.space_id, args.model_repo, revision=args.model_revision, private=args.private,
+                     dry_run=args.dry_run, out=args.out)
 
 
 if __name__ == "__main__":

@@ -87,14 +87,18 @@ def dataclass_from_args(cls, args: argparse.Namespace, parser: argparse.Argument
         parser.error(str(e))
 
 
-def run_main(main: Callable[[], object]) -> int:
-    """Run a command line's `main`; a user-fixable failure becomes one `error:` line and exit status 1."""
+def run_main(main: Callable[[], object], *, also: tuple[type[BaseException], ...] = (),
+             describe: Callable[[BaseException], str] = str) -> int:
+    """Run a command line's `main`; a user-fixable failure becomes one `error:` line and exit status 1.
+
+    `also`: more exception types that mean bad input or an unreachable service; `describe` turns an
+    error into its line (e.g. with a token redacted)."""
     try:
         main()
-    except (ValueError, OSError, MissingExtra) as e:
+    except (ValueError, OSError, MissingExtra, *also) as e:
         if os.environ.get("TWOTOWERS_TRACEBACK"):
             raise
-        message = " ".join(str(e).split()) or type(e).__name__
+        message = " ".join(describe(e).split()) or type(e).__name__
         print(f"error: {message}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

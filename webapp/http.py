@@ -108,8 +108,14 @@ def _post_args(body: bytes) -> dict:
             "alpha": data.get("alpha", DEFAULT_ALPHA), "fusion": data.get("fusion", DEFAULT_FUSION)}
 
 
-async def _answer(limiter: anyio.CapacityLimiter, fn, kwargs: dict) -> Response:
-    """Run `fn(**kwargs)` (a search) in a worker thread and answer its JSON, 400 for bad input."""
+async def _answer(limiter: anyio.CapacityLimiter, fn, arguments) -> Response:
+    """Run `fn(**arguments())` (a search) in a worker thread and answer its JSON, 400 for bad input
+    (in the arguments or found by the search's own checks)."""
+    try:
+        kwargs = arguments()
+    except InputError as e:
+        return _error(str(e))
+
     def work() -> Response:
         try:
             return _json(fn(**kwargs))
@@ -131,11 +137,7 @@ def router(concurrency: int = 4) -> APIRouter:
     @api.get("/search")
     async def get_search(request: Request) -> Response:
         """One query: ?q=...&k=10[&mode=&alpha=&fusion=] -> its ranked hits."""
-        try:
-            kwargs = _get_args(request)
-        except InputError as e:
-            return _error(str(e))
-        return await _answer(limiter, search, kwargs)
+        return await _answer(limiter, search, lambda: _get_args(request))
 
     @api.post("/search")
     async def post_search(request: Request) -> Response:
@@ -144,11 +146,7 @@ def router(concurrency: int = 4) -> APIRouter:
             body = await _read_body(request)
         except InputError as e:
             return _error(str(e), 413)
-        try:
-            kwargs = _post_args(body)
-        except InputError as e:
-            return _error(str(e))
-        return await _answer(limiter, search_many, kwargs)
+        return await _answer(limiter, search_many, lambda: _post_args(body))
 
     @api.get("/info")
     def get_info() -> Response:
