@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from twotowers.index.fusion import FUSIONS
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import app  # noqa: E402
@@ -120,7 +122,7 @@ def test_get_missing_or_unknown_parameters_are_400(server, params, words):
     ({"queries": ["sky"], "k": "ten"}, "k must be a whole number from 1 to 100, got 'ten'."),
     ({"queries": ["sky"], "k": None}, "k must be a whole number"),
     ({"queries": ["sky"], "mode": "bm25"}, "mode must be one of dense, keyword, hybrid, got 'bm25'."),
-    ({"queries": ["sky"], "mode": "hybrid", "fusion": "max"}, "fusion must be one of score, rrf, got 'max'."),
+    ({"queries": ["sky"], "mode": "hybrid", "fusion": "max"}, f"fusion must be one of {', '.join(FUSIONS)}, got 'max'."),
 ])
 def test_post_bad_input_is_400_with_a_message(server, body, words):
     status, answer, _ = call(server, "/v1/search", body=body, method="POST")
@@ -197,7 +199,7 @@ def test_info_gives_model_index_modes_and_limits(server, engine):
     assert status == 200
     assert {k: info[k] for k in engine.info()} == engine.info()
     assert info["passages"] == len(engine.index) and info["tower"] == "mean" and info["keyword"] is True
-    assert info["modes"] == ["dense", "keyword", "hybrid"] and info["fusions"] == ["score", "rrf"]
+    assert info["modes"] == ["dense", "keyword", "hybrid"] and info["fusions"] == list(FUSIONS)
     assert info["k"] == {"min": 1, "max": app.MAX_K, "default": 10}
     assert info["max_batch"] == app.MAX_BATCH and info["max_query_chars"] == app.MAX_QUERY_CHARS
 
@@ -215,7 +217,7 @@ def test_view_api_shows_types_choices_and_docs(client):
     text = client.view_api(return_format="str", print_info=False)
     assert 'predict(query, k, mode, alpha, fusion, api_name="/search") -> hits' in text
     assert 'predict(queries, k, mode, alpha, fusion, api_name="/search_batch") -> hits_per_query' in text
-    assert "mode: Literal['dense', 'keyword', 'hybrid']" in text and "fusion: Literal['score', 'rrf']" in text
+    assert "mode: Literal['dense', 'keyword', 'hybrid']" in text and f"fusion: Literal[{', '.join(map(repr, FUSIONS))}]" in text
     hit = ("dict(rank: int, id: str, score: float, text: str, dense_score: None | float, "
            "keyword_score: None | float)")
     assert f"hits: list[{hit}]" in text and f"hits_per_query: list[list[{hit}]]" in text

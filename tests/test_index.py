@@ -152,7 +152,9 @@ def test_round_trip_in_a_fresh_process_is_identical(built, saved):
 
 
 def test_hybrid_fuses_both_sides(built, corpus):
-    for fusion in ("score", "rrf"):
+    from twotowers.index.fusion import FUSIONS
+
+    for fusion in FUSIONS:
         hits = built.search(["ZX-9981"], k=5, mode="hybrid", alpha=0.5, fusion=fusion)[0]
         assert hits[0].id == "p7"  # the rare code: BM25 is sure, so the fused list puts it first
         assert all(h.dense_score is not None and h.keyword_score is not None for h in hits)
@@ -166,13 +168,22 @@ def test_hybrid_fuses_both_sides(built, corpus):
     for alpha, expected in ((1.0, dense_top), (0.0, kw_top)):
         hits = built.search(q, k=5, mode="hybrid", alpha=alpha, depth=5)[0]
         assert [h.id for h in hits] == expected
-    for fusion in ("score", "rrf"):
+    for fusion in FUSIONS:
         hits = built.search(q, k=5, mode="hybrid", alpha=0.5, fusion=fusion, depth=5)[0]
         ids = {h.id for h in hits}
         assert ids <= set(dense_top) | set(kw_top) and ids & set(dense_top) and ids & set(kw_top)
         for h in hits:
             assert h.dense_score == pytest.approx(dense[h.id], abs=1e-5)
             assert h.keyword_score == pytest.approx(kw.get(h.id, 0.0), rel=1e-5)
+
+
+def test_fusion_functions_by_hand():
+    from twotowers.index.fusion import rrf_fusion, score_fusion, theoretical_fusion
+
+    dense, kw = np.array([0.8, 0.6, 0.2]), np.array([0.0, 10.0, 5.0])
+    np.testing.assert_allclose(score_fusion(dense, kw, 0.5), [0.5 * 1 + 0, 0.5 * (0.4 / 0.6) + 0.5, 0 + 0.25])
+    np.testing.assert_allclose(theoretical_fusion(dense, kw, 0.5), [0.5, 0.5 * 1.6 / 1.8 + 0.5, 0.5 * 1.2 / 1.8 + 0.25])
+    np.testing.assert_allclose(rrf_fusion(dense, kw, 0.5), [0.5 / 61, 0.5 / 62 + 0.5 / 61, 0.5 / 63 + 0.5 / 62])
 
 
 def test_bad_search_arguments(built, model):

@@ -126,7 +126,8 @@ def ui_add(pasted, file):
 
 
 # -- the page --------------------------------------------------------------------------------------
-_FUSION_LABELS = {"scores": "score", "ranks (RRF)": "rrf"}
+_FUSION_LABELS = {"scores": "score", "ranks (RRF)": "rrf", "scores from 0 (TM2C2)": "tm2c2"}
+assert set(_FUSION_LABELS.values()) == set(FUSIONS), "a fusion method without a label on the page"
 _MODE_LABELS = {"semantic (towers)": "dense", "keyword (BM25)": "keyword", "hybrid": "hybrid"}
 
 CSS = """

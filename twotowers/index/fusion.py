@@ -25,6 +25,16 @@ def score_fusion(dense: np.ndarray, keyword: np.ndarray, alpha: float) -> np.nda
     return alpha * minmax(dense) + (1 - alpha) * minmax(keyword)
 
 
+def theoretical_fusion(dense: np.ndarray, keyword: np.ndarray, alpha: float) -> np.ndarray:
+    """Convex combination over scores scaled from each side's theoretical minimum (cosine -1, BM25 0) to the
+    candidates' maximum (TM2C2, Bruch et al. 2023): unlike min-max, a side whose candidates all score
+    alike is not stretched to [0, 1]."""
+    hi_d, hi_k = (float(dense.max()), float(keyword.max())) if len(dense) else (1.0, 0.0)
+    d = (dense + 1.0) / (hi_d + 1.0) if hi_d > -1.0 else np.zeros_like(dense, dtype=np.float64)
+    k = keyword / hi_k if hi_k > 0 else np.zeros_like(keyword, dtype=np.float64)
+    return alpha * d + (1 - alpha) * k
+
+
 def _ranks(x: np.ndarray) -> np.ndarray:
     """1 = best; ties keep candidate order."""
     r = np.empty(len(x))
@@ -37,7 +47,7 @@ def rrf_fusion(dense: np.ndarray, keyword: np.ndarray, alpha: float) -> np.ndarr
     return alpha / (RRF_K + _ranks(dense)) + (1 - alpha) * np.where(keyword > 0, 1.0 / (RRF_K + _ranks(keyword)), 0.0)
 
 
-FUSIONS = {"score": score_fusion, "rrf": rrf_fusion}
+FUSIONS = {"score": score_fusion, "rrf": rrf_fusion, "tm2c2": theoretical_fusion}
 
 
 def check_mode(mode: str, alpha: float, fusion: str) -> None:
