@@ -57,6 +57,8 @@ def main() -> None:
     ap.add_argument("--model", help="a saved TwoTowers directory")
     ap.add_argument("--tower", choices=("mean", "transformer"), help="an untrained tower instead of --model")
     ap.add_argument("--stemmer", default="english", help="BM25 stemmer (PyStemmer language), or none")
+    ap.add_argument("--k1", type=float, default=None, help="BM25 k1 (default: the index's)")
+    ap.add_argument("--b", type=float, default=None, help="BM25 b (default: the index's)")
     ap.add_argument("--cache-dir", default=None, help="teacher-vector cache (default $TWOTOWERS_CACHE/teacher)")
     ap.add_argument("--json", help="write the figures here")
     ap.add_argument("-k", type=int, default=100)
@@ -82,7 +84,8 @@ def main() -> None:
     t0 = time.perf_counter()
     vectors = teacher_p if passage_agreement(model, texts, teacher_p) >= 0.999 else None
     stemmer = None if args.stemmer.lower() == "none" else args.stemmer
-    index = PassageIndex.build(model, pids, texts, stemmer=stemmer, vectors=vectors)
+    bm25 = {k: v for k, v in (("k1", args.k1), ("b", args.b)) if v is not None}
+    index = PassageIndex.build(model, pids, texts, stemmer=stemmer, vectors=vectors, **bm25)
     vectors = index.vectors(range(len(index)))
     print(f"{name}: {index!r} ({time.perf_counter() - t0:.0f} s); ef tuning {index.meta.get('ef_tuning')}",
           file=sys.stderr)
@@ -119,13 +122,15 @@ def main() -> None:
     results = {s: evaluate(r, test) for s, r in systems.items()}
     reference = evaluate(exact_retriever(teacher_p, teacher, pids), test)["ndcg@10"]
     n = results["dense"]["n_queries"]
-    print(f"\n{name}, test half of dev600 ({n} judged queries; alpha chosen on the other half); "
+    print(f"\n{name}, BM25 k1={index.keyword.k1:g} b={index.keyword.b:g}; test half of dev600 ({n} judged queries; "
+          "alpha chosen on the other half); "
           f"zero-shot MiniLM dense = {reference:.4f} NDCG@10\n")
     print_table(["system", "NDCG@10", "MRR@10", "Recall@100", "vs MiniLM dense NDCG@10"],
                 [[s, f"{r['ndcg@10']:.4f}", f"{r['mrr@10']:.4f}", f"{r['recall@100']:.4f}",
                   f"{r['ndcg@10'] - reference:+.4f} ({r['ndcg@10'] / reference:.1%})"] for s, r in results.items()])
     if args.json:
-        Path(args.json).write_text(json.dumps({"model": name, "reference_ndcg@10": reference, "alpha": chosen,
+        Path(args.json).write_text(json.dumps({"model": name, "bm25": index.keyword.meta, "reference_ndcg@10": reference,
+                                               "alpha": chosen,
                                                "validation_ndcg@10_by_alpha": grids,
                                                "test": {s: {m: r[m] for m in (*METRICS, "n_queries")}
                                                         for s, r in results.items()}}, indent=2))

@@ -110,7 +110,7 @@ def test_keyword_and_hybrid_modes_give_all_three_scores(engine):
     hy = app.search("is chocolate dangerous for dogs", 5, mode="hybrid", alpha=0.5, engine=engine)
     assert hy[0]["id"] == "pets-03"
     assert hy[0]["dense_score"] is not None and hy[0]["keyword_score"] is not None
-    rrf = app.search("is chocolate dangerous for dogs", 5, mode="hybrid", fusion="rrf", engine=engine)
+    rrf = app.search("is chocolate dangerous for dogs", 5, mode="hybrid", alpha=0.5, fusion="rrf", engine=engine)
     assert rrf[0]["id"] == "pets-03"
 
 

@@ -245,3 +245,12 @@ def test_teacher_scores_fused_with_bm25_drive_the_kl(toy):
     tmp = toy[0]
     summary = run(parse_config(distill_args(tmp, "--distill-fuse-bm25", "0.3", "--epochs", "1", "--no-save")))
     assert summary["global_step"] > 0
+
+
+def test_word_windows_of_the_passages_join_the_queries(toy, capsys):
+    from train.config import parse_config
+    from train.loop import run
+
+    tmp = toy[0]
+    summary = run(parse_config(distill_args(tmp, "--distill-query-windows", "2", "--epochs", "1", "--no-save")))
+    assert summary["global_step"] > 0 and "2 word window(s) a passage as queries" in capsys.readouterr().out

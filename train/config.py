@@ -103,6 +103,9 @@ class TrainConfig:
     distill_mine_k: int = field(default=20, metadata={"help": "teacher top-k each query's candidates come from"})
     distill_passage_steps: bool = field(default=True, metadata={
         "help": "also steps of passages alone, covering those no query's candidates reach"})
+    distill_query_windows: int = field(default=0, metadata={
+        "help": "per passage, this many random 1-6-word windows of it join the unlabelled queries: query-like "
+                "texts of the corpus, their teacher vectors the targets"})
     distill_passages_as_queries: bool = field(default=True, metadata={
         "help": "with a frozen passage tower: the passages also train the query tower (their teacher vectors)"})
     # -- checkpoints and output ----------------------------------------------------------------------
@@ -135,7 +138,8 @@ class TrainConfig:
                      "max_passage_length", "rnn_hidden_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
-        for name in ("num_negatives", "num_workers", "save_steps", "distill_candidates", "warmup_ratio", "max_grad_norm"):
+        for name in ("num_negatives", "num_workers", "save_steps", "distill_candidates", "warmup_ratio", "max_grad_norm",
+                     "distill_query_windows"):
             if getattr(self, name) < 0:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
         if not 0 <= self.distill_fuse_bm25 <= 1:

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from twotowers.data import Collator, TokenizedExamples, read_unlabelled
+from twotowers.index.tuning import word_windows
 from twotowers.losses import CosineToTeacherLoss, ScoreDistillLoss, build_loss
 from twotowers.teacher import TeacherCache, load_teacher, passage_agreement
 from twotowers.tokenizer import pad_ids
@@ -221,6 +222,11 @@ class DistillObjective(Objective):
         if not passages:
             raise ValueError(f"--distill-data {' '.join(cfg.distill_data)} holds no passages: give a collection "
                              "(pid<TAB>passage) too, e.g. the corpus you will index")
+        if cfg.distill_query_windows:  # query-like snippets of the corpus (seeded: the same every run)
+            rng = np.random.default_rng(cfg.seed)
+            windows = [w for _ in range(cfg.distill_query_windows) for w in word_windows(passages, rng)]
+            queries = list(dict.fromkeys(queries + [w for w in windows if w.strip()]))
+            log(f"+ {cfg.distill_query_windows} word window(s) a passage as queries: {len(queries):,} queries")
         cache = TeacherCache(cfg.distill_cache_dir)
         if rank != 0 and barrier:  # rank 0 fills the cache first; the others then read it
             barrier()

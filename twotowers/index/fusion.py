@@ -10,8 +10,10 @@ import numpy as np
 
 MODES = ("dense", "keyword", "hybrid")
 RRF_K = 60  # reciprocal rank fusion constant (Cormack et al. 2009)
-DEFAULT_ALPHA = 0.5  # weight of the dense side: 1 = dense only, 0 = keyword only
-DEFAULT_FUSION = "score"
+# Chosen on dev600's validation half (docs/results.md, `python bench/hybrid.py --tower transformer`): the
+# best fusion and weight there for zero-shot MiniLM (and for the small query towers), reported on the test half.
+DEFAULT_ALPHA = 0.9  # weight of the dense side: 1 = dense only, 0 = keyword only
+DEFAULT_FUSION = "tm2c2"
 
 
 def minmax(x: np.ndarray) -> np.ndarray:
