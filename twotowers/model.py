@@ -175,26 +175,27 @@ class TwoTowers(
         texts = check_texts(texts, "encode_passages")
         return self._encode(self.passage_tower, self.tokenize_passages, texts, batch_size, show_progress)
 
-    @torch.inference_mode()
     def _encode(self, tower, tokenize, texts, batch_size, show_progress) -> np.ndarray:
         batch_size = check_positive_int(batch_size, "batch_size")
         if not texts:
             return np.empty((0, self.dim), dtype=np.float32)
         ids = tokenize(texts)
-        if not self.training:  # the usual case: no mode flips (they walk every module, and threads share them)
-            return self._encode_ids(tower, ids, batch_size, show_progress)
-        self.eval()  # encoding mid-training (validation): dropout off, then back; not for concurrent use
-        try:
-            return self._encode_ids(tower, ids, batch_size, show_progress)
-        finally:
-            self.train()
+        if len(ids) == 1 and not self.training and self._device.type == "cpu" and hasattr(tower, "encode_one"):
+            # One query through the mean tower, as a search API gets it: numpy only, no torch call at all.
+            v = tower.encode_one(ids[0])  # [dim]
+            return (v / max(float(np.sqrt(v @ v)), 1e-12))[None]
+        with torch.inference_mode():
+            if not self.training:  # the usual case: no mode flips (they walk every module, and threads share them)
+                return self._encode_ids(tower, ids, batch_size, show_progress)
+            self.eval()  # encoding mid-training (validation): dropout off, then back; not for concurrent use
+            try:
+                return self._encode_ids(tower, ids, batch_size, show_progress)
+            finally:
+                self.train()
 
     def _encode_ids(self, tower, ids: list[list[int]], batch_size: int, show_progress: bool) -> np.ndarray:
         device = self.device
-        if len(ids) == 1:  # one query, as a search API gets it: no sorting, no progress bar
-            if device.type == "cpu" and hasattr(tower, "encode_one"):  # the mean tower: no torch at all
-                v = tower.encode_one(ids[0])
-                return (v / max(float(np.linalg.norm(v)), 1e-12)).astype(np.float32, copy=False)[None]
+        if len(ids) == 1:  # one query: no sorting, no progress bar
             input_ids, mask = self.tokenizer.pad(ids, device)
             return F.normalize(tower(input_ids, mask).float(), dim=-1).cpu().numpy()
         out = np.empty((len(ids), self.dim), dtype=np.float32)

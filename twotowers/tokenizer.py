@@ -51,8 +51,10 @@ class TextTokenizer:
         """Token ids of each text, at most `max_length` of them (special tokens included)."""
         cut = max_length * _CHARS_PER_TOKEN_BOUND
         texts = [t if len(t) <= cut else t[:cut] for t in texts]
-        encodings = self._for(max_length, add_special_tokens).encode_batch(texts, add_special_tokens=add_special_tokens)
-        return [e.ids for e in encodings]
+        tok = self._for(max_length, add_special_tokens)
+        if len(texts) == 1:  # encode_batch hands even one text to the Rust thread pool: waking it costs more
+            return [tok.encode(texts[0], add_special_tokens=add_special_tokens).ids]
+        return [e.ids for e in tok.encode_batch(texts, add_special_tokens=add_special_tokens)]
 
     def pad(self, batch: list[list[int]], device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
         """Right-pad to the longest in the batch -> `input_ids [B, T]`, `attention_mask [B, T]` on `device`."""
