@@ -6,13 +6,16 @@ import html
 import inspect
 import time
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from .actions import Hit, add_passages, search, search_many
 from .engine import Engine, get_engine, set_engine
 from .inputs import (DEFAULT_ALPHA, DEFAULT_FUSION, FUSIONS, MAX_BATCH, MAX_K, MAX_QUERY_CHARS, MODES, InputError,
                      clean_query)
 from .render import _error_html, info_markdown, render_results
+
+if TYPE_CHECKING:  # the annotations only; gradio itself is imported on first use
+    import gradio as gr
 
 
 def _gr():
