@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import print_table  # noqa: F401  (puts the repo on sys.path)
+from common import print_table  # (common puts the repo on sys.path)
 
 from twotowers.index.files import checksum, file_checksums  # noqa: E402
 

@@ -1,7 +1,7 @@
 """The saved index on disk: file names, `index.json`, per-file checksums, and the checks `load` runs.
 
-Every file's size and xxh3-128 checksum (streamed, the files in parallel threads) is recorded in `index.json` at save
-time; `verify_files` refuses a missing, truncated or altered file in one message that names it,
+Every file's size and xxh3-128 checksum (streamed, the files in parallel threads) is recorded in
+`index.json` at save time; `verify_files` refuses a missing, truncated or altered file in one message that names it,
 before hnswlib or numpy ever read it. Arrays are `.npy` read without pickles.
 """
 
@@ -45,10 +45,10 @@ def file_checksums(paths: list[Path]) -> list[str]:
     workers = min(len(paths), os.cpu_count() or 1)
     if workers <= 1:
         return [checksum(p) for p in paths]
-    order = sorted(range(len(paths)), key=lambda i: -Path(paths[i]).stat().st_size)
+    largest_first = sorted(paths, key=lambda p: -Path(p).stat().st_size)
     with ThreadPoolExecutor(workers) as pool:
-        digests = dict(zip(order, pool.map(checksum, [paths[i] for i in order])))
-    return [digests[i] for i in range(len(paths))]
+        digests = dict(zip(largest_first, pool.map(checksum, largest_first)))
+    return [digests[p] for p in paths]
 
 
 def describe_files(directory: Path) -> dict:
