@@ -103,3 +103,19 @@ def test_model_card_names_each_side():
 
     card = str(build_card("me/small-query", {"tower": "mean", "passage_tower": "transformer", "projection_dim": 384}, []))
     assert "`mean` (queries) / `transformer` (passages)" in card
+
+
+def test_a_new_constructor_option_at_its_default_leaves_the_fingerprint_alone(monkeypatch):
+    # A later release adds an option to TwoTowers.__init__: the mixin then records it (at its default)
+    # in every model's config, old ones loaded included. Their fingerprints, and so the indexes saved
+    # with them, must not change; a model that sets the option away from its default differs.
+    import twotowers.model as model_module
+
+    model = TwoTowers(tower="mean", projection_dim=16)
+    before = model.fingerprint()
+    defaults = model_module._option_defaults(TwoTowers)
+    monkeypatch.setattr(model_module, "_option_defaults", lambda cls: {**defaults, "some_new_option": None})
+    model._hub_mixin_config["some_new_option"] = None
+    assert model.fingerprint() == before
+    model._hub_mixin_config["some_new_option"] = "set"
+    assert model.fingerprint() != before

@@ -209,3 +209,18 @@ def test_rnn_tower_equals_the_packed_bidirectional_rnn(tower):
             out, _ = pad_packed_sequence(tw.rnn(packed)[0], batch_first=True, total_length=ids.shape[1])
             expected = tw.projection(masked_mean(out, mask))
             torch.testing.assert_close(tw(ids, mask), expected, atol=1e-6, rtol=0)
+
+
+def test_encoding_is_stateless_a_new_model_is_in_eval_mode_and_never_flipped(monkeypatch):
+    model = TwoTowers(tower="mean", projection_dim=8)
+    assert not model.training  # ready to encode as built; training code calls .train() itself
+    flips = []
+    monkeypatch.setattr(torch.nn.Module, "train", lambda self, mode=True: flips.append(mode) or self)
+    model.encode_queries(["one query"])
+    model.encode_queries(["two", "queries"])
+    model.encode_passages(["a passage"])
+    assert flips == []
+    monkeypatch.undo()
+    model.train()
+    with pytest.raises(RuntimeError, match="eval-mode model"):
+        model.encode_queries(["dropout would make this random"])

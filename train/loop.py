@@ -34,7 +34,7 @@ from twotowers.towers import TOWERS
 
 from .checkpoint import TrainState, check_resumable, find_checkpoint, load_checkpoint, remove_checkpoints, save_checkpoint
 from .config import TrainConfig
-from .objectives import Objective, build_objective
+from .objectives import Objective, build_objective, evaluating
 from .optim import Optimizers
 from .progress import Progress, log
 
@@ -174,15 +174,18 @@ def forward_backward(objective: Objective, model, batch: dict, amp: torch.dtype 
 # -- evaluation during and after training ----------------------------------------------------------
 def validate(cfg: TrainConfig, model: TwoTowers, rerank_queries) -> dict:
     """Re-rank metrics on the validation rows (the easy, in-epoch check)."""
-    r = evaluate_rerank(model, rerank_queries, cfg.eval_batch_size)
+    with evaluating(model):
+        r = evaluate_rerank(model, rerank_queries, cfg.eval_batch_size)
     return {f"val/{k}": v for k, v in r.items() if isinstance(v, float)}
 
 
 def comprehensive_test(cfg: TrainConfig, model: TwoTowers, test_set, objective: Objective) -> dict:
     """Retrieval over the whole test corpus (the hard test sweeps optimise): test/ndcg@10 etc."""
     queries, qrels, pids, texts = test_set
-    retriever = dense_retriever(model, pids, texts, cfg.eval_batch_size, passage_vectors=objective.passage_vectors(texts))
-    r = evaluate_retrieval(retriever, queries, qrels, corpus_ids=pids)
+    with evaluating(model):
+        retriever = dense_retriever(model, pids, texts, cfg.eval_batch_size,
+                                    passage_vectors=objective.passage_vectors(texts))
+        r = evaluate_retrieval(retriever, queries, qrels, corpus_ids=pids)
     return {f"test/{k}": v for k, v in r.items() if isinstance(v, (int, float))}
 
 
@@ -293,6 +296,7 @@ def run(cfg: TrainConfig, tracker=None) -> dict:
         if d.world_size > 1:
             dist.barrier()
     optimizers.release()
+    model.eval()  # trained: what is saved, tested and pushed from here on is the inference model
 
     final = {"objective": objective_name, "global_step": state.global_step, "planned_steps": natural_end,
              "stopped_early": stopped, "texts_seen": state.examples_seen * d.world_size,

@@ -57,6 +57,17 @@ class Objective(nn.Module):
 
 
 @contextlib.contextmanager
+def evaluating(model):
+    """Eval mode for encoding mid-training (the model refuses to encode in training mode), then back."""
+    was = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was)
+
+
+@contextlib.contextmanager
 def training_passage_length(model, length: int | None):
     """Tokenize training passages to `length` tokens; the model keeps its own limit."""
     saved = model.max_passage_length
@@ -239,7 +250,8 @@ class DistillObjective(Objective):
             barrier()
         self.frozen = not any(p.requires_grad for p in model.passage_tower.parameters())
         if self.frozen:
-            cos = passage_agreement(model, passages, tp)
+            with evaluating(model):
+                cos = passage_agreement(model, passages, tp)
             if cos < 0.999:
                 raise ValueError(
                     "the passage tower is frozen, so it must encode passages as the teacher does (its "
@@ -328,7 +340,8 @@ class _TeacherSide:
         return self._fingerprint
 
     def encode_passages(self, texts, **kwargs):
-        return self.model.encode_passages(texts, **kwargs)
+        with evaluating(self.model):
+            return self.model.encode_passages(texts, **kwargs)
 
 
 def build_objective(cfg: TrainConfig, model, labelled_examples, rank: int = 0, world_size: int = 1,

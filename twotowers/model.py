@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextvars
 import copy
 import hashlib
+import inspect
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -46,7 +47,21 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-_LATER_OPTIONS = ("passage_tower", "passage_projection_dim")
+# The constructor options of the first published models: a fingerprint always covers these. Any option
+# added since counts only where a model sets it away from its default, so that a new option never
+# changes the fingerprint of a model (and the indexes) saved before it existed.
+_FIRST_OPTIONS = frozenset({"tower", "base_model", "projection_dim", "max_query_length", "max_passage_length",
+                            "rnn_hidden_size", "rnn_layers", "dropout", "freeze_embeddings"})
+
+
+def _option_defaults(cls) -> dict:
+    """Each constructor option's default, over the class and its bases (a subclass may add options)."""
+    defaults = {}
+    for c in reversed(cls.__mro__):
+        if "__init__" in vars(c):
+            defaults.update((k, p.default) for k, p in inspect.signature(c.__init__).parameters.items()
+                            if p.default is not inspect.Parameter.empty)
+    return defaults
 
 
 class TwoTowers(
@@ -114,12 +129,13 @@ class TwoTowers(
                                  f"{self.passage_tower.dim}: set projection_dim / passage_projection_dim to match")
         self._device = torch.device("cpu")
         self.to(default_device())
+        self.eval()  # encoding never switches modes (threads share the flag): training code calls .train()
 
     @classmethod
     def zero_shot(cls, base_model: str = MINILM_ID) -> "TwoTowers":
         """The untrained transformer tower on both sides, no projection: all-MiniLM-L6-v2 as it ships
         (the baseline, the default teacher and the app's demo model), in eval mode."""
-        return cls(tower="transformer", projection_dim=None, base_model=base_model).eval()
+        return cls(tower="transformer", projection_dim=None, base_model=base_model)
 
     @property
     def tower_name(self) -> str:
@@ -176,22 +192,21 @@ class TwoTowers(
         return self._encode(self.passage_tower, self.tokenize_passages, texts, batch_size, show_progress)
 
     def _encode(self, tower, tokenize, texts, batch_size, show_progress) -> np.ndarray:
+        # Stateless: the model is read, never switched, so concurrent calls take the same path and agree
+        # exactly. A model in training mode would encode with dropout: refused rather than flipped.
+        if self.training:
+            raise RuntimeError("encode_queries / encode_passages need an eval-mode model: call model.eval() "
+                               "first (a model starts in eval mode; training code switches modes itself)")
         batch_size = check_positive_int(batch_size, "batch_size")
         if not texts:
             return np.empty((0, self.dim), dtype=np.float32)
         ids = tokenize(texts)
-        if len(ids) == 1 and not self.training and self._device.type == "cpu" and hasattr(tower, "encode_one"):
+        if len(ids) == 1 and self._device.type == "cpu" and hasattr(tower, "encode_one"):
             # One query through the mean tower, as a search API gets it: numpy only, no torch call at all.
             v = tower.encode_one(ids[0])  # [dim]
             return (v / max(float(np.sqrt(v @ v)), 1e-12))[None]
         with torch.inference_mode():
-            if not self.training:  # the usual case: no mode flips (they walk every module, and threads share them)
-                return self._encode_ids(tower, ids, batch_size, show_progress)
-            self.eval()  # encoding mid-training (validation): dropout off, then back; not for concurrent use
-            try:
-                return self._encode_ids(tower, ids, batch_size, show_progress)
-            finally:
-                self.train()
+            return self._encode_ids(tower, ids, batch_size, show_progress)
 
     def _encode_ids(self, tower, ids: list[list[int]], batch_size: int, show_progress: bool) -> np.ndarray:
         device = self.device
@@ -215,9 +230,8 @@ class TwoTowers(
     # -- identity, save and load ---------------------------------------------------------------------
     def fingerprint(self) -> str:
         """sha256 of the config and every weight: which model encoded an index."""
-        # Options added after models were published count only when set, so that indexes built before
-        # them still match their model.
-        config = {k: v for k, v in self._hub_mixin_config.items() if not (k in _LATER_OPTIONS and v is None)}
+        config = {k: v for k, v in self._hub_mixin_config.items()
+                  if k in _FIRST_OPTIONS or v != _option_defaults(type(self)).get(k, inspect.Parameter.empty)}
         h = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
         for name, tensor in sorted(self.state_dict().items()):
             h.update(name.encode())
