@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tinymodel import make_tiny_base
+from tinymodel import QUERY_PROMPT, make_tiny_base, make_tiny_st_base
 
 from twotowers import TwoTowers
 from twotowers.st_export import SUPPORTED_TOWERS, supports_sentence_transformers, write_sentence_transformers
@@ -23,12 +23,18 @@ LONG_PASSAGE = ("The Reserve Bank of Australia (RBA) is Australia's central bank
                 "banking functions from the Commonwealth Bank.")
 TEXTS = [LONG_QUERY, LONG_PASSAGE, "", "   ", "?!... ,;:", "MiXeD CaSe Piano KEYS", "Café déjà vu, naïve", "x"]
 
-CASES = {  # name -> TwoTowers options (the tiny base is 32 wide)
+BASE, ST_BASE = "<tiny base>", "<tiny sentence-transformers base>"  # filled in by the fixture
+CASES = {  # name -> TwoTowers options (the tiny bases are 32 wide)
     "mean": dict(tower="mean", projection_dim=16),
     "mean-unprojected": dict(tower="mean", projection_dim=None),
     "transformer": dict(tower="transformer", projection_dim=None),
     "transformer-projected": dict(tower="transformer", projection_dim=16),
     "mean/transformer": dict(tower="mean", projection_dim=32, passage_tower="transformer"),
+    # bases in sentence-transformers layout pooled by CLS with a query prompt, as bge-small-en-v1.5 is
+    "cls-prompted": dict(tower="transformer", projection_dim=None, base_model=ST_BASE),
+    "mean/cls-prompted": dict(tower="mean", projection_dim=32, passage_tower="transformer", passage_base_model=ST_BASE),
+    "transformer/cls-prompted": dict(tower="transformer", projection_dim=None, base_model=ST_BASE,
+                                     passage_base_model=BASE),
 }
 
 # Runs in a fresh interpreter: sentence-transformers only, nothing imported from twotowers.
@@ -66,7 +72,8 @@ def _perturb(module: torch.nn.Module, seed: int) -> None:
 
 
 def _digests(directory: Path) -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in directory.iterdir() if p.is_file()}
+    return {p.relative_to(directory).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in directory.rglob("*") if p.is_file()}
 
 
 @pytest.fixture(scope="module")
@@ -75,13 +82,19 @@ def base(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def exported(base, tmp_path_factory):
+def st_base(tmp_path_factory):
+    return str(make_tiny_st_base(tmp_path_factory.mktemp("tiny-st-base")))  # the same, CLS-pooled, prompted
+
+
+@pytest.fixture(scope="module")
+def exported(base, st_base, tmp_path_factory):
     """Each case saved + exported, then ALL loaded by sentence-transformers in one fresh process."""
     root = tmp_path_factory.mktemp("st-export")
     cases, jobs = {}, []
     for i, (name, options) in enumerate(CASES.items()):
         torch.manual_seed(i)
-        model = TwoTowers(base_model=base, max_query_length=MAX_QUERY, max_passage_length=MAX_PASSAGE, **options)
+        options = {k: {BASE: base, ST_BASE: st_base}.get(v, v) for k, v in {"base_model": BASE, **options}.items()}
+        model = TwoTowers(max_query_length=MAX_QUERY, max_passage_length=MAX_PASSAGE, **options)
         model = model.to("cpu").eval()
         before = model.encode_queries(TEXTS), model.encode_passages(TEXTS)
         _perturb(model.query_tower, 100 + i)
@@ -143,9 +156,7 @@ def test_twotowers_files_are_untouched_and_still_load(exported, name):
     case = exported[name]
     directory, model = case["dir"], case["model"]
     assert _digests(directory).items() >= case["root_files"].items()  # same bytes for every save_pretrained file
-    assert set(_digests(directory)) == set(case["root_files"]) | {"modules.json", "config_sentence_transformers.json"}
-    on_disk = sorted(p.relative_to(directory).as_posix() for p in directory.rglob("*") if p.is_file())
-    assert sorted(set(on_disk) - set(case["root_files"])) == case["written"]
+    assert sorted(set(_digests(directory)) - set(case["root_files"])) == case["written"]
     loaded = TwoTowers.from_pretrained(str(directory)).to("cpu")
     assert loaded.fingerprint() == model.fingerprint()
     np.testing.assert_array_equal(loaded.encode_queries(TEXTS), model.encode_queries(TEXTS))
@@ -176,3 +187,22 @@ def test_owned_paths_cover_everything_written(exported):
 
     for case in exported.values():
         assert all(f.startswith(OWNED_PATHS) for f in case["written"])
+
+
+def test_the_towers_pool_and_prompt_as_their_bases_say(exported):
+    # CLS pooling and the query prompt come from the base's own files, per side, and are saved
+    bge_like, mixed = exported["cls-prompted"]["model"], exported["mean/cls-prompted"]["model"]
+    assert bge_like.tower_config.pooling == bge_like.passage_tower_config.pooling == "cls"
+    assert (bge_like.query_prompt, bge_like.passage_prompt) == (QUERY_PROMPT, "")
+    assert bge_like.tokenize_queries(["x"])[0][:3] == bge_like.tokenize_passages([QUERY_PROMPT + "x"])[0][:3]
+    assert mixed.tower_config.tower == "mean" and mixed.passage_tower_config.pooling == "cls"
+    assert mixed.query_prompt == "" and mixed.passage_tokenizer is not mixed.tokenizer  # a mean tower takes no prompt
+    reverse = exported["transformer/cls-prompted"]["model"]  # the query side's base prompts and pools by CLS
+    assert reverse.tower_config.pooling == "cls" and reverse.passage_tower_config.pooling == "mean"
+    assert (reverse.query_prompt, reverse.passage_prompt) == (QUERY_PROMPT, "")
+    for name in ("cls-prompted", "mean/cls-prompted"):
+        config = json.loads((exported[name]["dir"] / "config.json").read_text())
+        st_config = json.loads((exported[name]["dir"] / "config_sentence_transformers.json").read_text())
+        assert config.get("query_prompt") == (exported[name]["model"].query_prompt or None)
+        assert st_config["prompts"]["query"] == exported[name]["model"].query_prompt
+    assert (exported["mean/cls-prompted"]["dir"] / "passage" / "base_config.json").is_file()

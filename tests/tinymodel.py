@@ -54,3 +54,29 @@ def synthetic_rows(n_per_topic: int = 3, seed: int = 0) -> list[dict]:
                          "passages": {"is_selected": [1, 0, 0], "passage_text": texts, "url": ["", "", ""]},
                          "answers": [], "wellFormedAnswers": []})
     return rows
+
+
+QUERY_PROMPT = "query: "  # the tiny sentence-transformers base's query prompt (bge's is a sentence)
+
+
+def make_tiny_st_base(directory: Path, pooling: str = "cls", query_prompt: str = QUERY_PROMPT,
+                      max_seq_length: int = 64) -> Path:
+    """The tiny base in sentence-transformers layout, pooled and prompted like bge-small-en-v1.5: a
+    Transformer at the root, `1_Pooling` (CLS), `2_Normalize`, a query prompt and a max length."""
+    import json
+
+    directory = make_tiny_base(directory)
+    write = lambda rel, obj: (directory / rel).parent.mkdir(parents=True, exist_ok=True) or \
+        (directory / rel).write_text(json.dumps(obj, indent=2))
+    write("modules.json", [
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+        {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}])
+    write("1_Pooling/config.json", {"word_embedding_dimension": 32, "pooling_mode_cls_token": pooling == "cls",
+                                    "pooling_mode_mean_tokens": pooling == "mean", "pooling_mode_max_tokens": False,
+                                    "pooling_mode_mean_sqrt_len_tokens": False})
+    (directory / "2_Normalize").mkdir(exist_ok=True)
+    write("sentence_bert_config.json", {"max_seq_length": max_seq_length, "do_lower_case": False})
+    write("config_sentence_transformers.json", {"prompts": {"query": query_prompt, "document": ""},
+                                                "default_prompt_name": None, "similarity_fn_name": "cosine"})
+    return directory

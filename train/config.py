@@ -39,7 +39,12 @@ class TrainConfig:
     num_workers: int = field(default=0, metadata={"help": "DataLoader worker processes that pad batches (0: the main process; on a GPU, 2-4)"})
     # -- model ---------------------------------------------------------------------------------------
     tower: str = field(default="mean", metadata={"help": f"tower type: {_TOWERS}"})
-    base_model: str = field(default=MINILM_ID, metadata={"help": "base encoder (Hub id or local dir)"})
+    base_model: str = field(default=MINILM_ID, metadata={
+        "help": "base encoder (Hub id or local dir in sentence-transformers or transformers layout); a transformer "
+                "tower pools and prompts as its files say"})
+    passage_base_model: str | None = field(default=None, metadata={
+        "help": "another base for the passage tower (default: --base-model), e.g. BAAI/bge-small-en-v1.5 under a "
+                "mean query tower"})
     projection_dim: int | None = field(default=None, metadata={
         "help": "output width; default: the tower's (256 for mean/gru/lstm, none for transformer), or the "
                 "passage tower's width under --passage-tower; 0 = no projection"})
@@ -50,7 +55,9 @@ class TrainConfig:
         "help": "train the query tower only (with distillation the frozen passage tower must be the teacher)"})
     rnn_hidden_size: int = field(default=256, metadata={"help": "GRU/LSTM hidden size per direction"})
     max_query_length: int = field(default=64, metadata={"help": "query token limit"})
-    max_passage_length: int = field(default=256, metadata={"help": "passage token limit (saved with the model)"})
+    max_passage_length: int | None = field(default=None, metadata={
+        "help": "passage token limit (saved with the model); default: the passage base's own (its "
+                "sentence_bert_config.json: 256 for MiniLM, 512 for bge-small), else 256"})
     train_passage_length: int | None = field(default=None, metadata={
         "help": "truncate training passages to N tokens (speed); the saved model keeps --max-passage-length"})
     dropout: float = field(default=0.0, metadata={"help": "dropout inside the towers while training"})
@@ -136,7 +143,7 @@ class TrainConfig:
             raise ValueError(f"--sweep must be one of {', '.join(SWEEPS)}, got {self.sweep!r}")
         for name in ("epochs", "batch_size", "accumulation_steps", "log_steps", "distill_mine_k", "max_query_length",
                      "max_passage_length", "rnn_hidden_size"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
         for name in ("num_negatives", "num_workers", "save_steps", "distill_candidates", "warmup_ratio", "max_grad_norm",
                      "distill_query_windows"):

@@ -27,6 +27,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from twotowers import TwoTowers, resolve_base_model
+from twotowers.base import encoder_settings
 from twotowers.collection import read_collection, read_qrels, read_queries
 from twotowers.data import LoadStats, examples_from_rows, load_examples, load_hub_rows, load_rerank_queries, pooled_corpus
 from twotowers.evaluate import dense_retriever, evaluate_rerank, evaluate_retrieval
@@ -82,17 +83,19 @@ def build_model(cfg: TrainConfig, device: torch.device) -> TwoTowers:
     if cfg.init_from:
         model = TwoTowers.from_pretrained(cfg.init_from)
     else:
+        passage_base = resolve_base_model(cfg.passage_base_model or cfg.base_model)
         projection, passage_projection = cfg.projection, None
         if cfg.passage_tower is not None and cfg.passage_tower != cfg.tower:
             passage_projection = TOWERS[cfg.passage_tower].projection_dim
             if cfg.projection_dim is None:  # the query side matches the passage side's width
-                hidden = json.loads((resolve_base_model(cfg.base_model) / "config.json").read_text())["hidden_size"]
+                hidden = json.loads((passage_base / "config.json").read_text())["hidden_size"]
                 projection = passage_projection or hidden
         model = TwoTowers(tower=cfg.tower, base_model=cfg.base_model, projection_dim=projection,
-                          max_query_length=cfg.max_query_length, max_passage_length=cfg.max_passage_length,
+                          max_query_length=cfg.max_query_length,
+                          max_passage_length=cfg.max_passage_length or encoder_settings(passage_base).max_seq_length or 256,
                           rnn_hidden_size=cfg.rnn_hidden_size, dropout=cfg.dropout,
                           freeze_embeddings=cfg.freeze_embeddings, passage_tower=cfg.passage_tower,
-                          passage_projection_dim=passage_projection)
+                          passage_projection_dim=passage_projection, passage_base_model=cfg.passage_base_model)
     if cfg.freeze_passage_tower:
         model.passage_tower.requires_grad_(False)
     return model.to(device).train()

@@ -27,7 +27,7 @@ from huggingface_hub import PyTorchModelHubMixin
 from safetensors.torch import load_model as load_safetensors_model
 from torch import nn
 
-from .base import MINILM_ID, resolve_base_model
+from .base import MINILM_ID, encoder_settings, resolve_base_model
 from .checks import check_positive_int, check_texts
 from .project import DOCS_URL, PROJECT_URL
 from .tokenizer import TOKENIZER_FILES, TextTokenizer
@@ -35,7 +35,9 @@ from .towers import TowerConfig, build_tower
 
 WEIGHTS_NAME = "model.safetensors"
 BASE_CONFIG_NAME = "base_config.json"  # the base encoder's HF config: vocab and shapes, no weights
-MODEL_FILES = [WEIGHTS_NAME, "config.json", BASE_CONFIG_NAME, *TOKENIZER_FILES]
+PASSAGE_BASE_DIR = "passage"  # a passage side on another base: its base config and tokenizer files
+MODEL_FILES = [WEIGHTS_NAME, "config.json", BASE_CONFIG_NAME, *TOKENIZER_FILES,
+               *(f"{PASSAGE_BASE_DIR}/{name}" for name in (BASE_CONFIG_NAME, *TOKENIZER_FILES))]
 
 # Set while `from_pretrained` builds the skeleton: the towers take shapes and tokenizer from the
 # saved directory and skip loading base weights (the saved weights replace them).
@@ -88,6 +90,15 @@ class TwoTowers(
             the same as the query side), e.g. `tower="mean", projection_dim=384, passage_tower=
             "transformer"`: a cheap query tower over passages encoded offline by the full encoder.
             Both sides must output the same width.
+        passage_base_model: another base for the passage side (None = `base_model`), e.g. a mean query
+            tower on MiniLM's word embeddings over `BAAI/bge-small-en-v1.5` as the passage tower.
+        pooling / passage_pooling: how a transformer tower pools, "mean" or "cls" (None = as its base's
+            sentence-transformers files say, mean where they say nothing).
+        query_prompt / passage_prompt: text put before every query / passage of a transformer tower
+            (None = its base's "query" / "document" prompt, e.g. bge's "Represent this sentence for
+            searching relevant passages: "; "" = none).
+
+    A model starts in eval mode: encoding never switches modes; training code calls `.train()`.
     """
 
     def __init__(
@@ -103,26 +114,73 @@ class TwoTowers(
         freeze_embeddings: bool = False,
         passage_tower: str | None = None,
         passage_projection_dim: int | None = None,
+        passage_base_model: str | None = None,
+        pooling: str | None = None,
+        passage_pooling: str | None = None,
+        query_prompt: str | None = None,
+        passage_prompt: str | None = None,
     ):
         super().__init__()
         if min(max_query_length, max_passage_length) < 1:
             raise ValueError("max_query_length and max_passage_length must be >= 1")
-        self.tower_config = TowerConfig(tower, projection_dim, rnn_hidden_size, rnn_layers, dropout, freeze_embeddings)
-        self.passage_tower_config = self.tower_config if passage_tower is None else TowerConfig(
-            passage_tower, passage_projection_dim, rnn_hidden_size, rnn_layers, dropout, freeze_embeddings)
         self.base_model = base_model
+        self.passage_base_model = passage_base_model or base_model
         self.max_query_length = max_query_length
         self.max_passage_length = max_passage_length
+        separate = self.passage_base_model != base_model  # each side has a base of its own
 
+        # Where each side's base config and tokenizer come from: the base models, or a saved model's
+        # directory (its passage side under passage/ when the bases differ; no base weights loaded).
         pretrained = _PRETRAINED_DIR.get()
-        source = pretrained if pretrained is not None else resolve_base_model(base_model)
-        self.tokenizer = TextTokenizer(source)
-        self.base_config = json.loads((source / (BASE_CONFIG_NAME if pretrained else "config.json")).read_text())
-        self.query_tower = build_tower(self.tower_config, source, self.base_config, load_weights=pretrained is None)
-        if passage_tower is None:
+        if pretrained is not None:
+            q_source, p_source = pretrained, pretrained / PASSAGE_BASE_DIR if separate else pretrained
+            config_name = BASE_CONFIG_NAME
+        else:
+            q_source = resolve_base_model(base_model)
+            p_source = resolve_base_model(self.passage_base_model) if separate else q_source
+            config_name = "config.json"
+            # Pooling and prompts a transformer tower's base asks for, recorded in the config (so a
+            # saved model needs no base files): only where they differ from mean pooling and no prompt.
+            q_kind, p_kind = tower, passage_tower or tower
+            q_set = encoder_settings(q_source)
+            p_set = encoder_settings(p_source) if separate else q_set
+            resolved = {}
+            if q_kind == "transformer":
+                if pooling is None and q_set.pooling != "mean":
+                    pooling = resolved["pooling"] = q_set.pooling
+                if query_prompt is None and q_set.query_prompt:
+                    query_prompt = resolved["query_prompt"] = q_set.query_prompt
+            if p_kind == "transformer":
+                if passage_pooling is None and p_set.pooling != "mean":
+                    passage_pooling = resolved["passage_pooling"] = p_set.pooling
+                if passage_prompt is None and p_set.document_prompt:
+                    passage_prompt = resolved["passage_prompt"] = p_set.document_prompt
+            if self._hub_mixin_config is not None:
+                self._hub_mixin_config.update(resolved)
+        self.query_prompt, self.passage_prompt = query_prompt or "", passage_prompt or ""
+
+        self.tower_config = TowerConfig(tower, projection_dim, rnn_hidden_size, rnn_layers, dropout, freeze_embeddings,
+                                        pooling or "mean")
+        same_side = passage_tower is None and not separate and (passage_pooling or pooling) == pooling
+        self.passage_tower_config = self.tower_config if same_side else TowerConfig(
+            passage_tower or tower, projection_dim if passage_tower is None else passage_projection_dim,
+            rnn_hidden_size, rnn_layers, dropout, freeze_embeddings, passage_pooling or "mean")
+
+        for source in {q_source, p_source}:
+            if not (source / config_name).is_file():
+                raise FileNotFoundError(f"{source} lacks {config_name}: not a saved TwoTowers model or base model")
+        self.tokenizer = TextTokenizer(q_source)
+        self.passage_tokenizer = TextTokenizer(p_source) if separate else self.tokenizer
+        if self.passage_tokenizer.pad_id != self.tokenizer.pad_id:
+            raise ValueError(f"the two bases pad with different token ids ({self.tokenizer.pad_id} and "
+                             f"{self.passage_tokenizer.pad_id}): give the towers bases with one padding token")
+        self.base_config = json.loads((q_source / config_name).read_text())
+        self.passage_base_config = json.loads((p_source / config_name).read_text()) if separate else self.base_config
+        self.query_tower = build_tower(self.tower_config, q_source, self.base_config, load_weights=pretrained is None)
+        if same_side:
             self.passage_tower = copy.deepcopy(self.query_tower)  # same start, separate weights
         else:
-            self.passage_tower = build_tower(self.passage_tower_config, source, self.base_config,
+            self.passage_tower = build_tower(self.passage_tower_config, p_source, self.passage_base_config,
                                              load_weights=pretrained is None)
             if self.passage_tower.dim != self.query_tower.dim:
                 raise ValueError(f"the query tower outputs {self.query_tower.dim} dims but the passage tower "
@@ -175,10 +233,14 @@ class TwoTowers(
         return q, p
 
     def tokenize_queries(self, texts: list[str]) -> list[list[int]]:
+        """Token ids of each query (its prompt first, if the tower has one), truncated to max_query_length."""
+        texts = [self.query_prompt + t for t in texts] if self.query_prompt else texts
         return self.tokenizer.encode(texts, self.max_query_length, self.query_tower.add_special_tokens)
 
     def tokenize_passages(self, texts: list[str]) -> list[list[int]]:
-        return self.tokenizer.encode(texts, self.max_passage_length, self.passage_tower.add_special_tokens)
+        """Token ids of each passage (its prompt first, if any), truncated to max_passage_length."""
+        texts = [self.passage_prompt + t for t in texts] if self.passage_prompt else texts
+        return self.passage_tokenizer.encode(texts, self.max_passage_length, self.passage_tower.add_special_tokens)
 
     # -- inference API -------------------------------------------------------------------------------
     def encode_queries(self, texts: Sequence[str], batch_size: int = 256, show_progress: bool = False) -> np.ndarray:
@@ -240,8 +302,13 @@ class TwoTowers(
 
     def _save_pretrained(self, save_directory: Path) -> None:
         super()._save_pretrained(save_directory)  # model.safetensors
-        self.tokenizer.save(save_directory)
-        (save_directory / BASE_CONFIG_NAME).write_text(json.dumps(self.base_config, indent=2, sort_keys=True))
+        sides = [(save_directory, self.tokenizer, self.base_config)]
+        if self.passage_tokenizer is not self.tokenizer:  # a passage side on a base of its own
+            sides.append((save_directory / PASSAGE_BASE_DIR, self.passage_tokenizer, self.passage_base_config))
+        for directory, tokenizer, base_config in sides:
+            directory.mkdir(exist_ok=True)
+            tokenizer.save(directory)
+            (directory / BASE_CONFIG_NAME).write_text(json.dumps(base_config, indent=2, sort_keys=True))
 
     @classmethod
     def _from_pretrained(cls, *, model_id: str, revision, cache_dir, force_download, local_files_only, token,
@@ -251,7 +318,10 @@ class TwoTowers(
         local = local_or_download(model_id, what="model", revision=revision, cache_dir=cache_dir, token=token,
                                   force_download=force_download, local_files_only=local_files_only,
                                   allow_patterns=MODEL_FILES)
-        missing = [f for f in (WEIGHTS_NAME, "config.json", BASE_CONFIG_NAME, "tokenizer.json") if not (local / f).is_file()]
+        needed = [WEIGHTS_NAME, "config.json", BASE_CONFIG_NAME, "tokenizer.json"]
+        if model_kwargs.get("passage_base_model") not in (None, model_kwargs.get("base_model", MINILM_ID)):
+            needed += [f"{PASSAGE_BASE_DIR}/{BASE_CONFIG_NAME}", f"{PASSAGE_BASE_DIR}/tokenizer.json"]
+        missing = [f for f in needed if not (local / f).is_file()]
         if missing:
             raise FileNotFoundError(f"{local} is not a saved TwoTowers model: missing {', '.join(missing)}")
         reset = _PRETRAINED_DIR.set(local)

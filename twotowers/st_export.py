@@ -9,12 +9,12 @@ safetensors and tokenizer files are written; sentence-transformers need not be i
 Layout (the `save_pretrained` files at the root are left as they are):
 
     modules.json                          Router (0_Router), then Normalize (1_Normalize)
-    config_sentence_transformers.json     empty "query"/"document" prompts, cosine similarity
+    config_sentence_transformers.json     the "query"/"document" prompts of the towers (bge's query prompt), cosine
     0_Router/router_config.json           route -> module folders
     0_Router/query_0_StaticEmbedding/     mean tower: embedding.weight + tokenizer.json (truncation set)
     0_Router/query_1_Dense/               its projection (identity activation), when it has one
     0_Router/document_0_Transformer/      transformer tower: HF config + weights, tokenizer, max_seq_length
-    0_Router/document_1_Pooling/          mean pooling over the attention mask
+    0_Router/document_1_Pooling/          the tower's pooling: mean over the attention mask, or CLS
     0_Router/document_2_Dense/            its projection, when it has one
     1_Normalize/config.json
 
@@ -80,11 +80,12 @@ def write_sentence_transformers(model, directory) -> list[str]:
         written.append(rel)
 
     types, structure = {}, {}
-    sides = (("query", model.query_tower, model.tower_config.tower, model.max_query_length),
-             ("document", model.passage_tower, model.passage_tower_config.tower, model.max_passage_length))
-    for route, tower, kind, max_length in sides:
+    sides = (("query", model.query_tower, model.tower_config, model.tokenizer, model.max_query_length),
+             ("document", model.passage_tower, model.passage_tower_config, model.passage_tokenizer,
+              model.max_passage_length))
+    for route, tower, tower_config, tokenizer, max_length in sides:
         structure[route] = []
-        for i, (cls, files) in enumerate(_route_modules(model, tower, kind, max_length)):
+        for i, (cls, files) in enumerate(_route_modules(tower, tower_config, tokenizer.directory, max_length)):
             module_id = f"{route}_{i}_{cls}"  # the folder names Router.save itself would choose
             types[module_id] = _CLASS + cls
             structure[route].append(module_id)
@@ -103,26 +104,29 @@ def write_sentence_transformers(model, directory) -> list[str]:
     ])
     put("config_sentence_transformers.json", {
         "model_type": "SentenceTransformer",
-        "prompts": {"query": "", "document": ""},  # no prompts: texts go in as they are
+        # encode_query / encode_document put these before the text, as encode_queries / encode_passages do
+        "prompts": {"query": model.query_prompt, "document": model.passage_prompt},
         "default_prompt_name": None,
         "similarity_fn_name": "cosine",
     })
     return sorted(written)
 
 
-def _route_modules(model, tower: nn.Module, kind: str, max_length: int) -> list[tuple[str, dict]]:
-    """One tower -> [(module class name, {file name: content})] in route order."""
-    tokenizer_json = _tokenizer_json(model.tokenizer.directory, max_length)
+def _route_modules(tower: nn.Module, tower_config, source: Path, max_length: int) -> list[tuple[str, dict]]:
+    """One tower (its tokenizer files in `source`) -> [(module class name, {file name: content})] in route order."""
+    kind = tower_config.tower
+    tokenizer_json = _tokenizer_json(source, max_length)
     if kind == "mean":
         # StaticEmbedding = EmbeddingBag(mode="mean") over tokens encoded with add_special_tokens=False,
         # truncated by the truncation stored in its tokenizer.json: exactly MeanTower's masked mean.
         modules = [("StaticEmbedding", {"model.safetensors": {"embedding.weight": tower.embeddings.weight},
                                         "tokenizer.json": tokenizer_json})]
     else:
-        modules = [("Transformer", _transformer_files(model, tower.encoder, tokenizer_json, max_length))]
-        width = tower.encoder.config.hidden_size
+        modules = [("Transformer", _transformer_files(source, tower.encoder, tokenizer_json, max_length))]
+        width, cls_pooling = tower.encoder.config.hidden_size, tower_config.pooling == "cls"
         modules.append(("Pooling", {"config.json": {  # classic keys: 6.x renames them silently
-            "word_embedding_dimension": width, "pooling_mode_cls_token": False, "pooling_mode_mean_tokens": True,
+            "word_embedding_dimension": width, "pooling_mode_cls_token": cls_pooling,
+            "pooling_mode_mean_tokens": not cls_pooling,
             "pooling_mode_max_tokens": False, "pooling_mode_mean_sqrt_len_tokens": False,
             "pooling_mode_weightedmean_tokens": False, "pooling_mode_lasttoken": False, "include_prompt": True}}))
     if isinstance(tower.projection, nn.Linear):  # Identity (projection_dim=None) needs no module
@@ -153,9 +157,9 @@ def _tokenizer_json(source: Path, max_length: int) -> str:
     return tok.to_str(pretty=True)
 
 
-def _transformer_files(model, encoder: nn.Module, tokenizer_json: str, max_length: int) -> dict:
+def _transformer_files(source: Path, encoder: nn.Module, tokenizer_json: str, max_length: int) -> dict:
     """A Transformer module folder: what AutoModel / AutoTokenizer read, plus sentence_bert_config.json."""
-    source = Path(model.tokenizer.directory)
+    source = Path(source)
     hf_config = encoder.config.to_dict()
     hf_config.pop("_name_or_path", None)  # may be a local path of the machine that trained the model
     hf_config["architectures"] = [type(encoder).__name__]

@@ -1,7 +1,7 @@
 """Teachers for distillation, and their vectors cached on disk.
 
-A teacher (zero-shot all-MiniLM-L6-v2 = "minilm", a saved `TwoTowers`, or a sentence-transformers
-model directory) encodes every text once; `TeacherCache` keeps its vectors on disk keyed by the
+A teacher (zero-shot all-MiniLM-L6-v2 = "minilm", a saved `TwoTowers`, or any sentence-transformers
+bi-encoder such as `BAAI/bge-small-en-v1.5`, as a directory or a Hub id) encodes every text once; `TeacherCache` keeps its vectors on disk keyed by the
 teacher's fingerprint and a hash of each text (safetensors shards, never pickles), so later epochs
 and later runs only look them up:
 
@@ -13,6 +13,7 @@ and later runs only look them up:
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import sys
 import time
@@ -22,6 +23,7 @@ from pathlib import Path
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
+from .base import sha256_file
 from .download import cache_dir
 
 ZERO_SHOT_NAMES = ("minilm", "all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
@@ -32,45 +34,80 @@ def _log(msg: str) -> None:
 
 
 class SentenceTransformerTeacher:
-    """A sentence-transformers model dir used as a teacher (same vector for queries and passages)."""
+    """A sentence-transformers bi-encoder as a teacher (a local directory in its layout).
 
-    def __init__(self, path: str | Path):
+    Pooling, normalisation, max length and the query/document prompts are the model's own: its files
+    are read by sentence-transformers, and queries go through `encode_query`, passages through
+    `encode_document` (bge-small-en-v1.5 puts "Represent this sentence for searching relevant
+    passages: " before every query). Weights load from safetensors only; no remote code.
+    """
+
+    def __init__(self, path: str | Path, name: str | None = None):
         from sentence_transformers import SentenceTransformer
 
-        self.path = Path(path)
-        self.model = SentenceTransformer(str(path), trust_remote_code=False)
-        self.dim = self.model.get_sentence_embedding_dimension()
+        from .towers import _quiet_transformers
+
+        self.path, self.name = Path(path), name or str(path)
+        _refuse_pickled_weights(self.path, self.name)
+        with _quiet_transformers():  # its load report lists the unused pooler weights
+            self.model = SentenceTransformer(str(self.path), trust_remote_code=False,
+                                             model_kwargs={"use_safetensors": True})
+        self.prompts = {k: v for k, v in (self.model.prompts or {}).items() if k in ("query", "document")}
+        self.dim = (getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension)()
 
     def fingerprint(self) -> str:
-        h = hashlib.sha256(b"sentence-transformers")
+        """sha256 over every file of the model (weights in any format, configs, tokenizer) and the prompts
+        it encodes with: the key of its vectors in the cache."""
+        h = hashlib.sha256(b"sentence-transformers\0")
+        h.update(json.dumps(self.prompts, sort_keys=True).encode())
         for f in sorted(self.path.rglob("*")):
-            if f.is_file() and f.suffix in (".json", ".safetensors", ".txt"):
-                h.update(str(f.relative_to(self.path)).encode())
-                h.update(hashlib.sha256(f.read_bytes()).digest())
+            rel = f.relative_to(self.path)
+            if f.is_file() and not any(part.startswith(".") for part in rel.parts):  # not .cache/ bookkeeping
+                h.update(rel.as_posix().encode() + b"\0")
+                h.update(sha256_file(f).encode())
         return h.hexdigest()
 
-    def _enc(self, texts, batch_size, show_progress):
-        return self.model.encode(list(texts), batch_size=batch_size, normalize_embeddings=True,
-                                 convert_to_numpy=True, show_progress_bar=show_progress).astype(np.float32)
-
     def encode_queries(self, texts, batch_size=256, show_progress=False):
-        return self._enc(texts, batch_size, show_progress)
+        return self.model.encode_query(list(texts), batch_size=batch_size, normalize_embeddings=True,
+                                       convert_to_numpy=True, show_progress_bar=show_progress).astype(np.float32)
 
     def encode_passages(self, texts, batch_size=64, show_progress=False):
-        return self._enc(texts, batch_size, show_progress)
+        return self.model.encode_document(list(texts), batch_size=batch_size, normalize_embeddings=True,
+                                          convert_to_numpy=True, show_progress_bar=show_progress).astype(np.float32)
+
+
+def _refuse_pickled_weights(root: Path, name: str) -> None:
+    """A module folder whose weights exist only as a pickle (pytorch_model.bin, *.pt) is refused in one line."""
+    pickled = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
+    for folder in [root, *(d for d in root.iterdir() if d.is_dir())]:
+        files = [f.name for f in folder.iterdir() if f.is_file()]
+        if any(f.endswith(pickled) for f in files) and not any(f.endswith(".safetensors") for f in files):
+            raise OSError(f"teacher {name}: {folder} holds its weights only as a pickle "
+                          f"({', '.join(f for f in files if f.endswith(pickled))}); twotowers never loads pickles: "
+                          "convert them to model.safetensors")
+
+
+# What a teacher download fetches from the Hub: configs, tokenizers and safetensors weights, nothing
+# executable or pickled.
+TEACHER_FILES = ["*.json", "*.safetensors", "*.txt"]
 
 
 def load_teacher(name: str):
-    """`"minilm"` = zero-shot all-MiniLM-L6-v2 as a TwoTowers transformer tower; a saved TwoTowers
-    dir or Hub id; or a sentence-transformers model dir (has `modules.json`)."""
-    from .model import TwoTowers
+    """A teacher by name: `"minilm"` = zero-shot all-MiniLM-L6-v2 (a TwoTowers transformer tower); a
+    saved TwoTowers model; or a sentence-transformers bi-encoder (`BAAI/bge-small-en-v1.5`), each as a
+    local directory or a Hub id."""
+    from .download import local_or_download
+    from .model import BASE_CONFIG_NAME, TwoTowers
 
     if name in ZERO_SHOT_NAMES:
         return TwoTowers.zero_shot()
-    path = Path(name).expanduser()
-    if path.is_dir() and (path / "modules.json").is_file() and not (path / "base_config.json").is_file():
-        return SentenceTransformerTeacher(path)
-    return TwoTowers.from_pretrained(name)
+    local = local_or_download(name, what="teacher", allow_patterns=TEACHER_FILES)
+    if (local / BASE_CONFIG_NAME).is_file():  # a saved TwoTowers (its sentence-transformers export too)
+        return TwoTowers.from_pretrained(str(local))
+    if (local / "modules.json").is_file():
+        return SentenceTransformerTeacher(local, name)
+    raise FileNotFoundError(f"teacher {name!r}: {local} is neither a sentence-transformers model (no modules.json) "
+                            "nor a saved TwoTowers model (no base_config.json)")
 
 
 def text_hash(kind: str, text: str) -> bytes:

@@ -3,7 +3,8 @@
 Every tower maps `input_ids [B, T]` and `attention_mask [B, T]` to `[B, dim]` (not normalised):
 - `MeanTower`: token embeddings averaged over the mask, then a linear projection (the seed design).
 - `RNNTower`: the same embeddings through a bidirectional GRU/LSTM, outputs averaged, projected.
-- `TransformerTower`: the whole MiniLM encoder, mean pooling, optional projection.
+- `TransformerTower`: a whole encoder (MiniLM, bge-small, ...), pooled as that encoder pools (mean or
+  CLS), optional projection.
 
 To add a tower: write its class here (`__init__(cfg, ...)`, `forward`, a `from_base` classmethod that
 builds it from the base model, `add_special_tokens`, `dim`) and register it in `TOWERS` with its
@@ -21,6 +22,8 @@ import torch
 from safetensors import safe_open
 from torch import nn
 
+from .base import POOLINGS
+
 
 @dataclass(frozen=True)
 class TowerConfig:
@@ -32,6 +35,7 @@ class TowerConfig:
     rnn_layers: int = 1
     dropout: float = 0.0
     freeze_embeddings: bool = False
+    pooling: str = "mean"  # transformer tower: "mean" over the mask or the first token's state ("cls")
 
     def __post_init__(self):
         if self.tower not in TOWERS:
@@ -40,6 +44,8 @@ class TowerConfig:
             raise ValueError(f"projection_dim must be a positive int or None, got {self.projection_dim!r}")
         if self.rnn_hidden_size < 1 or self.rnn_layers < 1:
             raise ValueError("rnn_hidden_size and rnn_layers must be >= 1")
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got {self.pooling!r}")
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -187,7 +193,8 @@ class RNNTower(_EmbeddingTower):
 
 
 class TransformerTower(nn.Module):
-    """The full MiniLM (BERT) encoder fine-tuned, mean pooling as in sentence-transformers."""
+    """A whole encoder fine-tuned, pooled as its sentence-transformers model pools: the mean over the
+    mask (all-MiniLM-L6-v2) or the [CLS] state (bge-small-en-v1.5)."""
 
     add_special_tokens = True
 
@@ -199,6 +206,7 @@ class TransformerTower(nn.Module):
         self.dropout = nn.Dropout(cfg.dropout)
         self.projection = _projection(hidden_size, cfg.projection_dim)
         self.dim = cfg.projection_dim or hidden_size
+        self.pooling = cfg.pooling
 
     @classmethod
     def from_base(cls, cfg: TowerConfig, source: Path, base_config: dict, load_weights: bool) -> nn.Module:
@@ -214,7 +222,8 @@ class TransformerTower(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # [B, T, H]
-        return self.projection(self.dropout(masked_mean(hidden, attention_mask)))
+        pooled = hidden[:, 0] if self.pooling == "cls" else masked_mean(hidden, attention_mask)  # [B, H]
+        return self.projection(self.dropout(pooled))
 
 
 @contextlib.contextmanager
