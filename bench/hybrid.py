@@ -2,15 +2,16 @@
 reported on the test half, beside zero-shot all-MiniLM-L6-v2's dense search (the reference).
 
     python bench/hybrid.py --tower transformer                  # zero-shot all-MiniLM-L6-v2
+    python bench/hybrid.py --tower transformer --base-model BAAI/bge-small-en-v1.5   # zero-shot bge-small
     python bench/hybrid.py --model runs/distill/mean-q-kd16     # a trained model
-    python bench/hybrid.py --model DIR --json out.json          # also the figures as JSON
+    python bench/hybrid.py --model DIR --teacher BAAI/bge-small-en-v1.5 --json out.json
 
 The 600 dev600 queries are split in two by a hash of their qid (sha256, even/odd; bench/common.py):
 for each fusion (score normalisation, RRF) the weight alpha is the grid value with the best
 validation NDCG@10 (Recall@100 breaks ties); the test half never takes part in choosing. A model
-whose passage tower is all-MiniLM-L6-v2 (checked on a sample) indexes the teacher cache's vectors
-instead of encoding the 11,809 passages again. Also printed, on all 600 queries: the index's dense
-search against exact search over the same vectors. Metrics: `twotowers.evaluate.evaluate_retrieval`
+whose passage tower is the `--teacher` (all-MiniLM-L6-v2 by default; checked on a sample) indexes
+the teacher cache's vectors instead of encoding the 11,809 passages again. Also printed, on all 600
+queries: the index's dense search against exact search over the same vectors. Metrics: `twotowers.evaluate.evaluate_retrieval`
 (queries whose relevant passages are not in the sampled corpus are left out, as the CLI does).
 """
 
@@ -30,7 +31,7 @@ from twotowers import PassageIndex, TwoTowers  # noqa: E402  (common puts the re
 from twotowers.collection import read_collection, read_qrels, read_queries  # noqa: E402
 from twotowers.evaluate import evaluate_retrieval  # noqa: E402
 from twotowers.index.fusion import FUSIONS  # noqa: E402
-from twotowers.teacher import TeacherCache, passage_agreement  # noqa: E402
+from twotowers.teacher import TeacherCache, load_teacher, passage_agreement  # noqa: E402
 from twotowers.topk import exact_top_k  # noqa: E402
 
 QUERIES = MSMARCO / "dev-small" / "queries.dev600.tsv"
@@ -56,6 +57,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", help="a saved TwoTowers directory")
     ap.add_argument("--tower", choices=("mean", "transformer"), help="an untrained tower instead of --model")
+    ap.add_argument("--base-model", default=None, help="--tower's base (default all-MiniLM-L6-v2)")
+    ap.add_argument("--teacher", default="minilm", help="whose cached passage vectors a frozen passage tower reuses "
+                    "(minilm, or a sentence-transformers model: a Hub id or directory)")
     ap.add_argument("--stemmer", default="english", help="BM25 stemmer (PyStemmer language), or none")
     ap.add_argument("--k1", type=float, default=None, help="BM25 k1 (default: the index's)")
     ap.add_argument("--b", type=float, default=None, help="BM25 b (default: the index's)")
@@ -65,11 +69,16 @@ def main() -> None:
     args = ap.parse_args()
     if not DEV_COLLECTION.is_file():
         sys.exit(f"{DEV_COLLECTION} not found: set TWOTOWERS_MSMARCO_DIR to the shared MS MARCO data")
-    teacher = TwoTowers.zero_shot()
+    minilm = TwoTowers.zero_shot()
+    teacher = minilm if args.teacher == "minilm" else load_teacher(args.teacher)
     if args.model:
         model, name = TwoTowers.from_pretrained(args.model), args.model
+    elif args.tower == "transformer" and args.base_model:
+        model, name = TwoTowers.zero_shot(args.base_model), f"zero-shot {args.base_model}"
+        if args.teacher == "minilm":  # the base's own passage vectors, cached as a teacher's
+            teacher = load_teacher(args.base_model)
     elif args.tower == "transformer":
-        model, name = teacher, "zero-shot all-MiniLM-L6-v2"
+        model, name = minilm, "zero-shot all-MiniLM-L6-v2"
     elif args.tower:
         import torch
 
@@ -80,7 +89,9 @@ def main() -> None:
 
     pids, texts = read_collection(DEV_COLLECTION)
     queries, qrels = read_queries(QUERIES), read_qrels(QRELS)
-    teacher_p = TeacherCache(args.cache_dir).encode(teacher, texts, "passage", show_progress=False)
+    cache = TeacherCache(args.cache_dir)
+    teacher_p = cache.encode(teacher, texts, "passage", show_progress=False)
+    minilm_p = teacher_p if teacher is minilm else cache.encode(minilm, texts, "passage", show_progress=False)
     t0 = time.perf_counter()
     vectors = teacher_p if passage_agreement(model, texts, teacher_p) >= 0.999 else None
     stemmer = None if args.stemmer.lower() == "none" else args.stemmer
@@ -120,7 +131,7 @@ def main() -> None:
         systems[f"hybrid {fusion}, alpha={a}"] = retriever(index, mode="hybrid", alpha=a, fusion=fusion)
     systems["hybrid at the index's defaults"] = retriever(index, mode="hybrid")
     results = {s: evaluate(r, test) for s, r in systems.items()}
-    reference = evaluate(exact_retriever(teacher_p, teacher, pids), test)["ndcg@10"]
+    reference = evaluate(exact_retriever(minilm_p, minilm, pids), test)["ndcg@10"]
     n = results["dense"]["n_queries"]
     print(f"\n{name}, BM25 k1={index.keyword.k1:g} b={index.keyword.b:g}; test half of dev600 ({n} judged queries; "
           "alpha chosen on the other half); "

@@ -4,8 +4,10 @@
 - `DistillObjective`: a teacher's vectors of unlabelled queries and passages (cached on disk) ->
   1 - cos(student, teacher) on every text plus KL(teacher || student) over each query's candidates
   (in-batch passages and passages from the teacher's own top-k); steps of passages alone cover the
-  corpus. A frozen passage tower must be the teacher: then only the query tower learns, against the
-  teacher's cached passage vectors, and the passages join its training texts (corpus adaptation).
+  corpus. With a frozen passage tower only the query tower learns: where that tower is the teacher,
+  against the teacher's cached passage vectors, the passages joining its training texts (corpus
+  adaptation); where it is not (zero-shot MiniLM under a bge-small teacher), against its own passage
+  vectors, encoded once, ranked as the teacher ranks its own (so an index it built stays valid).
   With `--data-files` and `--distill-weight` w < 1, each step adds (1 - w) x the labelled loss.
 
 Every batch is a function of (seed, epoch, batch index) alone, so `--resume` after a kill sees the
@@ -16,6 +18,8 @@ exact batches the killed run would have. To add an objective: a class with `batc
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import math
 import time
 
@@ -159,8 +163,9 @@ class DistillBatches(torch.utils.data.Dataset):
     def __init__(self, q_ids, p_ids, tq: np.ndarray, tp: np.ndarray, mined: np.ndarray | None, *, batch_size: int,
                  candidates: int, passage_steps: bool, frozen_passages: bool, seed: int, pad_id: int,
                  labelled: TokenizedExamples | None = None, rank: int = 0, world_size: int = 1,
-                 bm25: tuple | None = None):
+                 bm25: tuple | None = None, student_passages: np.ndarray | None = None):
         self.q_ids, self.p_ids, self.tq, self.tp, self.mined = q_ids, p_ids, tq, tp, mined
+        self.student_p = student_passages  # a frozen passage tower's own vectors (None: it is the teacher)
         self.bm25 = bm25  # (KeywordIndex over the passages, each query's term ids, BM25's weight) or None
         self.B, self.candidates, self.frozen, self.seed = batch_size, candidates, frozen_passages, seed
         self.pad_id, self.labelled, self.rank, self.world = pad_id, labelled, rank, world_size
@@ -210,6 +215,8 @@ class DistillBatches(torch.utils.data.Dataset):
         if not (kind == self.QUERY and self.frozen):  # a frozen passage tower is the teacher: no tokens needed
             out["passage_ids"], out["passage_mask"] = self._pad([self.p_ids[r] for r in pi])
         out["teacher_p"] = torch.from_numpy(self.tp[pi])
+        if self.student_p is not None:
+            out["student_p"] = torch.from_numpy(self.student_p[pi])
         if self.labelled is not None:  # the labelled loss's examples for this step
             rows = rng.choice(len(self.labelled), size=min(self.B, len(self.labelled)), replace=False)
             out.update({f"l_{k}": v for k, v in self.collate([self.labelled[int(r)] for r in rows]).items()})
@@ -249,20 +256,23 @@ class DistillObjective(Objective):
         if rank == 0 and barrier:
             barrier()
         self.frozen = not any(p.requires_grad for p in model.passage_tower.parameters())
+        self.own_passages = None  # a frozen passage tower that is not the teacher: its vectors, encoded once
+        self.cache = cache
+        self.model_ref = [model]  # not a submodule: the objective's state is its own parameters only
         if self.frozen:
             with evaluating(model):
                 cos = passage_agreement(model, passages, tp)
-            if cos < 0.999:
-                raise ValueError(
-                    "the passage tower is frozen, so it must encode passages as the teacher does (its "
-                    + (f"vectors reach cosine {cos:.3f} to the teacher's" if cos > -1 else
-                       f"{model.dim}-d vectors against the teacher's {tp.shape[1]}-d") + "): use --passage-tower "
-                    "transformer with the teacher's base model, or drop --freeze-passage-tower")
-            if cfg.distill_passages_as_queries:  # the corpus's words reach the query tower before any query
-                queries, tq = queries + passages, np.concatenate([tq, tp])
-            log(f"passage tower frozen (= the teacher): training the query tower only, on {len(queries):,} texts")
-        self.model_ref = [model]  # not a submodule: the objective's state is its own parameters only
-        self.cache = cache
+            if cos >= 0.999:
+                if cfg.distill_passages_as_queries:  # the corpus's words reach the query tower before any query
+                    queries, tq = queries + passages, np.concatenate([tq, tp])
+                log(f"passage tower frozen (= the teacher): training the query tower only, on {len(queries):,} texts")
+            else:
+                # Its own vectors stay fixed (an index built with it never needs re-encoding); the query tower
+                # learns to rank them as the teacher ranks its own (the KL; cosines to the teacher's vectors
+                # would pull it into another space).
+                self.own_passages = cache.encode(_FrozenPassageSide(model), passages, "passage")
+                log(f"passage tower frozen (not the teacher: cosine {cos:.3f}): its {len(passages):,} passage "
+                    f"vectors fixed, the query tower trained to rank them as the teacher does")
         start = time.perf_counter()
         q_ids = model.tokenize_queries(queries) if queries else []
         with training_passage_length(model, cfg.train_passage_length):
@@ -289,7 +299,8 @@ class DistillObjective(Objective):
         self.dataset = DistillBatches(q_ids, p_ids, tq, tp, mined, batch_size=cfg.batch_size,
                                       candidates=cfg.distill_candidates, passage_steps=cfg.distill_passage_steps,
                                       frozen_passages=self.frozen, seed=cfg.seed, pad_id=model.tokenizer.pad_id,
-                                      labelled=labelled, rank=rank, world_size=world_size, bm25=bm25)
+                                      labelled=labelled, rank=rank, world_size=world_size, bm25=bm25,
+                                      student_passages=self.own_passages)
         self.cos_loss = CosineToTeacherLoss(model.dim, tp.shape[1])
         self.score_loss = ScoreDistillLoss(cfg.distill_temperature, cfg.distill_weight_kl, cfg.distill_weight_mse)
         self.weight_cosine = cfg.distill_weight_cosine
@@ -309,9 +320,10 @@ class DistillObjective(Objective):
         if int(batch["kind"]) == DistillBatches.QUERY:
             sq, sp = model(batch["query_ids"], batch["query_mask"], batch.get("passage_ids"), batch.get("passage_mask"))
             tq = batch["teacher_q"]
-            sp = tp if sp is None else sp  # a frozen passage tower encodes as the teacher
+            if sp is None:  # a frozen passage tower: its own fixed vectors, or the teacher's when it is the teacher
+                sp = batch.get("student_p", tp)
             loss = self.score_loss(sq, sp, tq, tp, batch.get("teacher_scores"))
-            if wc:
+            if wc and self.own_passages is None:  # in the teacher's space
                 loss = loss + wc * (self.cos_loss(sq, tq) + (0 if self.frozen else self.cos_loss(sp, tp)))
         else:
             _, sp = model(passage_ids=batch["passage_ids"], passage_mask=batch["passage_mask"])
@@ -327,16 +339,27 @@ class DistillObjective(Objective):
     def passage_vectors(self, texts: list[str]) -> np.ndarray | None:
         if not self.frozen:
             return None
-        return self.cache.encode(_TeacherSide(self.teacher_fingerprint, self.model_ref[0]), texts, "passage")
+        model = self.model_ref[0]
+        side = _FrozenPassageSide(model, None if self.own_passages is not None else self.teacher_fingerprint)
+        return self.cache.encode(side, texts, "passage")
 
 
-class _TeacherSide:
-    """The frozen passage tower under the teacher's name: its vectors are the teacher's, cached."""
+class _FrozenPassageSide:
+    """A frozen passage tower as a cache key: under the teacher's name when it is the teacher (its vectors
+    are the teacher's), else under a hash of its own weights and settings."""
 
-    def __init__(self, fingerprint: str, model):
-        self._fingerprint, self.model = fingerprint, model
+    def __init__(self, model, fingerprint: str | None = None):
+        self.model, self._fingerprint = model, fingerprint
 
     def fingerprint(self) -> str:
+        if self._fingerprint is None:
+            m = self.model
+            h = hashlib.sha256(json.dumps([m.passage_tower_config.__dict__, m.passage_base_model, m.max_passage_length,
+                                           m.passage_prompt], sort_keys=True, default=str).encode())
+            for name, tensor in sorted(m.passage_tower.state_dict().items()):
+                h.update(name.encode())
+                h.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+            self._fingerprint = h.hexdigest()
         return self._fingerprint
 
     def encode_passages(self, texts, **kwargs):

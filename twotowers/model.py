@@ -191,9 +191,11 @@ class TwoTowers(
 
     @classmethod
     def zero_shot(cls, base_model: str = MINILM_ID) -> "TwoTowers":
-        """The untrained transformer tower on both sides, no projection: all-MiniLM-L6-v2 as it ships
-        (the baseline, the default teacher and the app's demo model), in eval mode."""
-        return cls(tower="transformer", projection_dim=None, base_model=base_model)
+        """The untrained transformer tower on both sides, no projection: the base encoder as it ships (its
+        pooling, prompts and passage length; all-MiniLM-L6-v2 by default: the baseline, the default
+        teacher and the app's demo model)."""
+        length = encoder_settings(resolve_base_model(base_model)).max_seq_length or 256
+        return cls(tower="transformer", projection_dim=None, base_model=base_model, max_passage_length=length)
 
     @property
     def tower_name(self) -> str:
