@@ -31,6 +31,22 @@ _BASELINE_NOTES = {"bm25": "`bm25` is BM25 (bm25s) over the same corpus",
 _SECRET_WORDS = ("token", "secret", "password", "api_key", "apikey")
 
 
+def _base_rows(cfg: dict) -> list[str]:
+    """The base model row(s): one, or one a side where the passage tower has a base of its own; with the
+    pooling and prompt a transformer tower takes from its base."""
+    link = lambda b: f"[`{b}`](https://huggingface.co/{b})"
+    query_base, passage_base = cfg.get("base_model", BASE_MODEL), cfg.get("passage_base_model")
+    rows = ([f"| base model | {link(query_base)} |"] if passage_base in (None, query_base) else
+            [f"| base model (queries) | {link(query_base)} |", f"| base model (passages) | {link(passage_base)} |"])
+    for side, pooling, prompt in (("queries", cfg.get("pooling"), cfg.get("query_prompt")),
+                                  ("passages", cfg.get("passage_pooling"), cfg.get("passage_prompt"))):
+        if pooling:
+            rows.append(f"| pooling ({side}) | {pooling} |")
+        if prompt:
+            rows.append(f"| prompt ({side}) | `{prompt}` |")
+    return rows
+
+
 def build_card(repo_id: str, model_config: dict, metric_sets: list[MetricSet], *, train_config: dict | None = None,
                index_info: dict | None = None, space_id: str | None = None,
                sentence_transformers: bool = False) -> ModelCard:
@@ -42,7 +58,8 @@ def build_card(repo_id: str, model_config: dict, metric_sets: list[MetricSet], *
         library_name="twotowers",
         language=["en"],
         tags=TAGS + [f"tower-{model_config.get('tower', 'mean')}"] + (["sentence-transformers"] if sentence_transformers else []),
-        base_model=model_config.get("base_model") or BASE_MODEL,
+        base_model=list(dict.fromkeys(b for b in (model_config.get("base_model") or BASE_MODEL,
+                                                  model_config.get("passage_base_model")) if b)),
         datasets=[DATASET],
         pipeline_tag="sentence-similarity",
         license=LICENSE,
@@ -86,9 +103,9 @@ def eval_results(metric_sets: list[MetricSet]) -> list[EvalResult]:
 
 
 def _about(repo_id: str, cfg: dict, index_info: dict | None, sentence_transformers: bool) -> str:
-    tower = cfg.get("tower", "mean")
+    tower = f"`{cfg.get('tower', 'mean')}`"
     if cfg.get("passage_tower"):  # sides of different architectures: query / passage
-        tower = f"{tower}` (queries) / `{cfg['passage_tower']}` (passages)"
+        tower = f"{tower} (queries) / `{cfg['passage_tower']}` (passages)"
     proj = cfg.get("projection_dim")
     lines = [
         "A two-tower dense passage retrieval model trained on MS MARCO with the "
@@ -98,8 +115,8 @@ def _about(repo_id: str, cfg: dict, index_info: dict | None, sentence_transforme
         "",
         "| | |",
         "| --- | --- |",
-        f"| tower | `{tower}` |",
-        f"| base model | [`{cfg.get('base_model', BASE_MODEL)}`](https://huggingface.co/{cfg.get('base_model', BASE_MODEL)}) |",
+        f"| tower | {tower} |",
+        *_base_rows(cfg),
         f"| output dim | {proj if proj is not None else 'encoder width (no projection)'} |",
         f"| max query / passage tokens | {cfg.get('max_query_length', '?')} / {cfg.get('max_passage_length', '?')} |",
     ]

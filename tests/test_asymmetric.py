@@ -134,3 +134,14 @@ def test_a_new_constructor_option_at_its_default_leaves_the_fingerprint_alone(mo
     assert model.fingerprint() == before
     model._hub_mixin_config["some_new_option"] = "set"
     assert model.fingerprint() != before
+
+
+def test_model_card_names_each_sides_base_pooling_and_prompt():
+    from hub.card import build_card
+
+    card = str(build_card("me/small-query", {"tower": "mean", "passage_tower": "transformer", "projection_dim": 384,
+                                             "passage_base_model": "BAAI/bge-small-en-v1.5", "passage_pooling": "cls"},
+                          []))
+    assert "| tower | `mean` (queries) / `transformer` (passages) |" in card
+    assert "| base model (passages) | [`BAAI/bge-small-en-v1.5`]" in card and "| pooling (passages) | cls |" in card
+    assert "- BAAI/bge-small-en-v1.5" in card  # the front matter's base_model lists both
