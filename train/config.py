@@ -105,14 +105,22 @@ class TrainConfig:
     distill_fuse_bm25: float = field(default=0.0, metadata={
         "help": "weight of BM25 in the teacher's candidate scores for the KL (score fusion over each query's "
                 "candidates, as hybrid search does): 0 = the teacher's cosines alone"})
-    distill_candidates: int = field(default=1, metadata={
+    # The defaults are the levers that helped on dev600's validation half (docs/results.md): more and
+    # harder candidates, and query-like windows of the corpus.
+    distill_candidates: int = field(default=4, metadata={
         "help": "passages drawn per query per step from the teacher's top --distill-mine-k (plus as many random)"})
-    distill_mine_k: int = field(default=20, metadata={"help": "teacher top-k each query's candidates come from"})
+    distill_mine_k: int = field(default=50, metadata={"help": "teacher top-k each query's candidates come from"})
     distill_passage_steps: bool = field(default=True, metadata={
         "help": "also steps of passages alone, covering those no query's candidates reach"})
-    distill_query_windows: int = field(default=0, metadata={
+    distill_query_windows: int = field(default=2, metadata={
         "help": "per passage, this many random 1-6-word windows of it join the unlabelled queries: query-like "
                 "texts of the corpus, their teacher vectors the targets"})
+    fit_passage_tower: bool = field(default=False, metadata={
+        "help": "a mean passage tower is not trained by gradient: the query tower learns against the teacher's "
+                "passage vectors, then the passage tower's table is fitted to them in closed form (ridge least "
+                "squares from the query tower's table; train/passage_fit.py)"})
+    fit_ridge: float = field(default=1e-3, metadata={"help": "--fit-passage-tower: the ridge (larger: closer to the "
+                                                             "query tower's table, looser fit)"})
     distill_passages_as_queries: bool = field(default=True, metadata={
         "help": "with a frozen passage tower: the passages also train the query tower (their teacher vectors)"})
     # -- checkpoints and output ----------------------------------------------------------------------
@@ -159,6 +167,14 @@ class TrainConfig:
             raise ValueError("--distill-data needs --distill-from TEACHER (e.g. minilm)")
         if self.distill_weight < 1 and not self.data_files:
             raise ValueError("--distill-weight < 1 mixes in the labelled loss: give --data-files too")
+        if self.fit_passage_tower:
+            if not self.distill_from:
+                raise ValueError("--fit-passage-tower fits the passage tower to a teacher's vectors: give --distill-from")
+            if (self.passage_tower or self.tower) != "mean" or self.passage_base_model not in (None, self.base_model):
+                raise ValueError("--fit-passage-tower fits a mean passage tower on the query tower's base: use --tower "
+                                 "mean without --passage-tower / --passage-base-model")
+            if self.fit_ridge <= 0:
+                raise ValueError(f"--fit-ridge must be > 0, got {self.fit_ridge}")
         if self.resume and self.overwrite:
             raise ValueError("--resume continues the run in --output-dir, --overwrite replaces it: give one")
 

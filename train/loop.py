@@ -300,10 +300,12 @@ def run(cfg: TrainConfig, tracker=None) -> dict:
             dist.barrier()
     optimizers.release()
     model.eval()  # trained: what is saved, tested and pushed from here on is the inference model
+    finished = objective.finish(model) if d.main else {}
 
     final = {"objective": objective_name, "global_step": state.global_step, "planned_steps": natural_end,
              "stopped_early": stopped, "texts_seen": state.examples_seen * d.world_size,
-             "train_seconds": round(elapsed(), 1), **{k: v for k, v in metrics.items() if k.startswith("val/")}}
+             "train_seconds": round(elapsed(), 1), **finished,
+             **{k: v for k, v in metrics.items() if k.startswith("val/")}}
     if d.main:
         if test_set is not None:
             final.update(comprehensive_test(cfg, model, test_set, objective))

@@ -59,6 +59,10 @@ class Objective(nn.Module):
         """Passage vectors known without encoding (a frozen passage tower = the teacher), else None."""
         return None
 
+    def finish(self, model: nn.Module) -> dict:
+        """What the objective does once training ends (e.g. a closed-form fit) -> figures for the metrics."""
+        return {}
+
 
 @contextlib.contextmanager
 def evaluating(model):
@@ -255,17 +259,24 @@ class DistillObjective(Objective):
         del teacher
         if rank == 0 and barrier:
             barrier()
+        self.fit = (passages, tp, cfg.fit_ridge) if cfg.fit_passage_tower else None
+        if self.fit:  # fitted when training ends; until then the teacher's vectors stand for it
+            model.passage_tower.requires_grad_(False)
         self.frozen = not any(p.requires_grad for p in model.passage_tower.parameters())
         self.own_passages = None  # a frozen passage tower that is not the teacher: its vectors, encoded once
         self.cache = cache
         self.model_ref = [model]  # not a submodule: the objective's state is its own parameters only
         if self.frozen:
-            with evaluating(model):
-                cos = passage_agreement(model, passages, tp)
+            if self.fit:
+                cos = 1.0
+            else:
+                with evaluating(model):
+                    cos = passage_agreement(model, passages, tp)
             if cos >= 0.999:
                 if cfg.distill_passages_as_queries:  # the corpus's words reach the query tower before any query
                     queries, tq = queries + passages, np.concatenate([tq, tp])
-                log(f"passage tower frozen (= the teacher): training the query tower only, on {len(queries):,} texts")
+                what = "to be fitted to the teacher when training ends" if self.fit else "frozen (= the teacher)"
+                log(f"passage tower {what}: training the query tower only, on {len(queries):,} texts")
             else:
                 # Its own vectors stay fixed (an index built with it never needs re-encoding); the query tower
                 # learns to rank them as the teacher ranks its own (the KL; cosines to the teacher's vectors
@@ -336,8 +347,17 @@ class DistillObjective(Objective):
     def count(self, batch):
         return int(batch["teacher_p"].shape[0]) + (int(batch["teacher_q"].shape[0]) if "teacher_q" in batch else 0)
 
+    def finish(self, model) -> dict:
+        if not self.fit:
+            return {}
+        from .passage_fit import fit_mean_passage_tower
+
+        passages, tp, ridge = self.fit
+        info = fit_mean_passage_tower(model, passages, tp, ridge)
+        return {"fit/mean_cosine": info["mean_cosine"], "fit/min_cosine": info["min_cosine"]}
+
     def passage_vectors(self, texts: list[str]) -> np.ndarray | None:
-        if not self.frozen:
+        if not self.frozen or self.fit:  # a fitted tower encodes its own passages
             return None
         model = self.model_ref[0]
         side = _FrozenPassageSide(model, None if self.own_passages is not None else self.teacher_fingerprint)
