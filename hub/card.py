@@ -217,7 +217,7 @@ files are checked against their checksums, and an index built by another model i
 from twotowers.pretrained import load_pretrained
 
 model, index = load_pretrained("{repo_id}")
-hits = index.search(["what is the reserve bank of australia"], k=10)[0]   # dense; mode="hybrid" fuses BM25
+hits = index.search(["what is the reserve bank of australia"], k=10)[0]   # hybrid (dense + BM25) where the index has BM25; mode="dense": the towers alone
 print([(h.id, round(h.score, 3), h.text[:80]) for h in hits])
 ```
 """)

@@ -97,6 +97,23 @@ def test_search_returns_ranked_structured_results(engine):
         json.dumps(hits)  # what the API sends
 
 
+def test_default_mode_is_hybrid_on_the_page_and_in_search(engine):
+    """No mode given: the index's default (hybrid, where it has a BM25 side) in `search` and on the page,
+    whose mode radio starts there."""
+    from twotowers.index.fusion import DEFAULT_ALPHA
+    from webapp.ui import _MODE_LABELS
+
+    assert engine.default_mode == "hybrid" and engine.info()["default_mode"] == "hybrid"
+    hits = app.search("is chocolate dangerous for dogs", 3, engine=engine)
+    assert hits == app.search("is chocolate dangerous for dogs", 3, mode="hybrid", engine=engine)
+    assert hits[0]["keyword_score"] is not None
+    demo = app.build_demo(engine)
+    (radio,) = [b for b in demo.blocks.values() if getattr(b, "label", None) == "Mode"]
+    assert _MODE_LABELS[radio.value] == "hybrid"
+    _, note = app.ui_search("is chocolate dangerous for dogs", 3, radio.value, DEFAULT_ALPHA, None)
+    assert "(hybrid, semantic weight" in note
+
+
 def test_search_many_matches_single_searches(engine):
     batch = app.search_many(MEAN_OK, 3, engine=engine)
     assert [[h["id"] for h in row] for row in batch] == [[h["id"] for h in app.search(q, 3, engine=engine)] for q in MEAN_OK]

@@ -44,7 +44,8 @@ def _parser() -> ArgumentParser:
     ap.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
     idx = ap.add_argument_group("search a saved PassageIndex instead of exact search")
     idx.add_argument("--index", help="PassageIndex directory built over the same collection")
-    idx.add_argument("--search-mode", choices=MODES, default="dense")
+    idx.add_argument("--search-mode", choices=MODES, default=None,
+                     help="default: the index's (hybrid where it has a BM25 side, else dense)")
     idx.add_argument("--alpha", type=float, help="hybrid weight of the dense side (index default if unset)")
     idx.add_argument("--fusion", choices=tuple(FUSIONS), default=None, help="hybrid fusion (index default if unset)")
     return ap
@@ -122,8 +123,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
         for name, m in models.items():
             if args.index and m is model:
                 retr = index_retriever(args.index, m, args.search_mode, args.alpha, args.fusion)
-                name = f"{name} index {args.search_mode}" + (f" {args.fusion or 'default'} alpha={args.alpha}"
-                                                              if args.search_mode == "hybrid" else "")
+                name = f"{name} index {retr.mode}" + (f" {args.fusion or 'default'} alpha={args.alpha}"
+                                                      if retr.mode == "hybrid" else "")
             else:
                 retr = dense_retriever(m, pids, texts, args.batch_size)
             results[name] = evaluate_retrieval(retr, queries, qrels, args.k, corpus_ids=pids)
