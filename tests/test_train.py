@@ -51,6 +51,11 @@ def test_cli_end_to_end_with_wandb_offline(data, tmp_path):
     for key in ("val/ndcg@10", "val/random_ndcg@10", "test/ndcg@10", "test/recall@100"):
         assert 0.0 <= metrics[key] <= 1.0
     assert "200 rows -> 200 examples" in proc.stdout and "texts/s" in proc.stdout
+    # stderr is not a terminal here: one progress line per --log-steps (5) and at the last step
+    steps = [line.split()[1] for line in proc.stdout.splitlines() if line.startswith("step ")]
+    assert steps == ["5/16", "10/16", "15/16", "16/16"], proc.stdout[-2000:]
+    assert all(w in proc.stdout for w in ("steps/s", "elapsed, ETA ", "loss ")) and "\r" not in proc.stdout + proc.stderr
+    assert not (out / "checkpoint").exists() and "--keep-checkpoint keeps it" in proc.stdout  # finished: removed
     from twotowers import TwoTowers
 
     model = TwoTowers.from_pretrained(out)  # the final model loads as a normal saved model
@@ -140,6 +145,48 @@ def test_two_process_ddp_with_gloo(data, tmp_path):
     assert metrics["global_step"] == math.ceil(48 / 2 / 8)  # each process takes half of every epoch
     assert metrics["texts_seen"] == 48
     assert "2 process(es)" in proc.stdout
+
+
+def test_progress_bar_on_a_terminal_and_lines_elsewhere():
+    import io
+
+    from train.checkpoint import TrainState
+    from train.progress import Progress
+
+    term = io.StringIO()
+    bar = Progress(10, batches_per_epoch=7, epochs=1, total=7, stream=term, bar=True)
+    lines = io.StringIO()
+    plain = Progress(10, batches_per_epoch=7, epochs=1, total=7, stream=lines)  # StringIO is not a tty: lines
+    assert plain.bar is None
+    for step in range(1, 8):  # a 7-step run with --log-steps 10 still reports, at its last step
+        state = TrainState(global_step=step, batch_in_epoch=step, planned_steps=7)
+        for p in (bar, plain):
+            p.micro_batch(0.5, 32)
+            p.step(state, 1e-3, 7)
+    bar.close()
+    shown = term.getvalue().split("\r")[-1]
+    assert "7/7" in shown and "step/s" in shown and "loss=0.5000" in shown and "lr=1.00e-03" in shown
+    assert "<00:00" in shown  # elapsed < remaining (the ETA)
+    assert lines.getvalue() == ""  # lines go to the log (stdout), not the bar's stream
+
+
+def test_help_shows_every_default():
+    from train.config import build_parser
+
+    text = " ".join(build_parser().format_help().split())
+    for flag, default in (("--batch-size BATCH_SIZE", "(default: 32)"), ("--epochs EPOCHS", "(default: 1)"),
+                          ("--keep-checkpoint [KEEP_CHECKPOINT]", "(default: false)"), ("--tower TOWER", "(default: mean)")):
+        after = text.split(flag + " ", 2)[-1]  # the flag's help entry (after its usage mention)
+        assert default in after[:400], (flag, after[:400])
+    assert "learning rate; default: the tower's" in text  # a default the help names itself is not repeated
+
+
+def test_a_finished_run_removes_its_checkpoint_unless_kept(data, tmp_path):
+    extra = ("--no-wandb", "--max-samples", "16", "--no-comprehensive-test", "--save-steps", "1")
+    run(parse_config(args(data, tmp_path / "gone", *extra)))
+    assert (tmp_path / "gone" / "model.safetensors").is_file() and not (tmp_path / "gone" / "checkpoint").exists()
+    run(parse_config(args(data, tmp_path / "kept", *extra, "--keep-checkpoint")))
+    assert (tmp_path / "kept" / "checkpoint" / "optimizer.pt").is_file()
 
 
 def test_config_flags_are_field_names():

@@ -121,12 +121,17 @@ class TrainConfig:
     overwrite: bool = field(default=False, metadata={
         "help": "replace what --output-dir holds (a saved model, a checkpoint) and start afresh"})
     save_steps: int = field(default=200, metadata={"help": "mid-epoch checkpoint every N optimizer steps (0 = epoch ends only)"})
+    keep_checkpoint: bool = field(default=False, metadata={
+        "help": "keep --output-dir/checkpoint/ (optimizer state: ~3x the model) after the run finishes; by default "
+                "a finished run removes it"})
     no_save: bool = field(default=False, metadata={"help": "write no model or checkpoints"})
     # -- logging and evaluation ----------------------------------------------------------------------
     no_wandb: bool = field(default=False, metadata={"help": "do not log to Weights & Biases"})
     wandb_project: str = field(default="twotowers", metadata={"help": "W&B project"})
     wandb_entity: str | None = field(default=None, metadata={"help": "W&B entity (team or user)"})
-    log_steps: int = field(default=10, metadata={"help": "log loss / lr / throughput every N optimizer steps"})
+    log_steps: int = field(default=10, metadata={
+        "help": "update loss / lr / throughput every N optimizer steps (a line each, and at the last step, when "
+                "stderr is not a terminal; else a progress bar)"})
     no_comprehensive_test: bool = field(default=False, metadata={"help": "skip the final retrieval test"})
     eval_batch_size: int = field(default=64, metadata={"help": "passage batch size for evaluation encoding"})
     sweep: str | None = field(default=None, metadata={"help": f"run a Bayesian W&B sweep: {', '.join(SWEEPS)}"})
