@@ -2,6 +2,7 @@
 data errors before training, NaN stop, SIGKILL + --resume (labelled and distillation), what an output
 directory held is never replaced without --overwrite, and two-process DDP (gloo)."""
 
+import dataclasses
 import json
 import math
 import os
@@ -202,16 +203,41 @@ def test_config_flags_are_field_names():
         parse_config(["--tower", "cnn"])
 
 
-def test_sweep_configs_use_config_fields_and_the_retrieval_metric():
-    import dataclasses
+@pytest.mark.parametrize("name", ["quick", "basic", "extensive"])
+def test_sweep_yaml_runs_under_the_wandb_agent_and_in_process(name):
+    """`wandb sweep X.yaml` + `wandb agent`: every trial becomes the YAML's command with the agent's own
+    formatting (wandb's create_sweep_command_args), which `python -m train` parses into those values;
+    `python -m train --sweep X` builds the same search space with this command line's flags fixed."""
+    from wandb.sdk.launch.sweeps.utils import create_sweep_command, create_sweep_command_args
 
-    from train.sweep import sweep_config
+    from train.sweep import field_name, load_sweep, sweep_config
 
-    for name in ("quick", "basic", "extensive"):
-        sc = sweep_config(TrainConfig(sweep=name, data_files=["x.jsonl"]))
-        assert sc["method"] == "bayes" and sc["metric"] == {"name": "test/ndcg@10", "goal": "maximize"}
-        assert set(sc["parameters"]) <= {f.name for f in dataclasses.fields(TrainConfig)}
-        assert sc["parameters"]["data_files"] == {"value": ["x.jsonl"]}
+    spec = load_sweep(name)
+    assert spec["metric"] == {"name": "test/ndcg@10", "goal": "maximize"} and spec["program"]
+    assert "early_terminate" not in spec  # test/ndcg@10 is logged once, at the end of a run
+    choices = {p: d["values"] if "values" in d else [d["value"]] if "value" in d else [d["min"], d["max"]]
+               for p, d in spec["parameters"].items()}
+    for i in range(max(map(len, choices.values()))):  # each listed value and each end of each range
+        trial = {p: {"value": v[i % len(v)]} for p, v in choices.items()}
+        macros = {**create_sweep_command_args({"args": trial}), "env": [], "interpreter": ["python"]}
+        argv = [a for c in create_sweep_command(list(spec["command"]))
+                for a in (macros[c[2:-1]] if c.startswith("${") else [c])]
+        assert argv[:3] == ["python", "-m", "train"], argv
+        cfg = parse_config(argv[3:])
+        for p, d in trial.items():
+            assert getattr(cfg, field_name(p)) == d["value"], (p, argv)
+        # the swept recipe reads every swept parameter: labelled training with the default loss
+        assert not cfg.distilling and cfg.loss == "infonce" and "margin" not in trial
+    sc = sweep_config(TrainConfig(sweep=name, data_files=["x.jsonl"]))
+    assert sc["parameters"]["data-files"] == {"value": ["x.jsonl"]} and "command" not in sc
+    assert {field_name(p) for p in sc["parameters"]} <= {f.name for f in dataclasses.fields(TrainConfig)}
+
+
+def test_a_run_the_wandb_agent_starts_saves_to_its_own_directory(monkeypatch):
+    assert TrainConfig().out_dir == "runs/mean-infonce"
+    monkeypatch.setenv("WANDB_SWEEP_ID", "abc123")
+    monkeypatch.setenv("WANDB_RUN_ID", "r9")
+    assert TrainConfig().out_dir == "runs/sweep-r9" and TrainConfig(output_dir="mine").out_dir == "mine"
 
 
 def _kill_after(out: Path, argv: list[str], step: int) -> dict:

@@ -9,6 +9,7 @@ and distillation from a teacher (`--distill-from` + `--distill-data`, unlabelled
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 
 from twotowers import MINILM_ID
@@ -116,7 +117,9 @@ class TrainConfig:
     distill_passages_as_queries: bool = field(default=True, metadata={
         "help": "with a frozen passage tower: the passages also train the query tower (their teacher vectors)"})
     # -- checkpoints and output ----------------------------------------------------------------------
-    output_dir: str | None = field(default=None, metadata={"help": "where the model and checkpoints go (default runs/<tower>-<objective>)"})
+    output_dir: str | None = field(default=None, metadata={
+        "help": "where the model and checkpoints go (default runs/<tower>-<objective>; runs/sweep-<run id> in a run "
+                "that `wandb agent` started)"})
     resume: bool = field(default=False, metadata={"help": "continue from the checkpoint in --output-dir"})
     overwrite: bool = field(default=False, metadata={
         "help": "replace what --output-dir holds (a saved model, a checkpoint) and start afresh"})
@@ -186,7 +189,11 @@ class TrainConfig:
 
     @property
     def out_dir(self) -> str:
-        return self.output_dir or f"runs/{self.tower}-{'distill' if self.distilling else self.loss}"
+        if self.output_dir:
+            return self.output_dir
+        if os.environ.get("WANDB_SWEEP_ID") and os.environ.get("WANDB_RUN_ID"):  # a run `wandb agent` started
+            return f"runs/sweep-{os.environ['WANDB_RUN_ID']}"
+        return f"runs/{self.tower}-{'distill' if self.distilling else self.loss}"
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
