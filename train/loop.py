@@ -189,7 +189,7 @@ def comprehensive_test(cfg: TrainConfig, model: TwoTowers, test_set, objective: 
         retriever = dense_retriever(model, pids, texts, cfg.eval_batch_size,
                                     passage_vectors=objective.passage_vectors(texts))
         r = evaluate_retrieval(retriever, queries, qrels, corpus_ids=pids)
-    return {f"test/{k}": v for k, v in r.items() if isinstance(v, (int, float))}
+    return {**{f"test/{k}": v for k, v in r.items() if isinstance(v, (int, float))}, "test/corpus_passages": len(pids)}
 
 
 # -- run -------------------------------------------------------------------------------------------

@@ -63,6 +63,23 @@ def _load_retrieval_set(args) -> tuple[dict, dict, list[str], list[str]]:
     return read_queries(args.queries), read_qrels(args.qrels), pids, texts
 
 
+def _name(path: str) -> str:
+    """A file's name without its directory (what the JSON and a model card may show), or a Hub id as given."""
+    return Path(path).name if Path(path).exists() else path
+
+
+def describe_data(args, n_passages: int) -> dict:
+    """What was measured, for the JSON (and so the model card): file names, never local paths, and the
+    corpus size; the query counts are each system's `n_queries` / `n_unreachable`."""
+    if args.data_files:
+        d = {"queries": ", ".join(map(_name, args.data_files)), "dataset_config": "v1.1"}
+        if args.mode == "retrieve":
+            d.update(corpus="the pooled candidate passages of those rows", corpus_passages=n_passages)
+        return d
+    return {"queries": _name(args.queries), "qrels": _name(args.qrels), "corpus": _name(args.collection),
+            "corpus_passages": n_passages}
+
+
 def _print_table(results: dict[str, dict], mode: str) -> None:
     metrics = RETRIEVAL_METRICS if mode == "retrieve" else RERANK_METRICS
     names = {"ndcg": "NDCG", "mrr": "MRR", "recall": "Recall"}
@@ -102,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     models, model = {}, None
     if args.model:
         model = TwoTowers.from_pretrained(args.model)
-        models[f"model ({args.model})"] = model
+        models["model"] = model  # the JSON (and a model card) never shows a local path
         if "untrained" in args.baseline:
             models["untrained (same config)"] = untrained_like(model)
     elif args.tower:
@@ -110,6 +127,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         models[f"untrained {args.tower}"] = model
 
     results: dict[str, dict] = {}
+    pids = []
     if args.mode == "rerank":
         if not args.data_files:
             raise ValueError("rerank mode needs --data-files (v1.1 rows with is_selected)")
@@ -132,7 +150,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
             results["bm25"] = evaluate_retrieval(bm25_retriever(pids, texts), queries, qrels, args.k, corpus_ids=pids)
     _print_table(results, args.mode)
     if args.json:
-        Path(args.json).write_text(json.dumps({"mode": args.mode, "primary_metric": PRIMARY, "results": results}, indent=2))
+        Path(args.json).write_text(json.dumps({"mode": args.mode, "primary_metric": PRIMARY,
+                                               **describe_data(args, len(pids)), "results": results}, indent=2))
     return results
 
 

@@ -72,7 +72,11 @@ def build(cfg: BuildConfig, show_progress: bool = True):
                                target_recall=cfg.target_recall, chunk_size=cfg.chunk_size, keyword=cfg.keyword,
                                show_progress=show_progress, batch_size=cfg.batch_size,
                                stemmer=None if cfg.stemmer.lower() == "none" else cfg.stemmer)
-    # where `search` finds the model again: a local directory made absolute, a Hub id as given
+    # what it holds, by name (a file's name, or a dataset id and split), and where `search` finds the model
+    # again: a local directory made absolute, a Hub id as given
+    source = Path(cfg.collection)
+    index.set_corpus(source.name if source.is_file() else f"{source.name if source.exists() else cfg.collection} "
+                     f"({cfg.split})")
     index.set_model_source(str(Path(cfg.model).resolve()) if Path(cfg.model).is_dir() else cfg.model)
     index.save(out)
     return index

@@ -64,6 +64,10 @@ class PassageIndex:
         docs/results.md) where the index has a keyword side, else "dense"."""
         return "hybrid" if self.keyword is not None else "dense"
 
+    def set_corpus(self, name: str) -> None:
+        """Record which collection the index holds, by name (saved in index.json; a model card shows it)."""
+        self._meta["corpus"] = name
+
     def set_model_source(self, source: str) -> None:
         """Record where `python -m twotowers.index search` finds the model again (saved in index.json)."""
         self._meta["model"]["source"] = source
