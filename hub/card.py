@@ -12,7 +12,7 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from twotowers.project import INSTALL, PROJECT_URL
+from twotowers.project import INSTALL, INSTALL_CPU, PROJECT_URL
 
 from .metrics import MetricSet, metric_type, pretty_metric
 
@@ -259,6 +259,8 @@ def _usage(repo_id: str, space_id: str | None, has_index: bool, sentence_transfo
 
 ```bash
 {INSTALL}
+# a machine without a GPU: the CPU build of torch (PyPI's Linux torch is the multi-GB CUDA one)
+{INSTALL_CPU}
 ```
 
 The model, to encode text (safetensors and JSON only; no remote code):

@@ -21,14 +21,15 @@ from pathlib import Path
 
 from huggingface_hub import SpaceCard, SpaceCardData
 
+# A Space has no GPU unless paid for: PyPI's Linux torch is the multi-GB CUDA build, so ask for the CPU one.
+from twotowers.project import TORCH_CPU_INDEX
+
 from .connect import PublishError, explain, hub_api, upload_tree
 from .tree import check_empty, check_repo_id, describe, files_under, place
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MODEL_REPO_VARIABLE = "TWOTOWERS_MODEL_REPO"
 MODEL_REVISION_VARIABLE = "TWOTOWERS_MODEL_REVISION"
-# A Space has no GPU unless paid for: PyPI's Linux torch is the multi-GB CUDA build, so ask for the CPU one.
-TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 # Installed by the Space itself (sdk_version), so never listed in its requirements.txt.
 _SDK_PROVIDED = {"gradio", "gradio-client"}
 
