@@ -83,6 +83,12 @@ def test_demo_corpus_and_queries_are_consistent():
     queries = app.demo_queries()
     assert len(queries) >= 10
     assert {q["expected"] for q in queries} <= set(ids)
+    # the quick starts' judged queries (demo/queries.tsv + qrels.tsv): every demo query among them, each judged
+    from twotowers.collection import read_qrels, read_queries
+
+    trec, qrels = read_queries(app.DEMO_PASSAGES.parent / "queries.tsv"), read_qrels(app.DEMO_PASSAGES.parent / "qrels.tsv")
+    assert set(trec) == set(qrels) and {p for judged in qrels.values() for p in judged} <= set(ids)
+    assert {q["query"] for q in queries} <= set(trec.values()) and len(trec) == len(set(trec.values())) >= 80
 
 
 def test_search_returns_ranked_structured_results(engine):
