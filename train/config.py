@@ -125,8 +125,8 @@ class TrainConfig:
         "help": "replace what --output-dir holds (a saved model, a checkpoint) and start afresh"})
     save_steps: int = field(default=200, metadata={"help": "mid-epoch checkpoint every N optimizer steps (0 = epoch ends only)"})
     keep_checkpoint: bool = field(default=False, metadata={
-        "help": "keep --output-dir/checkpoint/ (optimizer state: ~3x the model) after the run finishes; by default "
-                "a finished run removes it"})
+        "help": "keep --output-dir/checkpoint/ (the weights again plus the optimizer's moments) after the run "
+                "finishes; by default a finished run removes it"})
     no_save: bool = field(default=False, metadata={"help": "write no model or checkpoints"})
     # -- logging and evaluation ----------------------------------------------------------------------
     no_wandb: bool = field(default=False, metadata={"help": "do not log to Weights & Biases"})
