@@ -171,7 +171,7 @@ def run_one(n: int, dim: int, args) -> dict:
 
     # single-query latency, the methods interleaved query by query (common.interleaved_times)
     def with_texts(x):  # search, then read every hit's text (texts are read on first use)
-        hits = index.search(x, k=k)
+        hits = index.search(x, k=k, mode="dense")  # the dense path, beside raw hnswlib
         for row in hits:
             for h in row:
                 h.text

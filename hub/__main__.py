@@ -3,7 +3,7 @@
     python -m hub push --model DIR --index DIR --repo-id OWNER/NAME [--metrics EVAL.json ...]
                        [--private] [--revision BRANCH] [--space-id OWNER/SPACE] [--dry-run --out DIR]
     python -m hub deploy-space --space-id OWNER/SPACE --model-repo OWNER/NAME [--model-revision COMMIT]
-                               [--private] [--dry-run --out DIR]
+                               [--private] [--dry-run --out DIR [--model-tree PUSH_DRY_RUN_DIR]]
 
 The token comes from HF_TOKEN or `hf auth login`; it is never printed. Any failure is one line on
 stderr and exit code 1 (2 for bad arguments).
@@ -47,6 +47,9 @@ def _parser() -> ArgumentParser:
                                                 "Space serves; default: what main is at deploy time")
     space.add_argument("--private", action="store_true", help="create the Space private")
     space.add_argument("--dry-run", action="store_true", help="write the tree to --out; no network")
+    space.add_argument("--model-tree", metavar="DIR",
+                       help="dry run: a local copy of the model repo (the tree `hub push --dry-run --out DIR` wrote), "
+                            "whose files the Space's preload list names, as a deploy names the repo's")
     space.add_argument("--out", help="where --dry-run writes the Space tree (empty or new directory)")
     return p
 
@@ -87,8 +90,10 @@ def _run(args) -> None:
     else:
         from .space import deploy_space
 
+        if args.model_tree and not args.dry_run:
+            raise PublishError("--model-tree is for --dry-run: a deploy lists the model repo's own files")
         deploy_space(args.space_id, args.model_repo, revision=args.model_revision, private=args.private,
-                     dry_run=args.dry_run, out=args.out)
+                     dry_run=args.dry_run, out=args.out, model_tree=args.model_tree)
 
 
 if __name__ == "__main__":

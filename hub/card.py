@@ -12,7 +12,7 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from twotowers.project import INSTALL, PROJECT_URL
+from twotowers.project import INSTALL, INSTALL_CPU, PROJECT_URL
 
 from .metrics import MetricSet, metric_type, pretty_metric
 
@@ -22,13 +22,25 @@ LICENSE = "apache-2.0"
 TAGS = ["twotowers", "sentence-similarity", "dense-retrieval", "two-tower", "ms-marco", "hnswlib"]
 _TASKS = {"retrieve": ("Retrieval", "Passage retrieval from the pooled corpus"),
           "rerank": ("Reranking", "Re-ranking each query's candidate passages")}
+# What an evaluation file says about its data (hub.metrics context keys), told in a sentence, not listed.
+_DATA_KEYS = {"mode", "queries", "qrels", "corpus", "corpus_passages", "dataset_config", "source"}
 # Context that differs per system, shown as a column or not at all.
-_PER_RUN = {"n_queries", "n_unreachable", "seconds"}
+_PER_RUN = {"n_queries", "n_unreachable", "n_qrels_not_in_corpus", "seconds"}
 _BASELINE_NOTES = {"bm25": "`bm25` is BM25 (bm25s) over the same corpus",
                    "untrained": "`untrained` is the same architecture before training",
                    "random": "`random` is a random ordering of each query's candidates"}
 # Config keys never copied into a public card.
 _SECRET_WORDS = ("token", "secret", "password", "api_key", "apikey")
+# Run bookkeeping (where files went, how it logged), not how the model was trained: left out of the card.
+_BOOKKEEPING = {"output_dir", "resume", "overwrite", "no_save", "save_steps", "keep_checkpoint", "distill_cache_dir",
+                "no_wandb", "wandb_project", "wandb_entity", "log_steps", "num_workers", "device", "eval_batch_size",
+                "sweep", "sweep_count", "push_to_hub"}
+# Flags only labelled training reads, and only distillation reads: a run of the other kind shows none of them.
+_LABELLED_ONLY = {"dataset", "dataset_config", "data_files", "max_samples", "loss", "margin", "scale", "num_negatives"}
+# Flags naming local files: the card shows the file names only.
+_FILE_KEYS = {"data_files", "validation_files", "test_queries", "test_qrels", "test_collection", "distill_data"}
+# Flags naming a model: a Hub id as given, a local directory by its name only.
+_MODEL_KEYS = {"base_model", "passage_base_model", "init_from", "distill_from"}
 
 
 def _base_rows(cfg: dict) -> list[str]:
@@ -71,7 +83,7 @@ def build_card(repo_id: str, model_config: dict, metric_sets: list[MetricSet], *
         "",
         _about(repo_id, model_config, index_info, sentence_transformers),
         _usage(repo_id, space_id, index_info is not None, sentence_transformers, model_config),
-        _training(train_config),
+        _training(train_config, model_config),
         _results(metric_sets),
         _limitations(),
     ])
@@ -88,6 +100,9 @@ def eval_results(metric_sets: list[MetricSet]) -> list[EvalResult]:
         task_type, task_name = _TASKS.get(mode, (mode.capitalize(), mode))
         split = s.context.get("split")
         split = str(split) if split is not None else None
+        queries = s.context.get("queries")
+        name = s.context.get("dataset") or (f"MS MARCO ({queries})" if queries else "MS MARCO")
+        config = s.context.get("dataset_config")  # "v1.1" only where the data were v1.1 rows
         for key, value in s.metrics.items():
             ident = (task_type, split, key)
             if ident in seen:  # the same metric from two files: keep both, told apart by the file
@@ -95,9 +110,9 @@ def eval_results(metric_sets: list[MetricSet]) -> list[EvalResult]:
                 ident = (task_type, split, key)
             seen.add(ident)
             results.append(EvalResult(
-                task_type=task_type, task_name=task_name, dataset_type=DATASET,
-                dataset_name=str(s.context.get("dataset", "MS MARCO")), dataset_config="v1.1",
-                dataset_split=split, metric_type=metric_type(key), metric_name=pretty_metric(key), metric_value=value,
+                task_type=task_type, task_name=task_name, dataset_type=DATASET, dataset_name=str(name),
+                dataset_config=str(config) if config else None, dataset_split=split,
+                metric_type=metric_type(key), metric_name=pretty_metric(key), metric_value=value,
             ))
     return results
 
@@ -136,13 +151,76 @@ def _about(repo_id: str, cfg: dict, index_info: dict | None, sentence_transforme
     return "\n".join(lines)
 
 
-def _training(train_config: dict | None) -> str:
+def _local_name(value: str) -> str:
+    """A model reference for a public card: a Hub id or a short name as given, a local directory by its name."""
+    p = Path(value).expanduser()
+    if p.exists() or value.startswith((".", "/", "~")) or value.count("/") > 1:
+        return f"{p.name} (a local directory)"
+    return value
+
+
+def public_config(train_config: dict, model_config: dict | None = None) -> dict:
+    """The run's flags as a public card shows them: the hyperparameters actually used (defaults that
+    depend on the tower resolved: learning rates, widths), file names instead of paths, no secrets, no
+    run bookkeeping (output directory, logging, devices)."""
+    from twotowers.towers import TOWERS
+
+    cfg = {k: v for k, v in train_config.items()
+           if k not in _BOOKKEEPING and not any(w in k.lower() for w in _SECRET_WORDS)}
+    if "distill_from" in cfg:  # a config of `python -m train`: leave out what this run's objective never read
+        unread = {k for k in cfg if k.startswith("distill_")} if not cfg["distill_from"] else \
+            _LABELLED_ONLY if cfg.get("distill_weight", 1.0) >= 1.0 else set()
+        cfg = {k: v for k, v in cfg.items() if k not in unread}
+    for key in _FILE_KEYS & set(cfg):
+        value = cfg[key]
+        cfg[key] = [Path(v).name for v in value] if isinstance(value, list) else Path(value).name if value else value
+    for key in _MODEL_KEYS & set(cfg):
+        if isinstance(cfg[key], str):
+            cfg[key] = _local_name(cfg[key])
+    if cfg.get("learning_rate") is None and cfg.get("tower") in TOWERS:
+        cfg["learning_rate"] = TOWERS[cfg["tower"]].learning_rate  # the tower's default, as the run used it
+    if "embedding_learning_rate" in cfg and cfg["embedding_learning_rate"] is None:
+        cfg["embedding_learning_rate"] = cfg.get("learning_rate")
+    for key in ("projection_dim", "max_passage_length", "max_query_length"):
+        if cfg.get(key) is None and (model_config or {}).get(key) is not None:
+            cfg[key] = model_config[key]  # what the saved model was built with
+    return cfg
+
+
+def _training(train_config: dict | None, model_config: dict | None = None) -> str:
     head = "## How it was trained\n"
     if not train_config:
         return head + "\nThe training run's configuration was not recorded with this upload.\n"
-    safe = {k: v for k, v in train_config.items() if not any(w in k.lower() for w in _SECRET_WORDS)}
-    return (head + "\nThe run's configuration (`python -m train` flags of the same names):\n\n```json\n"
-            + json.dumps(safe, indent=2, sort_keys=True, default=str) + "\n```\n")
+    return (head + "\nThe run's settings (`python -m train` flags of the same names; defaults resolved to the "
+            "values used, data files by name):\n\n```json\n"
+            + json.dumps(public_config(train_config, model_config), indent=2, sort_keys=True, default=str) + "\n```\n")
+
+
+def _measured(ctx: dict, model: MetricSet | None) -> str:
+    """What one evaluation file measured, in a sentence: the queries, the corpus and the counts."""
+    n = (model.context if model else ctx).get("n_queries")
+    queries = f" (`{ctx['queries']}`" + (f", judgments `{ctx['qrels']}`" if ctx.get("qrels") else "") + ")" \
+        if ctx.get("queries") else ""
+    count = f"{n:,} queries" if isinstance(n, int) else "the queries"
+    if str(ctx.get("mode", "retrieve")) == "rerank":
+        return f"Re-ranking: each of {count}{queries} orders its own candidate passages."
+    corpus = ctx.get("corpus")
+    size = ctx.get("corpus_passages")
+    where = (f"all {size:,} passages" if isinstance(size, int) else "the whole corpus") + \
+        (f" of `{corpus}`" if corpus and " " not in corpus else f" ({corpus})" if corpus else "")
+    unreachable = (model.context if model else ctx).get("n_unreachable")
+    left_out = (f"; {unreachable:,} judged queries whose relevant passages are not in that corpus are left out"
+                if isinstance(unreachable, int) and unreachable else "")
+    return f"Retrieval: {count}{queries}, each searching {where}{left_out}."
+
+
+def _system_name(s: MetricSet) -> str:
+    """A row's name: the model as **this model** (never a local path an older evaluation file recorded)."""
+    if not s.is_model:
+        return s.name
+    rest = s.name[len("model"):] if s.name.startswith("model") else ""
+    rest = rest.split(")", 1)[1] if rest.startswith(" (") and ")" in rest else rest  # "model (runs/x) index ..."
+    return "**this model**" + (f",{rest}" if rest.strip() else "")
 
 
 def _results(metric_sets: list[MetricSet]) -> str:
@@ -154,8 +232,9 @@ def _results(metric_sets: list[MetricSet]) -> str:
         by_file.setdefault(s.source, []).append(s)
     for source, sets in by_file.items():
         shared = {k: v for k, v in sets[0].context.items() if k not in _PER_RUN and all(s.context.get(k) == v for s in sets)}
-        desc = ", ".join(f"{k}: {v}" for k, v in shared.items())
-        out += [f"From `{Path(source).name}`" + (f" ({desc})" if desc else "") + ":", ""]
+        desc = ", ".join(f"{k}: {v}" for k, v in shared.items() if k not in _DATA_KEYS)
+        model = next((s for s in sets if s.is_model), None)
+        out += [_measured(shared, model) + f" From `{Path(source).name}`" + (f" ({desc})" if desc else "") + ":", ""]
         keys = list(dict.fromkeys(k for s in sets for k in s.metrics))
         primary = next((s.primary for s in sets if s.primary), None)
         counts = any("n_queries" in s.context for s in sets)
@@ -163,7 +242,7 @@ def _results(metric_sets: list[MetricSet]) -> str:
                    + (" | queries |" if counts else " |"))
         out.append("| --- |" + " ---: |" * (len(keys) + counts))
         for s in sets:
-            name = f"**{s.name}** (this model)" if s.is_model else s.name
+            name = _system_name(s)
             row = [f"{s.metrics[k]:.4f}" if k in s.metrics else "–" for k in keys]
             row += [str(s.context.get("n_queries", "–"))] if counts else []
             out.append(f"| {name} | " + " | ".join(row) + " |")
@@ -180,6 +259,8 @@ def _usage(repo_id: str, space_id: str | None, has_index: bool, sentence_transfo
 
 ```bash
 {INSTALL}
+# a machine without a GPU: the CPU build of torch (PyPI's Linux torch is the multi-GB CUDA one)
+{INSTALL_CPU}
 ```
 
 The model, to encode text (safetensors and JSON only; no remote code):
@@ -217,7 +298,7 @@ files are checked against their checksums, and an index built by another model i
 from twotowers.pretrained import load_pretrained
 
 model, index = load_pretrained("{repo_id}")
-hits = index.search(["what is the reserve bank of australia"], k=10)[0]   # dense; mode="hybrid" fuses BM25
+hits = index.search(["what is the reserve bank of australia"], k=10)[0]   # hybrid (dense + BM25) where the index has BM25; mode="dense": the towers alone
 print([(h.id, round(h.score, 3), h.text[:80]) for h in hits])
 ```
 """)

@@ -3,8 +3,9 @@
 The model card never has a figure typed by hand: every number in it comes from here. The
 evaluation CLI writes
 
-    {"mode": "retrieve", "primary_metric": "ndcg@10",
-     "results": {"model (runs/mean)": {"ndcg@10": 0.31, "mrr@10": 0.27, "recall@100": 0.82, "n_queries": 540},
+    {"mode": "retrieve", "primary_metric": "ndcg@10", "queries": "queries.dev600.tsv", "qrels": "qrels.dev600.tsv",
+     "corpus": "collection.bm25top20_sample600.tsv", "corpus_passages": 11809,
+     "results": {"model": {"ndcg@10": 0.31, "mrr@10": 0.27, "recall@100": 0.82, "n_queries": 540, "n_unreachable": 60},
                  "untrained (same config)": {...}, "bm25": {...}}}
 
 and the parser is defensive about that shape, since it only needs `metric@k -> number` pairs:
@@ -36,7 +37,7 @@ _PRETTY = {"ndcg": "NDCG", "mrr": "MRR", "recall": "Recall", "map": "MAP", "prec
 class MetricSet:
     """Metrics of one system (the model or a baseline) from one evaluation file."""
 
-    name: str                                        # "model (runs/mean)", "bm25", "untrained (same config)", ...
+    name: str                                        # "model", "bm25", "untrained (same config)", ...
     metrics: dict[str, float]                        # canonical key ("ndcg@10") -> value, file order
     source: str                                      # the JSON file it came from
     context: dict[str, object] = field(default_factory=dict)  # mode, split, dataset, ... from that file

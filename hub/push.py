@@ -133,26 +133,47 @@ def push_from_training(cfg, output_dir, metrics: dict | None = None, *, repo_id:
         if not repo_id:
             raise PublishError("push_from_training needs a repo id (cfg.push_to_hub or repo_id=)")
         with tempfile.TemporaryDirectory(prefix="twotowers-metrics-") as tmp:
-            metrics_files = training_metrics_files(metrics or {}, Path(tmp))
+            metrics_files = training_metrics_files(metrics or {}, Path(tmp), train_config)
             return push(output_dir, index_dir, repo_id, metrics_files=metrics_files, train_config=train_config, log=log)
     except (PublishError, ValueError, OSError) as e:
         print(f"error: push to the Hub failed: {explain(e)}", file=sys.stderr)
         return None
 
 
-def training_metrics_files(final: dict, out: Path) -> list[Path]:
-    """The training run's final dict (`test/ndcg@10`, `val/mrr@10`, ...) -> evaluation-CLI-shaped JSON files.
+def _names(files) -> str:
+    return ", ".join(Path(f).name for f in files)
+
+
+def _measured_data(train_config: dict) -> dict:
+    """What the run's tests measured (hub.card tells it): file names from its flags, never their paths."""
+    c = train_config
+    if c.get("test_queries") and c.get("test_qrels") and c.get("test_collection"):
+        test = {"queries": _names([c["test_queries"]]), "qrels": _names([c["test_qrels"]]),
+                "corpus": _names([c["test_collection"]])}
+    elif c.get("validation_files"):
+        test = {"queries": _names(c["validation_files"]), "corpus": "the pooled candidate passages of those rows",
+                "dataset_config": "v1.1"}
+    else:
+        test = {}
+    val = {"queries": _names(c["validation_files"]), "dataset_config": "v1.1"} if c.get("validation_files") else {}
+    return {"retrieve": test, "rerank": val}
+
+
+def training_metrics_files(final: dict, out: Path, train_config: dict | None = None) -> list[Path]:
+    """The training run's final dict (`test/ndcg@10`, `val/mrr@10`, ...) -> evaluation-CLI-shaped JSON files,
+    with what was measured taken from the run's flags (`train_config`).
 
     `test/*` is the retrieval test over the pooled corpus, `val/*` the re-rank validation (with its
     `random_*` baseline); anything else that looks like a metric goes in as it is.
     """
     groups = {"retrieve": ("test/", "final-retrieval-test.json"), "rerank": ("val/", "final-rerank-validation.json")}
+    data = _measured_data(train_config or {})
     files = []
     for mode, (prefix, name) in groups.items():
         part = {k[len(prefix):]: v for k, v in final.items() if k.startswith(prefix)}
         if part:
-            (out / name).write_text(json.dumps({"mode": mode, "source": "training run (final)",
-                                                "results": {"model (this run)": part}}, default=float))
+            (out / name).write_text(json.dumps({"mode": mode, "source": "training run (final)", **data[mode],
+                                                "results": {"model": part}}, default=float))
             files.append(out / name)
     rest = {k: v for k, v in final.items() if not k.startswith(("test/", "val/"))}
     if not files and rest:
@@ -183,7 +204,8 @@ def _check_index(model_dir: Path, index_dir: Path) -> dict:
     except Exception as e:  # noqa: BLE001 - the loader's message names the file; keep it
         raise PublishError(f"the index in {index_dir} does not load with the model in {model_dir}: {e}") from None
     meta = getattr(index, "meta", None) or {}
-    info = {"passages": f"{len(index):,}"}
+    corpus = meta.get("corpus")  # recorded by `python -m twotowers.index build`
+    info = {"passages": f"{len(index):,} from `{corpus}`" if corpus else f"{len(index):,} (the corpus was not recorded)"}
     for key in ("dim", "space", "M", "ef_construction", "ef"):
         if isinstance(meta.get(key), (int, float, str)):
             info[key] = meta[key]

@@ -21,14 +21,15 @@ from pathlib import Path
 
 from huggingface_hub import SpaceCard, SpaceCardData
 
+# A Space has no GPU unless paid for: PyPI's Linux torch is the multi-GB CUDA build, so ask for the CPU one.
+from twotowers.project import TORCH_CPU_INDEX
+
 from .connect import PublishError, explain, hub_api, upload_tree
 from .tree import check_empty, check_repo_id, describe, files_under, place
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MODEL_REPO_VARIABLE = "TWOTOWERS_MODEL_REPO"
 MODEL_REVISION_VARIABLE = "TWOTOWERS_MODEL_REVISION"
-# A Space has no GPU unless paid for: PyPI's Linux torch is the multi-GB CUDA build, so ask for the CPU one.
-TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 # Installed by the Space itself (sdk_version), so never listed in its requirements.txt.
 _SDK_PROVIDED = {"gradio", "gradio-client"}
 
@@ -126,9 +127,9 @@ def space_requirements(external: set[str], root: Path = REPO_ROOT) -> list[str]:
 def space_card(space_id: str, model_repo: str, revision: str | None = None, files: list[str] | None = None) -> SpaceCard:
     """README.md with the front matter Spaces reads (sdk, sdk_version = the installed gradio, app_file, ...).
 
-    `preload_from_hub` downloads the model repo while the Space is built, not at every start: pinned to
-    `revision` with the `files` the app reads when both are known, else the whole repo at main."""
-    preload = f"{model_repo} {','.join(files)} {revision}" if revision and files else model_repo
+    `preload_from_hub` downloads the model repo while the Space is built, not at every start: the `files`
+    the app reads when they are known (pinned to `revision` when it is), else the whole repo at main."""
+    preload = f"{model_repo} {','.join(files)}" + (f" {revision}" if revision else "") if files else model_repo
     data = SpaceCardData(
         title="twotowers passage search", sdk="gradio", sdk_version=md.version("gradio"),
         python_version=f"{sys.version_info.major}.{sys.version_info.minor}", app_file="app.py",
@@ -180,25 +181,40 @@ def stage_space(out, space_id: str, model_repo: str, root: Path = REPO_ROOT, rev
 
 
 def deploy_space(space_id: str, model_repo: str, *, revision: str | None = None, private: bool = False,
-                 dry_run: bool = False, out=None, root: Path = REPO_ROOT, endpoint: str | None = None, log=print) -> str:
+                 dry_run: bool = False, out=None, root: Path = REPO_ROOT, endpoint: str | None = None, log=print,
+                 model_tree=None) -> str:
     """Create/update the Space in one commit, pinned to the model repo's commit -> its URL (or the out dir).
 
     The commit is `revision` resolved on the Hub (default: what `main` is now); the Space variables
-    name the repo and that commit, and its front matter preloads exactly those files at build time.
-    A dry run cannot ask the Hub: it pins `revision` if given (with the files a pushed repo holds),
-    else leaves the Space unpinned and says so.
+    name the repo and that commit, and its front matter preloads exactly the files of that commit the
+    app reads. A dry run cannot ask the Hub: it lists the files of `model_tree` (a local copy of the
+    model repo, e.g. the tree `hub push --dry-run` wrote), pinned to `revision` if given; without a
+    tree it preloads the whole repo, unpinned, and says so.
     """
     check_repo_id(space_id)
     check_repo_id(model_repo)
     if dry_run:
         if out is None:
             raise PublishError("--dry-run needs --out DIR to write the Space tree into")
-        files = _standard_model_files() if revision else None
+        files = None
+        if model_tree is not None:
+            tree = Path(model_tree)
+            if not tree.is_dir():
+                raise PublishError(f"--model-tree {tree}: no such directory")
+            files = model_files([p.relative_to(tree).as_posix() for p in files_under(tree)])
+            if not files:
+                raise PublishError(f"--model-tree {tree} holds no model files: give the tree `python -m hub push "
+                                   "--dry-run --out DIR` wrote")
+        elif revision:
+            raise PublishError("a dry run cannot list the model repo's files at a commit: pass --model-tree DIR, the "
+                               "tree `python -m hub push --dry-run --out DIR` wrote for it")
         names = stage_space(out, space_id, model_repo, root, revision, files)
         describe(log, "would create (exist_ok) gradio Space", space_id, private, None, Path(out), names)
         log(f"would set Space variable {MODEL_REPO_VARIABLE}={model_repo}")
         log(f"would set Space variable {MODEL_REVISION_VARIABLE}={revision}" if revision else
             f"not pinned: a dry run cannot resolve {model_repo}'s commit (pass --model-revision COMMIT to pin)")
+        log(f"would preload {len(files)} files of {model_repo} (those of {model_tree} the app reads)" if files else
+            f"would preload all of {model_repo} (pass --model-tree DIR to list the files a deploy preloads)")
         log(f"dry run: nothing was sent; the tree above is in {out}")
         return str(out)
 
@@ -225,15 +241,6 @@ def deploy_space(space_id: str, model_repo: str, *, revision: str | None = None,
     log(f"set {MODEL_REPO_VARIABLE}={model_repo}, {MODEL_REVISION_VARIABLE}={sha}; the Space: "
         f"{api.endpoint}/spaces/{space_id}")
     return url
-
-
-def _standard_model_files() -> list[str]:
-    """The files `hub push` writes that the app reads (a dry run cannot list the repo's)."""
-    from twotowers.index.files import HNSW_NAME, META_NAME, STORE_FILES, VECTORS_NAME
-    from twotowers.pretrained import INDEX_SUBFOLDER, REPO_FILES
-
-    index = [META_NAME, HNSW_NAME, VECTORS_NAME, *(f for pair in STORE_FILES.values() for f in pair)]
-    return [f for f in REPO_FILES if f != "examples.json"] + [f"{INDEX_SUBFOLDER}/{f}" for f in index]
 
 
 # -- helpers -------------------------------------------------------------------------------------------

@@ -83,6 +83,12 @@ def test_demo_corpus_and_queries_are_consistent():
     queries = app.demo_queries()
     assert len(queries) >= 10
     assert {q["expected"] for q in queries} <= set(ids)
+    # the quick starts' judged queries (demo/queries.tsv + qrels.tsv): every demo query among them, each judged
+    from twotowers.collection import read_qrels, read_queries
+
+    trec, qrels = read_queries(app.DEMO_PASSAGES.parent / "queries.tsv"), read_qrels(app.DEMO_PASSAGES.parent / "qrels.tsv")
+    assert set(trec) == set(qrels) and {p for judged in qrels.values() for p in judged} <= set(ids)
+    assert {q["query"] for q in queries} <= set(trec.values()) and len(trec) == len(set(trec.values())) >= 80
 
 
 def test_search_returns_ranked_structured_results(engine):
@@ -95,6 +101,23 @@ def test_search_returns_ranked_structured_results(engine):
         scores = [h["score"] for h in hits]
         assert scores == sorted(scores, reverse=True)
         json.dumps(hits)  # what the API sends
+
+
+def test_default_mode_is_hybrid_on_the_page_and_in_search(engine):
+    """No mode given: the index's default (hybrid, where it has a BM25 side) in `search` and on the page,
+    whose mode radio starts there."""
+    from twotowers.index.fusion import DEFAULT_ALPHA
+    from webapp.ui import _MODE_LABELS
+
+    assert engine.default_mode == "hybrid" and engine.info()["default_mode"] == "hybrid"
+    hits = app.search("is chocolate dangerous for dogs", 3, engine=engine)
+    assert hits == app.search("is chocolate dangerous for dogs", 3, mode="hybrid", engine=engine)
+    assert hits[0]["keyword_score"] is not None
+    demo = app.build_demo(engine)
+    (radio,) = [b for b in demo.blocks.values() if getattr(b, "label", None) == "Mode"]
+    assert _MODE_LABELS[radio.value] == "hybrid"
+    _, note = app.ui_search("is chocolate dangerous for dogs", 3, radio.value, DEFAULT_ALPHA, None)
+    assert "(hybrid, semantic weight" in note
 
 
 def test_search_many_matches_single_searches(engine):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from twotowers.index.fusion import FUSIONS
+from twotowers.index.fusion import DEFAULT_ALPHA, DEFAULT_FUSION, FUSIONS
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -41,6 +41,9 @@ def test_get_search_returns_ranked_hits(server):
     assert status == 200 and headers["content-type"] == "application/json"
     assert [h["rank"] for h in hits] == [1, 2, 3] and hits[0]["id"] == "physics-04"
     assert set(hits[0]) == {"rank", "id", "score", "text", "dense_score", "keyword_score"}
+    assert hits[0]["keyword_score"] is not None  # no mode: the index's default, hybrid
+    assert hits == call(server, "/v1/search", {"q": "why is the sky blue", "k": 3, "mode": "hybrid"})[1]
+    status, hits, _ = call(server, "/v1/search", {"q": "why is the sky blue", "k": 3, "mode": "dense"})
     assert hits[0]["keyword_score"] is None and hits[0]["dense_score"] == hits[0]["score"]
     status, hits, _ = call(server, "/v1/search", {"q": "why does bread dough rise"})
     assert status == 200 and len(hits) == 10 and hits[0]["id"] == "baking-01"  # k defaults to 10
@@ -54,7 +57,8 @@ def test_get_search_returns_ranked_hits(server):
 ])
 def test_get_search_equals_gradio_client_search(server, client, params):
     status, hits, _ = call(server, "/v1/search", params)
-    args = [params["q"], params["k"], params.get("mode", "dense"), params.get("alpha", 0.5), params.get("fusion", "score")]
+    args = [params["q"], params["k"], params.get("mode"), params.get("alpha", DEFAULT_ALPHA),
+            params.get("fusion", DEFAULT_FUSION)]
     assert status == 200 and hits == client.predict(*args, api_name="/search") == app.search(*args)
 
 
@@ -166,8 +170,9 @@ def test_keyword_mode_without_bm25_is_400_and_info_says_dense_only(server, engin
     status, body, _ = call(server, "/v1/search", {"q": "sky", "mode": "keyword"})
     assert status == 400 and body["error"] == "mode 'keyword' needs an index with a keyword (BM25) side; this one has none."
     status, info, _ = call(server, "/v1/info")
-    assert status == 200 and info["modes"] == ["dense"] and info["keyword"] is False
-    assert call(server, "/v1/search", {"q": "why is the sky blue", "k": 1})[1][0]["id"] == "physics-04"
+    assert status == 200 and info["modes"] == ["dense"] and info["keyword"] is False and info["default_mode"] == "dense"
+    hit = call(server, "/v1/search", {"q": "why is the sky blue", "k": 1})[1][0]  # no mode: dense, the only one
+    assert hit["id"] == "physics-04" and hit["keyword_score"] is None
 
 
 # -- concurrency: searches in parallel, the event loop free ----------------------------------------
@@ -200,6 +205,7 @@ def test_info_gives_model_index_modes_and_limits(server, engine):
     assert {k: info[k] for k in engine.info()} == engine.info()
     assert info["passages"] == len(engine.index) and info["tower"] == "mean" and info["keyword"] is True
     assert info["modes"] == ["dense", "keyword", "hybrid"] and info["fusions"] == list(FUSIONS)
+    assert info["default_mode"] == "hybrid" and info["fusion"]["default"] in FUSIONS  # what a search without mode does
     assert info["k"] == {"min": 1, "max": app.MAX_K, "default": 10}
     assert info["max_batch"] == app.MAX_BATCH and info["max_query_chars"] == app.MAX_QUERY_CHARS
 
@@ -217,7 +223,7 @@ def test_view_api_shows_types_choices_and_docs(client):
     text = client.view_api(return_format="str", print_info=False)
     assert 'predict(query, k, mode, alpha, fusion, api_name="/search") -> hits' in text
     assert 'predict(queries, k, mode, alpha, fusion, api_name="/search_batch") -> hits_per_query' in text
-    assert "mode: Literal['dense', 'keyword', 'hybrid']" in text and f"fusion: Literal[{', '.join(map(repr, FUSIONS))}]" in text
+    assert "mode: None | Literal['dense', 'keyword', 'hybrid']" in text and "none = the index's default" in text and f"fusion: Literal[{', '.join(map(repr, FUSIONS))}]" in text
     hit = ("dict(rank: int, id: str, score: float, text: str, dense_score: None | float, "
            "keyword_score: None | float)")
     assert f"hits: list[{hit}]" in text and f"hits_per_query: list[list[{hit}]]" in text
@@ -229,7 +235,8 @@ def test_view_api_shows_types_choices_and_docs(client):
     assert get_args(Mode) == app.MODES and get_args(Fusion) == app.FUSIONS  # the hints name what inputs.py accepts
     info = client.view_api(return_format="dict", print_info=False)["named_endpoints"]["/search"]
     assert [p["parameter_name"] for p in info["parameters"]] == ["query", "k", "mode", "alpha", "fusion"]
-    assert info["parameters"][2]["type"]["enum"] == ["dense", "keyword", "hybrid"]
+    assert info["parameters"][2]["type"]["oneOf"] == [{"type": "null"}, {"enum": ["dense", "keyword", "hybrid"]}]
+    assert info["parameters"][2]["parameter_default"] is None  # the index's default mode
     assert info["description"].startswith("Search one query")
 
 

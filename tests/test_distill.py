@@ -127,9 +127,11 @@ def test_read_unlabelled_formats_and_errors(tmp_path):
     (tmp_path / "triples.tsv").write_text("q one\tpos one\tneg one\n")
     (tmp_path / "rows.jsonl").write_text('{"query": "q two", "passages": {"passage_text": ["a", "b"], "is_selected": [1, 0]}}\n'
                                          '{"query": "q three", "candidates": [{"text": "c"}]}\n')
-    q, p = read_unlabelled([tmp_path / n for n in ("queries.tsv", "collection.tsv", "triples.tsv", "rows.jsonl")])
+    (tmp_path / "passages.jsonl").write_text('{"id": "d1", "text": "d"}\n')  # a collection's rows (demo/passages.jsonl)
+    q, p = read_unlabelled([tmp_path / n for n in ("queries.tsv", "collection.tsv", "triples.tsv", "rows.jsonl",
+                                                   "passages.jsonl")])
     assert q == ["river bank", "fish boat", "q one", "q two", "q three"]
-    assert p == ["money loan", "fish boat", "pos one", "neg one", "a", "b", "c"]
+    assert p == ["money loan", "fish boat", "pos one", "neg one", "a", "b", "c", "d"]
     (tmp_path / "bad.tsv").write_text("1\tok\nonly-one-column\n")
     with pytest.raises(ValueError, match=r"bad.tsv:2"):
         read_unlabelled([tmp_path / "bad.tsv"])

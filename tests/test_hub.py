@@ -194,7 +194,7 @@ def test_card_yaml_parses_and_metrics_are_the_evaluation_json(trained, tmp_path)
     text = (out / "README.md").read_text()
     front = yaml.safe_load(text.split("---\n")[1])
     assert front["library_name"] == "twotowers" and front["pipeline_tag"] == "sentence-similarity"
-    assert front["base_model"] == "sentence-transformers/all-MiniLM-L6-v2" and front["datasets"] == ["microsoft/ms_marco"]
+    assert front["base_model"] == ["sentence-transformers/all-MiniLM-L6-v2"] and front["datasets"] == ["microsoft/ms_marco"]
     assert front["license"] and "twotowers" in front["tags"]
     # model-index == the model's metrics in the evaluation JSON, value for value.
     evaluation = json.loads(trained.metrics.read_text())
@@ -208,10 +208,18 @@ def test_card_yaml_parses_and_metrics_are_the_evaluation_json(trained, tmp_path)
     assert {(r.metric_type, r.metric_value) for r in card.data.eval_results} == {(k.replace("@", "_at_"), v) for k, v in expected.items()}
     # The body shows every system of the file (model and baselines) with its figures, and the recipe.
     for name, metrics in evaluation["results"].items():
-        row = next(line for line in text.splitlines() if line.startswith(f"| {name} ") or line.startswith(f"| **{name}**"))
+        shown = "**this model**" if name == "model" else name
+        row = next(line for line in text.splitlines() if line.startswith(f"| {shown} "))
         for k in ("ndcg@10", "mrr@10", "recall@100"):
             assert f"{metrics[k]:.4f}" in row
     assert '"learning_rate": 2e-05' in text and "do-not-show" not in text
+    # what was measured, in words and counts; the data by file name, never a local path
+    assert ("Retrieval: 4 queries (`queries.tsv`, judgments `qrels.tsv`), each searching all 20 passages of "
+            "`collection.tsv`") in text
+    assert "| index: passages | 20 (the corpus was not recorded) |" in text  # built in Python, not by the CLI
+    assert str(trained.root) not in text and "/tmp" not in text
+    assert all(r.get("dataset", {}).get("config") is None for r in entry["results"])  # TREC files, not v1.1 rows
+    assert {r["dataset"]["name"] for r in entry["results"]} == {"MS MARCO (queries.tsv)"}
     assert "from_pretrained" in text and "python -m twotowers.index build" in text
     assert "gradio_client" not in text  # no Space given: no Space call to show
 
@@ -256,6 +264,53 @@ def test_metrics_parser_is_defensive(tmp_path):
     (tmp_path / "empty.json").write_text('{"mode": "retrieve"}')
     with pytest.raises(ValueError, match="empty.json: no metrics"):
         read_metrics([tmp_path / "empty.json"])
+
+
+def test_card_shows_the_hyperparameters_used_and_no_local_path(trained, tmp_path):
+    """A run's config as `python -m train` saved it (defaults unresolved, paths as typed) -> the card shows the
+    learning rate and widths used, file names, no output directory; an index built by the CLI names its corpus."""
+    from twotowers.index.__main__ import main as index_main
+
+    (tmp_path / "corpus.tsv").write_text("".join(f"p{i}\t{t}\n" for i, t in enumerate(PASSAGES)))
+    index_main(["build", "--model", str(trained.model_dir), "--collection", str(tmp_path / "corpus.tsv"),
+                "--out", str(tmp_path / "index")])
+    recipe = {"tower": "mean", "learning_rate": None, "embedding_learning_rate": None, "projection_dim": None,
+              "output_dir": str(tmp_path / "runs" / "x"), "distill_data": [str(tmp_path / "queries.tsv")],
+              "base_model": "sentence-transformers/all-MiniLM-L6-v2", "init_from": str(trained.model_dir),
+              "distill_cache_dir": str(tmp_path / "cache"), "test_collection": str(tmp_path / "corpus.tsv")}
+    push(trained.model_dir, tmp_path / "index", "me/tiny", dry_run=True, out=tmp_path / "tree", train_config=recipe,
+         log=lambda *_: None)
+    text = (tmp_path / "tree" / "README.md").read_text()
+    shown = json.loads(text.split("```json\n", 1)[1].split("```", 1)[0])
+    assert shown["learning_rate"] == 1e-3 == shown["embedding_learning_rate"]  # the mean tower's default, used
+    assert shown["projection_dim"] == 8  # what the saved model was built with
+    assert shown["distill_data"] == ["queries.tsv"] and shown["test_collection"] == "corpus.tsv"
+    assert shown["base_model"] == "sentence-transformers/all-MiniLM-L6-v2" and shown["init_from"] == "model (a local directory)"
+    assert "output_dir" not in shown and "distill_cache_dir" not in shown and str(tmp_path) not in text
+    assert "| index: passages | 20 from `corpus.tsv` |" in text
+
+
+def test_space_dry_run_preloads_exactly_the_files_of_the_model_tree(trained, tmp_path, capsys):
+    """`deploy-space --dry-run --model-tree DIR` lists what a deploy of that tree would preload: every file the
+    app reads, the index's BM25 files and examples.json included (a deploy lists the repo's own files)."""
+    from hub.space import model_files
+
+    queries = tmp_path / "queries.tsv"
+    queries.write_text("".join(f"q{i}\t{q}\n" for i, q in enumerate(QUERIES)))
+    tree = tmp_path / "repo"
+    assert hub_main(["push", "--model", str(trained.model_dir), "--index", str(trained.index_dir), "--repo-id",
+                     "me/tiny", "--example-queries", str(queries), "--dry-run", "--out", str(tree)]) == 0
+    assert hub_main(["deploy-space", "--space-id", "me/space", "--model-repo", "me/tiny", "--model-revision", "1" * 40,
+                     "--dry-run", "--out", str(tmp_path / "space"), "--model-tree", str(tree)]) == 0
+    front = yaml.safe_load((tmp_path / "space" / "README.md").read_text().split("---\n")[1])
+    repo, files, revision = front["preload_from_hub"][0].split(" ")
+    in_tree = sorted(p.relative_to(tree).as_posix() for p in tree.rglob("*") if p.is_file())
+    assert repo == "me/tiny" and revision == "1" * 40 and sorted(files.split(",")) == sorted(model_files(in_tree))
+    assert {"examples.json", "index/index.json", "index/hnsw.bin"} <= set(files.split(","))
+    assert any(f.startswith("index/keyword") for f in files.split(","))  # the BM25 side the app's hybrid default needs
+    assert set(in_tree) - set(files.split(",")) <= {"README.md", "modules.json", "config_sentence_transformers.json"} | {
+        f for f in in_tree if f.startswith(("0_Router/", "1_Normalize/"))}
+    assert "would preload" in capsys.readouterr().out
 
 
 def test_card_without_metrics_or_index_says_so():
@@ -530,8 +585,9 @@ def test_push_from_training_uploads_model_index_recipe_and_final_metrics(trained
     got = {(r.task_type, r.metric_type): r.metric_value for r in card.data.eval_results}
     assert got == {("Retrieval", "ndcg_at_10"): 0.42, ("Retrieval", "mrr_at_10"): 0.37, ("Retrieval", "recall_at_100"): 0.9,
                    ("Reranking", "ndcg_at_10"): 0.61, ("Reranking", "mrr_at_10"): 0.55}
-    assert '"learning_rate": 2e-05' in card.content and '"push_to_hub": "me/trained"' in card.content
-    assert "| random | 0.3000 | 0.2000 |" in card.content
+    assert '"learning_rate": 2e-05' in card.content and '"output_dir"' not in card.content  # no run bookkeeping
+    assert "| random | 0.3000 | 0.2000 |" in card.content and "| **this model** |" in card.content
+    assert "Retrieval: 4 queries, each searching the whole corpus" in card.content
 
 
 def test_load_pretrained_downloads_model_and_index_at_a_pinned_revision(trained, fake_hub, tmp_path, monkeypatch):

@@ -89,12 +89,10 @@ def test_space_tree_has_front_matter_requirements_and_the_app(tmp_path, capsys):
     names = {line.split("==")[0].lower() for line in reqs}
     assert all("==" in line for line in reqs) and {"torch", "huggingface_hub", "hnswlib"} <= names
     assert any(line.startswith("torch==") and line.endswith("+cpu") for line in reqs)
-    pinned = tmp_path / "pinned"
+    # pinned, a dry run must be shown the repo's files (tests/test_hub.py: --model-tree); it never guesses them
     assert main(["deploy-space", "--space-id", "me/space", "--model-repo", "me/model", "--model-revision", "0" * 40,
-                 "--dry-run", "--out", str(pinned)]) == 0
-    front = yaml.safe_load((pinned / "README.md").read_text().split("---\n")[1])
-    repo, files, revision = front["preload_from_hub"][0].split(" ")
-    assert repo == "me/model" and revision == "0" * 40 and "index/hnsw.bin" in files.split(",")
+                 "--dry-run", "--out", str(tmp_path / "pinned")]) == 1
+    assert "pass --model-tree DIR" in capsys.readouterr().err
     assert "gradio" not in names and "wandb" not in names  # gradio comes from sdk_version; W&B is training only
     assert (out / "app.py").read_bytes() == (REPO_ROOT / "app.py").read_bytes()
 

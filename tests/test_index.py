@@ -84,7 +84,7 @@ def test_build_records_what_it_is(built, model):
 
 
 def test_dense_scores_are_cosines_and_vectors_equal_texts(built, model, corpus):
-    hits = built.search(QUERIES, k=5)
+    hits = built.search(QUERIES, k=5, mode="dense")
     q = model.encode_queries(QUERIES)
     p = model.encode_passages(corpus[1])
     for qi, row in enumerate(hits):
@@ -161,7 +161,7 @@ def test_hybrid_fuses_both_sides(built, corpus):
         assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
     # candidates = union of each side's top-depth; every candidate gets both sides' exact scores
     q = ["piano concert by the river"]
-    dense = {h.id: h.score for h in built.search(q, k=400)[0]}  # all 400: exact cosines for every passage
+    dense = {h.id: h.score for h in built.search(q, k=400, mode="dense")[0]}  # all 400: exact cosines for every passage
     kw = {h.id: h.score for h in built.search(q, k=400, mode="keyword")[0]}
     dense_top, kw_top = list(dense)[:5], list(kw)[:5]
     assert set(dense_top) != set(kw_top)
@@ -175,6 +175,19 @@ def test_hybrid_fuses_both_sides(built, corpus):
         for h in hits:
             assert h.dense_score == pytest.approx(dense[h.id], abs=1e-5)
             assert h.keyword_score == pytest.approx(kw.get(h.id, 0.0), rel=1e-5)
+
+
+def test_default_mode_is_hybrid_where_the_index_has_bm25_else_dense(built, model, corpus):
+    assert built.default_mode == "hybrid"
+    hits = built.search(QUERIES, k=5)
+    assert plain(hits) == plain(built.search(QUERIES, k=5, mode="hybrid"))
+    assert all(h.keyword_score is not None for row in hits for h in row)
+    vectors = model.encode_queries(QUERIES)  # vectors have no words: dense
+    assert plain(built.search(vectors, k=5)) == plain(built.search(vectors, k=5, mode="dense"))
+    ids, texts = corpus
+    dense_only = PassageIndex.build(model, ids[:50], texts[:50], keyword=False, tune_samples=10)
+    assert dense_only.default_mode == "dense"
+    assert plain(dense_only.search(QUERIES, k=3)) == plain(dense_only.search(QUERIES, k=3, mode="dense"))
 
 
 def test_fusion_functions_by_hand():
@@ -352,6 +365,10 @@ def test_cli_build_and_search(saved, tmp_path, capsys):
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["rank"] for r in lines] == [1, 2, 3] and lines[0]["id"] == "p7"
     assert {"dense_score", "keyword_score", "text"} <= set(lines[0])
+    main(["search", str(out), "code ZX-9981", "-k", "1"])  # no --mode: the index's default, hybrid
+    assert "(dense " in capsys.readouterr().out
+    main(["search", str(out), "code ZX-9981", "-k", "1", "--mode", "dense"])
+    assert "(dense " not in capsys.readouterr().out
     bad = tmp_path / "bad.tsv"
     bad.write_text("p1\tfine\nno tab here\n", encoding="utf-8")
     with pytest.raises(ValueError, match=r"bad.tsv:2: expected pid<TAB>text"):

@@ -82,6 +82,17 @@ def test_mine_texts_and_cli_write_triples_the_training_loader_reads(tmp_path, mo
     assert all(len(e.negatives) == 2 and e.positive not in e.negatives for e in examples)
     assert {e.query for e in examples} == set(queries)
 
+    # the same from TREC files: judged queries, qrels naming their positives, the collection as the pool
+    (tmp_path / "q.tsv").write_text("q1\tred apple pie\nq2\tblue whale song\nq3\tunjudged\n")
+    (tmp_path / "qrels.tsv").write_text("q1 0 0 1\nq2 0 3 1\n")
+    trec = tmp_path / "trec-triples.tsv"
+    mine_main(["--model", "x", "--queries", str(tmp_path / "q.tsv"), "--qrels", str(tmp_path / "qrels.tsv"),
+               "--collection", str(tmp_path / "coll.tsv"), "--out", str(trec), "--k", "6", "--per-query", "2",
+               "--max-ratio", "0.99"])
+    from_trec = read_triples(trec, LoadStats())
+    assert {(e.query, e.positive) for e in from_trec} == {(e.query, e.positive) for e in examples}  # q3: unjudged
+    assert all(len(e.negatives) == 2 and e.positive not in e.negatives for e in from_trec)
+
 
 def test_cli_answers_bad_input_in_one_line(tmp_path, capsys):
     from conftest import one_error_line, run_cli
@@ -96,3 +107,5 @@ def test_cli_answers_bad_input_in_one_line(tmp_path, capsys):
     assert status == 1 and "t.tsv exists: pass --overwrite" in one_error_line(err) and out.read_text() == "mine\n"
     status, _, err = run_cli(mine_main, ["--model", "x", "--data-files", str(bad), "--out", str(out), "--k", "0"], capsys)
     assert status == 1 and "--k must be >= 1" in one_error_line(err)
+    status, _, err = run_cli(mine_main, ["--model", "x", "--queries", "q.tsv", "--out", str(tmp_path / "n.tsv")], capsys)
+    assert status == 1 and "or --queries, --qrels and --collection" in one_error_line(err)

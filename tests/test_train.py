@@ -2,6 +2,7 @@
 data errors before training, NaN stop, SIGKILL + --resume (labelled and distillation), what an output
 directory held is never replaced without --overwrite, and two-process DDP (gloo)."""
 
+import dataclasses
 import json
 import math
 import os
@@ -51,6 +52,11 @@ def test_cli_end_to_end_with_wandb_offline(data, tmp_path):
     for key in ("val/ndcg@10", "val/random_ndcg@10", "test/ndcg@10", "test/recall@100"):
         assert 0.0 <= metrics[key] <= 1.0
     assert "200 rows -> 200 examples" in proc.stdout and "texts/s" in proc.stdout
+    # stderr is not a terminal here: one progress line per --log-steps (5) and at the last step
+    steps = [line.split()[1] for line in proc.stdout.splitlines() if line.startswith("step ")]
+    assert steps == ["5/16", "10/16", "15/16", "16/16"], proc.stdout[-2000:]
+    assert all(w in proc.stdout for w in ("steps/s", "elapsed, ETA ", "loss ")) and "\r" not in proc.stdout + proc.stderr
+    assert not (out / "checkpoint").exists() and "--keep-checkpoint keeps it" in proc.stdout  # finished: removed
     from twotowers import TwoTowers
 
     model = TwoTowers.from_pretrained(out)  # the final model loads as a normal saved model
@@ -142,6 +148,48 @@ def test_two_process_ddp_with_gloo(data, tmp_path):
     assert "2 process(es)" in proc.stdout
 
 
+def test_progress_bar_on_a_terminal_and_lines_elsewhere():
+    import io
+
+    from train.checkpoint import TrainState
+    from train.progress import Progress
+
+    term = io.StringIO()
+    bar = Progress(10, batches_per_epoch=7, epochs=1, total=7, stream=term, bar=True)
+    lines = io.StringIO()
+    plain = Progress(10, batches_per_epoch=7, epochs=1, total=7, stream=lines)  # StringIO is not a tty: lines
+    assert plain.bar is None
+    for step in range(1, 8):  # a 7-step run with --log-steps 10 still reports, at its last step
+        state = TrainState(global_step=step, batch_in_epoch=step, planned_steps=7)
+        for p in (bar, plain):
+            p.micro_batch(0.5, 32)
+            p.step(state, 1e-3, 7)
+    bar.close()
+    shown = term.getvalue().split("\r")[-1]
+    assert "7/7" in shown and "step/s" in shown and "loss=0.5000" in shown and "lr=1.00e-03" in shown
+    assert "<00:00" in shown  # elapsed < remaining (the ETA)
+    assert lines.getvalue() == ""  # lines go to the log (stdout), not the bar's stream
+
+
+def test_help_shows_every_default():
+    from train.config import build_parser
+
+    text = " ".join(build_parser().format_help().split())
+    for flag, default in (("--batch-size BATCH_SIZE", "(default: 32)"), ("--epochs EPOCHS", "(default: 1)"),
+                          ("--keep-checkpoint [KEEP_CHECKPOINT]", "(default: false)"), ("--tower TOWER", "(default: mean)")):
+        after = text.split(flag + " ", 2)[-1]  # the flag's help entry (after its usage mention)
+        assert default in after[:400], (flag, after[:400])
+    assert "learning rate; default: the tower's" in text  # a default the help names itself is not repeated
+
+
+def test_a_finished_run_removes_its_checkpoint_unless_kept(data, tmp_path):
+    extra = ("--no-wandb", "--max-samples", "16", "--no-comprehensive-test", "--save-steps", "1")
+    run(parse_config(args(data, tmp_path / "gone", *extra)))
+    assert (tmp_path / "gone" / "model.safetensors").is_file() and not (tmp_path / "gone" / "checkpoint").exists()
+    run(parse_config(args(data, tmp_path / "kept", *extra, "--keep-checkpoint")))
+    assert (tmp_path / "kept" / "checkpoint" / "optimizer.pt").is_file()
+
+
 def test_config_flags_are_field_names():
     cfg = parse_config(["--learning-rate", "3e-4", "--no-wandb", "--data-files", "a.jsonl", "b.tsv",
                         "--projection-dim", "0", "--resume=false"])
@@ -155,16 +203,41 @@ def test_config_flags_are_field_names():
         parse_config(["--tower", "cnn"])
 
 
-def test_sweep_configs_use_config_fields_and_the_retrieval_metric():
-    import dataclasses
+@pytest.mark.parametrize("name", ["quick", "basic", "extensive"])
+def test_sweep_yaml_runs_under_the_wandb_agent_and_in_process(name):
+    """`wandb sweep X.yaml` + `wandb agent`: every trial becomes the YAML's command with the agent's own
+    formatting (wandb's create_sweep_command_args), which `python -m train` parses into those values;
+    `python -m train --sweep X` builds the same search space with this command line's flags fixed."""
+    from wandb.sdk.launch.sweeps.utils import create_sweep_command, create_sweep_command_args
 
-    from train.sweep import sweep_config
+    from train.sweep import field_name, load_sweep, sweep_config
 
-    for name in ("quick", "basic", "extensive"):
-        sc = sweep_config(TrainConfig(sweep=name, data_files=["x.jsonl"]))
-        assert sc["method"] == "bayes" and sc["metric"] == {"name": "test/ndcg@10", "goal": "maximize"}
-        assert set(sc["parameters"]) <= {f.name for f in dataclasses.fields(TrainConfig)}
-        assert sc["parameters"]["data_files"] == {"value": ["x.jsonl"]}
+    spec = load_sweep(name)
+    assert spec["metric"] == {"name": "test/ndcg@10", "goal": "maximize"} and spec["program"]
+    assert "early_terminate" not in spec  # test/ndcg@10 is logged once, at the end of a run
+    choices = {p: d["values"] if "values" in d else [d["value"]] if "value" in d else [d["min"], d["max"]]
+               for p, d in spec["parameters"].items()}
+    for i in range(max(map(len, choices.values()))):  # each listed value and each end of each range
+        trial = {p: {"value": v[i % len(v)]} for p, v in choices.items()}
+        macros = {**create_sweep_command_args({"args": trial}), "env": [], "interpreter": ["python"]}
+        argv = [a for c in create_sweep_command(list(spec["command"]))
+                for a in (macros[c[2:-1]] if c.startswith("${") else [c])]
+        assert argv[:3] == ["python", "-m", "train"], argv
+        cfg = parse_config(argv[3:])
+        for p, d in trial.items():
+            assert getattr(cfg, field_name(p)) == d["value"], (p, argv)
+        # the swept recipe reads every swept parameter: labelled training with the default loss
+        assert not cfg.distilling and cfg.loss == "infonce" and "margin" not in trial
+    sc = sweep_config(TrainConfig(sweep=name, data_files=["x.jsonl"]))
+    assert sc["parameters"]["data-files"] == {"value": ["x.jsonl"]} and "command" not in sc
+    assert {field_name(p) for p in sc["parameters"]} <= {f.name for f in dataclasses.fields(TrainConfig)}
+
+
+def test_a_run_the_wandb_agent_starts_saves_to_its_own_directory(monkeypatch):
+    assert TrainConfig().out_dir == "runs/mean-infonce"
+    monkeypatch.setenv("WANDB_SWEEP_ID", "abc123")
+    monkeypatch.setenv("WANDB_RUN_ID", "r9")
+    assert TrainConfig().out_dir == "runs/sweep-r9" and TrainConfig(output_dir="mine").out_dir == "mine"
 
 
 def _kill_after(out: Path, argv: list[str], step: int) -> dict:

@@ -27,7 +27,7 @@ CONFIG_NAME = "train_config.json"
 RESUME_FREE = {"resume", "overwrite", "output_dir", "no_wandb", "wandb_project", "wandb_entity", "log_steps",
                "save_steps", "num_workers", "eval_batch_size", "no_comprehensive_test", "push_to_hub", "device",
                "no_save", "distill_cache_dir", "sweep", "sweep_count", "test_queries", "test_qrels", "test_collection",
-               "validation_files"}
+               "validation_files", "keep_checkpoint"}
 
 
 @dataclass

@@ -9,6 +9,7 @@ and distillation from a teacher (`--distill-from` + `--distill-data`, unlabelled
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 
 from twotowers import MINILM_ID
@@ -124,17 +125,24 @@ class TrainConfig:
     distill_passages_as_queries: bool = field(default=True, metadata={
         "help": "with a frozen passage tower: the passages also train the query tower (their teacher vectors)"})
     # -- checkpoints and output ----------------------------------------------------------------------
-    output_dir: str | None = field(default=None, metadata={"help": "where the model and checkpoints go (default runs/<tower>-<objective>)"})
+    output_dir: str | None = field(default=None, metadata={
+        "help": "where the model and checkpoints go (default runs/<tower>-<objective>; runs/sweep-<run id> in a run "
+                "that `wandb agent` started)"})
     resume: bool = field(default=False, metadata={"help": "continue from the checkpoint in --output-dir"})
     overwrite: bool = field(default=False, metadata={
         "help": "replace what --output-dir holds (a saved model, a checkpoint) and start afresh"})
     save_steps: int = field(default=200, metadata={"help": "mid-epoch checkpoint every N optimizer steps (0 = epoch ends only)"})
+    keep_checkpoint: bool = field(default=False, metadata={
+        "help": "keep --output-dir/checkpoint/ (the weights again plus the optimizer's moments) after the run "
+                "finishes; by default a finished run removes it"})
     no_save: bool = field(default=False, metadata={"help": "write no model or checkpoints"})
     # -- logging and evaluation ----------------------------------------------------------------------
     no_wandb: bool = field(default=False, metadata={"help": "do not log to Weights & Biases"})
     wandb_project: str = field(default="twotowers", metadata={"help": "W&B project"})
     wandb_entity: str | None = field(default=None, metadata={"help": "W&B entity (team or user)"})
-    log_steps: int = field(default=10, metadata={"help": "log loss / lr / throughput every N optimizer steps"})
+    log_steps: int = field(default=10, metadata={
+        "help": "update loss / lr / throughput every N optimizer steps (a line each, and at the last step, when "
+                "stderr is not a terminal; else a progress bar)"})
     no_comprehensive_test: bool = field(default=False, metadata={"help": "skip the final retrieval test"})
     eval_batch_size: int = field(default=64, metadata={"help": "passage batch size for evaluation encoding"})
     sweep: str | None = field(default=None, metadata={"help": f"run a Bayesian W&B sweep: {', '.join(SWEEPS)}"})
@@ -197,7 +205,11 @@ class TrainConfig:
 
     @property
     def out_dir(self) -> str:
-        return self.output_dir or f"runs/{self.tower}-{'distill' if self.distilling else self.loss}"
+        if self.output_dir:
+            return self.output_dir
+        if os.environ.get("WANDB_SWEEP_ID") and os.environ.get("WANDB_RUN_ID"):  # a run `wandb agent` started
+            return f"runs/sweep-{os.environ['WANDB_RUN_ID']}"
+        return f"runs/{self.tower}-{'distill' if self.distilling else self.loss}"
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -189,7 +189,7 @@ def comprehensive_test(cfg: TrainConfig, model: TwoTowers, test_set, objective: 
         retriever = dense_retriever(model, pids, texts, cfg.eval_batch_size,
                                     passage_vectors=objective.passage_vectors(texts))
         r = evaluate_retrieval(retriever, queries, qrels, corpus_ids=pids)
-    return {f"test/{k}": v for k, v in r.items() if isinstance(v, (int, float))}
+    return {**{f"test/{k}": v for k, v in r.items() if isinstance(v, (int, float))}, "test/corpus_passages": len(pids)}
 
 
 # -- run -------------------------------------------------------------------------------------------
@@ -234,7 +234,8 @@ def run(cfg: TrainConfig, tracker=None) -> dict:
                                    find_unused_parameters=cfg.distilling) if d.world_size > 1 else model)
     if tracker is not None:
         tracker.watch(model)
-    progress = Progress(cfg.log_steps, batches, d.world_size)
+    progress = Progress(cfg.log_steps, batches, d.world_size, epochs=cfg.epochs, total=state.planned_steps,
+                        start=state.global_step)
     t_start, t_first, steps_here, stopped = time.perf_counter(), None, 0, False
     metrics: dict = {}
 
@@ -298,6 +299,7 @@ def run(cfg: TrainConfig, tracker=None) -> dict:
         checkpoint()
         if d.world_size > 1:
             dist.barrier()
+    progress.close()
     optimizers.release()
     model.eval()  # trained: what is saved, tested and pushed from here on is the inference model
     finished = objective.finish(model) if d.main else {}
@@ -313,6 +315,9 @@ def run(cfg: TrainConfig, tracker=None) -> dict:
             model.save_pretrained(out)
             (out / "metrics.json").write_text(json.dumps(final, indent=2))
             (out / "train_config.json").write_text(json.dumps(config, indent=2))
+            if not cfg.keep_checkpoint and find_checkpoint(out) is not None:
+                remove_checkpoints(out)  # the run is over: the model above is its result
+                log(f"removed {out / 'checkpoint'} (the model is saved; --keep-checkpoint keeps it)")
         log("final: " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in final.items()))
         if tracker is not None:
             tracker.summary(final)

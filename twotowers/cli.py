@@ -50,7 +50,8 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls, exclude: tuple
     """One `--field-name` flag per field of `cls`: type from the annotation, help from metadata["help"].
 
     bool: `--flag`, `--flag=false` and `--no-flag`; list[T]: `--flag A B ...`; `T | None`: 'none' -> None.
-    A field without a default is a required flag.
+    A field without a default is a required flag. `--help` shows each default (unless the help text
+    already says what it is).
     """
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
@@ -59,7 +60,7 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls, exclude: tuple
         typ, flag = hints[f.name], "--" + f.name.replace("_", "-")
         required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
         default = None if required else f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        kwargs = {"help": f.metadata.get("help", ""), "dest": f.name}
+        kwargs = {"help": _with_default(f.metadata.get("help", ""), default, required), "dest": f.name}
         args = typing.get_args(typ)
         if typ is bool:
             parser.add_argument(flag, nargs="?", const=True, default=default, type=str2bool, **kwargs)
@@ -74,6 +75,15 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls, exclude: tuple
         else:
             kwargs.update(type=typ)
         parser.add_argument(flag, required=required, default=default, **kwargs)
+
+
+def _with_default(help_text: str, default, required: bool) -> str:
+    """The help text with "(default: X)" appended, unless the text already names its default."""
+    if required or "default" in help_text.lower():
+        return help_text
+    shown = ("true" if default else "false") if isinstance(default, bool) else \
+        " ".join(map(str, default)) or "none" if isinstance(default, list) else "none" if default is None else default
+    return f"{help_text} (default: {shown})".replace("%", "%%")
 
 
 def dataclass_from_args(cls, args: argparse.Namespace, parser: argparse.ArgumentParser | None = None):

@@ -242,8 +242,9 @@ def read_unlabelled(paths: Sequence[str | Path]) -> tuple[list[str], list[str]]:
     """Unlabelled queries and passages from data files -> (queries, passages), each de-duplicated.
 
     `*.tsv`: `id<TAB>text` (queries if the file name contains "quer", else passages) or
-    `query<TAB>pos<TAB>neg` triples; `*.jsonl`: MS MARCO v1.1 rows (`query`, `passages.passage_text`)
-    or rows with `query` and `candidates: [{"text": ...}]`. A bad line is a DataFormatError naming file and line."""
+    `query<TAB>pos<TAB>neg` triples; `*.jsonl`: MS MARCO v1.1 rows (`query`, `passages.passage_text`),
+    rows with `query` and `candidates: [{"text": ...}]`, or a collection's `{"id", "text"}` rows (passages).
+    A bad line is a DataFormatError naming file and line."""
     queries: dict[str, None] = {}
     passages: dict[str, None] = {}
     for path in map(Path, paths):
@@ -262,6 +263,8 @@ def read_unlabelled(paths: Sequence[str | Path]) -> tuple[list[str], list[str]]:
                         texts = _candidates(row)[0]
                     elif isinstance(row.get("candidates"), list):
                         texts = [c["text"] for c in row["candidates"]]
+                    elif "text" in row:  # a collection row, {"id", "text"} (e.g. demo/passages.jsonl)
+                        texts = [row["text"]]
                     else:
                         texts = []
                     for t in texts:

@@ -38,7 +38,7 @@ def _search_texts(texts: list[str], k, mode, alpha, fusion, engine: Engine) -> l
     return [[_hit_dict(r + 1, h) for r, h in enumerate(row)] for row in hits]
 
 
-def search_many(queries: list, k=10, mode="dense", alpha=DEFAULT_ALPHA, fusion=DEFAULT_FUSION, engine: Engine | None = None) -> list[list[Hit]]:
+def search_many(queries: list, k=10, mode=None, alpha=DEFAULT_ALPHA, fusion=DEFAULT_FUSION, engine: Engine | None = None) -> list[list[Hit]]:
     """Several queries in one encode -> per query, a ranked list of result dicts (see `search`).
 
     A bad query's message names it: "query 2: Enter a query: it is empty."
@@ -59,11 +59,12 @@ def search_many(queries: list, k=10, mode="dense", alpha=DEFAULT_ALPHA, fusion=D
     return _search_texts(texts, k, mode, alpha, fusion, engine)
 
 
-def search(query: str, k=10, mode="dense", alpha=DEFAULT_ALPHA, fusion=DEFAULT_FUSION, engine: Engine | None = None) -> list[Hit]:
+def search(query: str, k=10, mode=None, alpha=DEFAULT_ALPHA, fusion=DEFAULT_FUSION, engine: Engine | None = None) -> list[Hit]:
     """One query -> ranked results: [{rank, id, score, text, dense_score, keyword_score}, ...].
 
-    `mode` is "dense" (the towers), "keyword" (BM25) or "hybrid"; `alpha` is the semantic weight
-    of hybrid (0 = keyword only, 1 = towers only). Bad input raises `InputError` with a message
+    `mode` is "dense" (the towers), "keyword" (BM25) or "hybrid"; None (the default) is the engine's
+    default: hybrid where the index has a BM25 side, else dense. `alpha` is the semantic weight of
+    hybrid (0 = keyword only, 1 = towers only). Bad input raises `InputError` with a message
     meant for the user (about the query itself, with no "query 1:" prefix).
     """
     text = clean_query(query)

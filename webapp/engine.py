@@ -69,10 +69,16 @@ class Engine:
         """Whether the index has a BM25 side, i.e. keyword and hybrid modes work."""
         return getattr(self.index, "keyword", None) is not None
 
+    @property
+    def default_mode(self) -> str:
+        """The search mode used when none is given: hybrid where the index has a BM25 side, else dense
+        (`PassageIndex.default_mode`'s rule)."""
+        return "hybrid" if self.has_keyword else "dense"
+
     def info(self) -> dict:
-        """What the info line and the start-up log show: model, tower, dim, index, passages, keyword."""
+        """What the info line and the start-up log show: model, tower, dim, index, passages, keyword, default mode."""
         return {"model": self.model_name, "tower": self.model.tower_name, "dim": self.model.dim, "index": self.index_name,
-                "passages": len(self.index), "keyword": self.has_keyword}
+                "passages": len(self.index), "keyword": self.has_keyword, "default_mode": self.default_mode}
 
 
 def load_engine(model_repo: str | None = None, revision: str | None = None, model_dir: str | None = None,

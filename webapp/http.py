@@ -1,10 +1,10 @@
 """The plain HTTP JSON API, served beside Gradio's on the same server and port (a Space included).
 
-    GET  /v1/search?q=QUERY&k=10[&mode=dense|keyword|hybrid&alpha=A&fusion=score|rrf]   (hybrid defaults: the index's)
+    GET  /v1/search?q=QUERY&k=10[&mode=dense|keyword|hybrid&alpha=A&fusion=tm2c2|score|rrf]   (defaults: /v1/info)
          -> [{"rank", "id", "score", "text", "dense_score", "keyword_score"}, ...]   (what /search returns)
     POST /v1/search  {"queries": [...], "k": 10, "mode"?, "alpha"?, "fusion"?}
          -> one such list per query, in order                                     (what /search_batch returns)
-    GET  /v1/info    -> the model and index facts, the modes this index allows, the limits
+    GET  /v1/info    -> the model and index facts, the modes this index allows and its default, the limits
 
 Bad input is HTTP 400 with {"error": "<message>"}: the app's own checks and messages (inputs.py).
 The handlers call `actions.search` / `search_many` directly, with no Gradio queue: each search runs
@@ -48,10 +48,11 @@ def _error(message: str, status: int = 400) -> Response:
 
 
 def info(engine=None) -> dict:
-    """What GET /v1/info answers: `Engine.info()` plus the modes this index allows and the limits."""
+    """What GET /v1/info answers: `Engine.info()` (with `default_mode`, what a search without `mode` does) plus
+    the modes this index allows, the hybrid defaults and the limits."""
     engine = engine or get_engine()
     return {**engine.info(), "modes": [m for m in MODES if m == "dense" or engine.has_keyword],
-            "fusions": list(FUSIONS), "k": {"min": 1, "max": MAX_K, "default": DEFAULT_K},
+            "fusions": list(FUSIONS), "alpha": {"default": DEFAULT_ALPHA}, "fusion": {"default": DEFAULT_FUSION}, "k": {"min": 1, "max": MAX_K, "default": DEFAULT_K},
             "max_batch": MAX_BATCH, "max_query_chars": MAX_QUERY_CHARS}
 
 
@@ -66,7 +67,7 @@ def _get_args(request: Request) -> dict:
         raise InputError(f"give {repeated[0]!r} once, not {len(params.getlist(repeated[0]))} times.")
     if "q" not in params:
         raise InputError("Enter a query: add ?q=... to the URL, e.g. /v1/search?q=why+is+the+sky+blue&k=5.")
-    return {"query": params["q"], "k": params.get("k", DEFAULT_K), "mode": params.get("mode", "dense"),
+    return {"query": params["q"], "k": params.get("k", DEFAULT_K), "mode": params.get("mode"),
             "alpha": params.get("alpha", DEFAULT_ALPHA), "fusion": params.get("fusion", DEFAULT_FUSION)}
 
 
@@ -104,7 +105,7 @@ def _post_args(body: bytes) -> dict:
         raise InputError(f"unknown field {unknown[0]!r}{hint}; the fields are {', '.join(POST_FIELDS)}.")
     if "queries" not in data:
         raise InputError(f'"queries" is missing: send a JSON object like {example}.')
-    return {"queries": data["queries"], "k": data.get("k", DEFAULT_K), "mode": data.get("mode", "dense"),
+    return {"queries": data["queries"], "k": data.get("k", DEFAULT_K), "mode": data.get("mode"),
             "alpha": data.get("alpha", DEFAULT_ALPHA), "fusion": data.get("fusion", DEFAULT_FUSION)}
 
 

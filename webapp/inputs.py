@@ -62,8 +62,10 @@ def clean_k(k) -> int:
 
 
 def clean_mode(mode, alpha, fusion, engine) -> tuple[str, float, str]:
-    """Validate mode, hybrid weight and fusion for `engine` (keyword and hybrid need its BM25 side)."""
-    mode = (mode or "dense").strip().lower() if isinstance(mode, str) else mode
+    """Validate mode, hybrid weight and fusion for `engine` (keyword and hybrid need its BM25 side); no mode
+    (None or "") is the engine's default: hybrid where the index has a BM25 side, else dense."""
+    mode = (mode.strip().lower() or None) if isinstance(mode, str) else mode
+    mode = engine.default_mode if mode is None else mode
     if mode not in MODES:
         raise InputError(f"mode must be one of {', '.join(MODES)}, got {mode!r}.")
     if mode != "dense" and not engine.has_keyword:

@@ -67,6 +67,6 @@ def _error_html(message: str) -> str:
 def info_markdown(engine) -> str:
     """The info line above the page: model, tower, dim, index, passage count, modes."""
     i = engine.info()
-    kw = "dense + keyword (BM25)" if i["keyword"] else "dense only"
+    kw = "dense + keyword (BM25), hybrid by default" if i["keyword"] else "dense only"
     return (f"**Model:** {i['model']} · tower `{i['tower']}` · {i['dim']}-d vectors  \n"
             f"**Index:** {i['index']} · **{i['passages']:,} passages** · {kw}")

@@ -28,11 +28,12 @@ def _gr():
 def ui_search(query, k, mode_label, alpha, fusion_label):
     """The Search button: (results HTML, latency line). Bad input is shown, not raised."""
     engine = get_engine()
-    mode = _MODE_LABELS.get(mode_label, "dense")
+    mode = _MODE_LABELS.get(mode_label)  # None: the engine's default
     fusion = _FUSION_LABELS.get(fusion_label, DEFAULT_FUSION)
     t0 = time.perf_counter()
     try:
         text = clean_query(query)
+        mode = mode or engine.default_mode
         results = search(text, k, mode, alpha, fusion, engine=engine)
     except InputError as e:
         return _error_html(str(e)), ""
@@ -48,15 +49,16 @@ Mode = Literal[MODES]  # Literal["dense", "keyword", "hybrid"], from the index's
 Fusion = Literal[FUSIONS]
 
 
-def api_search(query: str, k: int = 10, mode: Mode = "dense", alpha: float = DEFAULT_ALPHA, fusion: Fusion = DEFAULT_FUSION) -> list[Hit]:
+def api_search(query: str, k: int = 10, mode: Mode | None = None, alpha: float = DEFAULT_ALPHA,
+               fusion: Fusion = DEFAULT_FUSION) -> list[Hit]:
     """Search one query: its top-k passages, best first.
 
     Args:
         query: the question or keywords, up to 1000 characters
         k: how many passages to return, 1 to 100
-        mode: dense = the towers (semantic), keyword = BM25, hybrid = both fused
+        mode: dense = the towers (semantic), keyword = BM25, hybrid = both fused; none = the index's default (hybrid where it has BM25, else dense)
         alpha: hybrid only: the semantic weight, 0 = keyword only, 1 = dense only
-        fusion: hybrid only: score = normalised scores, rrf = reciprocal rank fusion
+        fusion: hybrid only: tm2c2 = scores from each side's minimum, score = min-max normalised scores, rrf = reciprocal rank fusion
     Returns:
         the hits, best first: rank (1 = best), id, score (what ranked it), text, dense_score and keyword_score (None where the mode did not compute it)
     """
@@ -66,16 +68,16 @@ def api_search(query: str, k: int = 10, mode: Mode = "dense", alpha: float = DEF
         raise _gr().Error(str(e), print_exception=False) from None
 
 
-def api_search_batch(queries: list[str], k: int = 10, mode: Mode = "dense", alpha: float = DEFAULT_ALPHA,
+def api_search_batch(queries: list[str], k: int = 10, mode: Mode | None = None, alpha: float = DEFAULT_ALPHA,
                      fusion: Fusion = DEFAULT_FUSION) -> list[list[Hit]]:
     """Search several queries in one call (up to 64): one ranked hit list per query, in order.
 
     Args:
         queries: 1 to 64 queries; an error names the bad one, e.g. "query 2: ..."
         k: how many passages to return per query, 1 to 100
-        mode: dense = the towers (semantic), keyword = BM25, hybrid = both fused
+        mode: dense = the towers (semantic), keyword = BM25, hybrid = both fused; none = the index's default (hybrid where it has BM25, else dense)
         alpha: hybrid only: the semantic weight, 0 = keyword only, 1 = dense only
-        fusion: hybrid only: score = normalised scores, rrf = reciprocal rank fusion
+        fusion: hybrid only: tm2c2 = scores from each side's minimum, score = min-max normalised scores, rrf = reciprocal rank fusion
     Returns:
         one list of hits per query, as /search returns them
     """
@@ -165,7 +167,8 @@ def build_demo(engine: Engine, allow_uploads: bool = False, examples: list[str] 
                 ex = gr.Examples(examples=[[q] for q in examples], inputs=[query], label="Example queries (click to search)",
                                  examples_per_page=len(examples), api_visibility="private")
             with gr.Row(visible=engine.has_keyword):
-                mode = gr.Radio(list(_MODE_LABELS), value="semantic (towers)", label="Mode", scale=2)
+                mode = gr.Radio(list(_MODE_LABELS), label="Mode", scale=2,
+                                value=next(k for k, v in _MODE_LABELS.items() if v == engine.default_mode))
                 alpha = gr.Slider(0, 1, value=DEFAULT_ALPHA, step=0.05, scale=2,
                                   label="Hybrid: semantic weight (0 = keyword only, 1 = semantic only)")
                 fusion = gr.Radio(list(_FUSION_LABELS), label="Hybrid fusion", scale=1,
@@ -200,11 +203,12 @@ API_HELP = """
 
 ```bash
 curl "http://127.0.0.1:7860/v1/search?q=why+is+the+sky+blue&k=5"
-# [{"rank":1,"id":"...","score":0.71,"text":"...","dense_score":0.71,"keyword_score":null}, ...]
+# [{"rank":1,"id":"...","score":0.93,"text":"...","dense_score":0.71,"keyword_score":8.2}, ...]
+curl "http://127.0.0.1:7860/v1/search?q=rba+rate&k=10&mode=dense"
 curl "http://127.0.0.1:7860/v1/search?q=rba+rate&k=10&mode=hybrid&alpha=0.5&fusion=rrf"
 curl http://127.0.0.1:7860/v1/search -H "Content-Type: application/json" \\
      -d '{"queries": ["query one", "query two"], "k": 5}'    # one list per query
-curl http://127.0.0.1:7860/v1/info                           # model, index, modes, limits
+curl http://127.0.0.1:7860/v1/info                           # model, index, modes and the default, limits
 ```
 Bad input is HTTP 400 with `{"error": "..."}` saying what to change. On a Space, use its URL
 (`https://OWNER-SPACE.hf.space/v1/search?q=...`).
@@ -216,13 +220,13 @@ from gradio_client import Client
 
 client = Client("http://127.0.0.1:7860/")       # or the Space id, e.g. "OWNER/SPACE"
 hits = client.predict("why is the sky blue", 5, api_name="/search")
-# [{"rank": 1, "id": "...", "score": 0.71, "text": "...", "dense_score": 0.71, "keyword_score": None}, ...]
+# [{"rank": 1, "id": "...", "score": 0.93, "text": "...", "dense_score": 0.71, "keyword_score": 8.2}, ...]
 client.predict("rba rate", 10, "hybrid", 0.5, api_name="/search")        # mode, semantic weight
 client.predict(["query one", "query two"], 5, api_name="/search_batch")  # one list per query
 client.view_api()                                                        # the arguments and the hit's fields
 ```
 `k` is 1 to %(max_k)d; `mode` is `dense`, `keyword` or `hybrid` (the last two where the index has a
-keyword side); `fusion` is `score` or `rrf`; up to %(max_batch)d queries per batch, %(max_chars)s
+keyword side; without `mode`, hybrid where it has one, else dense); `fusion` is `tm2c2`, `score` or `rrf`; up to %(max_batch)d queries per batch, %(max_chars)s
 characters per query. An empty or over-long query, or a bad `k`, is an error with a message saying why.
 """ % {"max_k": MAX_K, "max_batch": MAX_BATCH, "max_chars": f"{MAX_QUERY_CHARS:,}"}
 

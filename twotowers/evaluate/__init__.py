@@ -62,12 +62,14 @@ def bm25_retriever(pids: Sequence[str], texts: Sequence[str]) -> Retriever:
     return search
 
 
-def index_retriever(index_dir: str | Path, model, mode: str = "dense", alpha: float | None = None,
+def index_retriever(index_dir: str | Path, model, mode: str | None = None, alpha: float | None = None,
                     fusion: str | None = None) -> Retriever:
-    """Search a saved `PassageIndex` (dense, keyword or hybrid); hit ids are the corpus pids."""
+    """Search a saved `PassageIndex` (dense, keyword or hybrid; default: the index's `default_mode`, which
+    the retriever's `mode` attribute names); hit ids are the corpus pids."""
     from ..index import PassageIndex
 
     index = PassageIndex.load(index_dir, model)
+    mode = mode or index.default_mode
 
     def search(queries: list[str], k: int) -> list[list[str]]:
         kwargs = {"mode": mode}
@@ -77,6 +79,7 @@ def index_retriever(index_dir: str | Path, model, mode: str = "dense", alpha: fl
             kwargs["fusion"] = fusion
         return [[str(h.id) for h in hits] for hits in index.search(list(queries), k, **kwargs)]
 
+    search.mode = mode
     return search
 
 

@@ -44,7 +44,8 @@ def _parser() -> ArgumentParser:
     ap.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
     idx = ap.add_argument_group("search a saved PassageIndex instead of exact search")
     idx.add_argument("--index", help="PassageIndex directory built over the same collection")
-    idx.add_argument("--search-mode", choices=MODES, default="dense")
+    idx.add_argument("--search-mode", choices=MODES, default=None,
+                     help="default: the index's (hybrid where it has a BM25 side, else dense)")
     idx.add_argument("--alpha", type=float, help="hybrid weight of the dense side (index default if unset)")
     idx.add_argument("--fusion", choices=tuple(FUSIONS), default=None, help="hybrid fusion (index default if unset)")
     return ap
@@ -60,6 +61,23 @@ def _load_retrieval_set(args) -> tuple[dict, dict, list[str], list[str]]:
         raise ValueError("retrieve mode needs --queries, --qrels and --collection (or --data-files)")
     pids, texts = read_collection(args.collection)
     return read_queries(args.queries), read_qrels(args.qrels), pids, texts
+
+
+def _name(path: str) -> str:
+    """A file's name without its directory (what the JSON and a model card may show), or a Hub id as given."""
+    return Path(path).name if Path(path).exists() else path
+
+
+def describe_data(args, n_passages: int) -> dict:
+    """What was measured, for the JSON (and so the model card): file names, never local paths, and the
+    corpus size; the query counts are each system's `n_queries` / `n_unreachable`."""
+    if args.data_files:
+        d = {"queries": ", ".join(map(_name, args.data_files)), "dataset_config": "v1.1"}
+        if args.mode == "retrieve":
+            d.update(corpus="the pooled candidate passages of those rows", corpus_passages=n_passages)
+        return d
+    return {"queries": _name(args.queries), "qrels": _name(args.qrels), "corpus": _name(args.collection),
+            "corpus_passages": n_passages}
 
 
 def _print_table(results: dict[str, dict], mode: str) -> None:
@@ -101,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     models, model = {}, None
     if args.model:
         model = TwoTowers.from_pretrained(args.model)
-        models[f"model ({args.model})"] = model
+        models["model"] = model  # the JSON (and a model card) never shows a local path
         if "untrained" in args.baseline:
             models["untrained (same config)"] = untrained_like(model)
     elif args.tower:
@@ -109,6 +127,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         models[f"untrained {args.tower}"] = model
 
     results: dict[str, dict] = {}
+    pids = []
     if args.mode == "rerank":
         if not args.data_files:
             raise ValueError("rerank mode needs --data-files (v1.1 rows with is_selected)")
@@ -122,8 +141,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
         for name, m in models.items():
             if args.index and m is model:
                 retr = index_retriever(args.index, m, args.search_mode, args.alpha, args.fusion)
-                name = f"{name} index {args.search_mode}" + (f" {args.fusion or 'default'} alpha={args.alpha}"
-                                                              if args.search_mode == "hybrid" else "")
+                name = f"{name} index {retr.mode}" + (f" {args.fusion or 'default'} alpha={args.alpha}"
+                                                      if retr.mode == "hybrid" else "")
             else:
                 retr = dense_retriever(m, pids, texts, args.batch_size)
             results[name] = evaluate_retrieval(retr, queries, qrels, args.k, corpus_ids=pids)
@@ -131,7 +150,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
             results["bm25"] = evaluate_retrieval(bm25_retriever(pids, texts), queries, qrels, args.k, corpus_ids=pids)
     _print_table(results, args.mode)
     if args.json:
-        Path(args.json).write_text(json.dumps({"mode": args.mode, "primary_metric": PRIMARY, "results": results}, indent=2))
+        Path(args.json).write_text(json.dumps({"mode": args.mode, "primary_metric": PRIMARY,
+                                               **describe_data(args, len(pids)), "results": results}, indent=2))
     return results
 
 

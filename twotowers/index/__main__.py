@@ -3,7 +3,7 @@
     python -m twotowers.index build --model DIR_OR_REPO --collection collection.tsv --out my-index
     python -m twotowers.index build --model DIR --collection DATASET_DIR_OR_ID --split train \\
         --id-column pid --text-column text --out my-index
-    python -m twotowers.index search my-index "what is the rba" -k 10 [--mode hybrid --alpha 0.5]
+    python -m twotowers.index search my-index "what is the rba" -k 10 [--mode dense|keyword|hybrid --alpha 0.5]
 
 A collection is a `pid<TAB>text` file (MS MARCO's collection.tsv), a .jsonl/.parquet file, or a
 Hugging Face dataset (a `save_to_disk` directory or a Hub id), read as a stream. Bad input (a
@@ -72,7 +72,11 @@ def build(cfg: BuildConfig, show_progress: bool = True):
                                target_recall=cfg.target_recall, chunk_size=cfg.chunk_size, keyword=cfg.keyword,
                                show_progress=show_progress, batch_size=cfg.batch_size,
                                stemmer=None if cfg.stemmer.lower() == "none" else cfg.stemmer)
-    # where `search` finds the model again: a local directory made absolute, a Hub id as given
+    # what it holds, by name (a file's name, or a dataset id and split), and where `search` finds the model
+    # again: a local directory made absolute, a Hub id as given
+    source = Path(cfg.collection)
+    index.set_corpus(source.name if source.is_file() else f"{source.name if source.exists() else cfg.collection} "
+                     f"({cfg.split})")
     index.set_model_source(str(Path(cfg.model).resolve()) if Path(cfg.model).is_dir() else cfg.model)
     index.save(out)
     return index
@@ -110,7 +114,8 @@ def search(args: argparse.Namespace) -> None:
         if not q.strip():
             raise ValueError(f"query {i} is empty: give some words to search for")
     index, _ = find_index_and_model(args.index, args.model, need_model=args.mode != "keyword", verify=args.verify)
-    results = index.search(args.query, k=args.k, mode=args.mode, alpha=args.alpha, fusion=args.fusion)
+    mode = args.mode or index.default_mode
+    results = index.search(args.query, k=args.k, mode=mode, alpha=args.alpha, fusion=args.fusion)
     for query, hits in zip(args.query, results):
         if args.json:
             for rank, h in enumerate(hits, 1):
@@ -118,7 +123,7 @@ def search(args: argparse.Namespace) -> None:
             continue
         print(f"# {query}")
         for rank, h in enumerate(hits, 1):
-            extra = "" if args.mode != "hybrid" else f"  (dense {h.dense_score:.4f}, bm25 {h.keyword_score:.3f})"
+            extra = "" if mode != "hybrid" else f"  (dense {h.dense_score:.4f}, bm25 {h.keyword_score:.3f})"
             print(f"{rank:3d}. {h.score:.4f}  [{h.id}]  {h.text[:200]}{extra}")
 
 
@@ -153,7 +158,8 @@ def parser() -> argparse.ArgumentParser:
     p_search.add_argument("-k", type=_k, default=10, help="results per query")
     p_search.add_argument("--model", help="model dir/Hub id (default: the repo/dir holding the index, "
                                           "else the dir named in index.json)")
-    p_search.add_argument("--mode", choices=MODES, default="dense")
+    p_search.add_argument("--mode", choices=MODES, default=None,
+                          help="default: hybrid (dense + BM25 fused) where the index has a BM25 side, else dense")
     p_search.add_argument("--alpha", type=_alpha, default=DEFAULT_ALPHA, help="hybrid: weight of the dense side")
     p_search.add_argument("--fusion", choices=tuple(FUSIONS), default=DEFAULT_FUSION)
     p_search.add_argument("--json", action="store_true", help="print JSON lines instead of text")

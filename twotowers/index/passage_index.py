@@ -58,6 +58,16 @@ class PassageIndex:
         m["keyword"] = {**self.keyword.meta, "present": True} if self.keyword is not None else None
         return m
 
+    @property
+    def default_mode(self) -> str:
+        """What `search` does without `mode=`: "hybrid" (dense + BM25, the best measured in
+        docs/results.md) where the index has a keyword side, else "dense"."""
+        return "hybrid" if self.keyword is not None else "dense"
+
+    def set_corpus(self, name: str) -> None:
+        """Record which collection the index holds, by name (saved in index.json; a model card shows it)."""
+        self._meta["corpus"] = name
+
     def set_model_source(self, source: str) -> None:
         """Record where `python -m twotowers.index search` finds the model again (saved in index.json)."""
         self._meta["model"]["source"] = source
@@ -204,19 +214,23 @@ class PassageIndex:
         return self._vectors[np.asarray(rows, dtype=np.int64)]
 
     # -- search --------------------------------------------------------------------------------------
-    def search(self, queries: Sequence[str] | np.ndarray, k: int = 10, *, mode: str = "dense",
+    def search(self, queries: Sequence[str] | np.ndarray, k: int = 10, *, mode: str | None = None,
                alpha: float = DEFAULT_ALPHA, fusion: str = DEFAULT_FUSION, depth: int | None = None) -> list[list[SearchHit]]:
         """Top-k passages per query, best first (fewer when the index holds fewer).
 
         mode: "dense" (the towers; queries may be texts or `[n, dim]` query vectors), "keyword" (BM25)
-              or "hybrid" (both; texts only). A text query with no words is refused.
+              or "hybrid" (both; texts only). A text query with no words is refused. Default:
+              `default_mode` ("hybrid" where the index has a keyword side) for texts, "dense" for vectors.
         alpha: hybrid weight of the dense side (1 = dense only, 0 = keyword only).
-        fusion: "score" (each side's scores min-max normalised over the candidates, then weighted) or
-              "rrf" (weighted reciprocal rank fusion, constant 60); see twotowers/index/fusion.py.
+        fusion: "tm2c2" (the default: scores scaled from each side's theoretical minimum, then weighted),
+              "score" (min-max over the candidates, then weighted) or "rrf" (weighted reciprocal rank
+              fusion, constant 60); see twotowers/index/fusion.py.
         depth: hybrid candidates = the union of each side's top-`depth` (default max(k, 100)); every
               candidate gets its exact dense and BM25 scores before fusing.
         """
         k = check_positive_int(k, "k")
+        if mode is None:
+            mode = "dense" if isinstance(queries, np.ndarray) else self.default_mode
         if mode == "dense":  # the hot path: a few list operations per query, no numpy beyond hnswlib's call
             q = self._query_vectors(queries)
             kk = min(k, len(self.ids))

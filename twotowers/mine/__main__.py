@@ -1,10 +1,13 @@
 """`python -m twotowers.mine`: write mined hard-negative triples for training.
 
     python -m twotowers.mine --model minilm --data-files train_positives.hf.jsonl --out triples.tsv
+    python -m twotowers.mine --model minilm --queries q.tsv --qrels qrels.tsv --collection c.tsv --out triples.tsv
     python -m train --data-files triples.tsv ...      # the loader reads query<TAB>pos<TAB>neg1<TAB>neg2...
 
 `--data-files`: MS MARCO v1.1 rows (JSONL/parquet); each row's selected passages are its positives
-and all its passages join the pool. `--collection` files (pid<TAB>text) add passages to the pool.
+and all its passages join the pool. `--collection` files (pid<TAB>text, JSONL, parquet) add passages
+to the pool. Or TREC files: `--queries` and `--qrels` (a query's relevant passages are its positives)
+over the `--collection` pool.
 """
 
 from __future__ import annotations
@@ -20,8 +23,10 @@ from . import log, mine_texts
 def _parser() -> ArgumentParser:
     ap = ArgumentParser(prog="python -m twotowers.mine", description=__doc__.split("\n")[0])
     ap.add_argument("--model", required=True, help="TwoTowers dir / Hub id, 'minilm' (zero-shot teacher) or a sentence-transformers dir")
-    ap.add_argument("--data-files", nargs="+", required=True, help="MS MARCO v1.1 rows (queries + labelled passages)")
-    ap.add_argument("--collection", nargs="*", default=[], help="extra pid<TAB>text passages for the pool")
+    ap.add_argument("--data-files", nargs="+", default=[], help="MS MARCO v1.1 rows (queries + labelled passages)")
+    ap.add_argument("--queries", help="qid<TAB>query file: with --qrels and --collection, instead of --data-files")
+    ap.add_argument("--qrels", help="TREC qrels (qid 0 pid relevance): a query's relevant passages are its positives")
+    ap.add_argument("--collection", nargs="*", default=[], help="passages for the pool (pid<TAB>text, JSONL, parquet)")
     ap.add_argument("--out", required=True, help="triples TSV to write")
     ap.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     ap.add_argument("--k", type=int, default=30, help="candidates per query")
@@ -42,17 +47,32 @@ def main(argv=None) -> None:
     out = Path(a.out)
     if out.exists() and not a.overwrite:
         raise FileExistsError(f"{out} exists: pass --overwrite to replace it, or choose another --out")
-    from ..collection import read_collection
+    from ..collection import read_collection, read_qrels, read_queries
     from ..data import load_rerank_queries
     from ..teacher import TeacherCache, load_teacher
 
+    if bool(a.data_files) == bool(a.queries or a.qrels) or (a.queries or a.qrels) and not (a.queries and a.qrels
+                                                                                           and a.collection):
+        raise ValueError("give --data-files (v1.1 rows), or --queries, --qrels and --collection (TREC files)")
     t0 = time.perf_counter()
-    rows = load_rerank_queries(a.data_files, strict=True)
-    queries = [r.query for r in rows]
-    positives = [[t for t, s in zip(r.candidates, r.labels) if s] for r in rows]
-    pool = [t for r in rows for t in r.candidates]
+    queries, positives, pool = [], [], []
+    if a.data_files:
+        rows = load_rerank_queries(a.data_files, strict=True)
+        queries = [r.query for r in rows]
+        positives = [[t for t, s in zip(r.candidates, r.labels) if s] for r in rows]
+        pool = [t for r in rows for t in r.candidates]
+    by_id = {}
     for path in a.collection:
-        pool += read_collection(path)[1]
+        ids, texts = read_collection(path)
+        by_id.update(zip(ids, texts))
+        pool += texts
+    if a.queries:
+        qtexts, qrels = read_queries(a.queries), read_qrels(a.qrels)
+        judged = [q for q in qrels if q in qtexts]
+        if not judged:
+            raise ValueError(f"--qrels {a.qrels} judges none of the queries in --queries {a.queries}: check the ids")
+        queries = [qtexts[q] for q in judged]
+        positives = [[by_id[p] for p, rel in qrels[q].items() if rel > 0 and p in by_id] for q in judged]
     if a.max_queries > 0:
         queries, positives = queries[: a.max_queries], positives[: a.max_queries]
     log(f"{len(queries):,} queries ({sum(1 for p in positives if not p):,} without a positive, skipped), "
