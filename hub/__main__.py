@@ -55,11 +55,12 @@ def _read_queries(path: str | None, limit: int = 12) -> list[str] | None:
     """The first `limit` queries of a qid<TAB>query file (or a file of one query a line)."""
     if path is None:
         return None
+    from twotowers.checks import is_blank
     from twotowers.textfiles import text_lines
 
     if not Path(path).is_file():
         raise FileNotFoundError(f"--example-queries {path}: no such file")
-    queries = [line.split("\t", 1)[-1].strip() for _, line in text_lines(path) if line.strip()]
+    queries = [q for q in (line.split("\t", 1)[-1].strip() for _, line in text_lines(path)) if not is_blank(q)]
     if not queries:
         raise ValueError(f"--example-queries {path}: no queries in it")
     return queries[:limit]

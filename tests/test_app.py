@@ -23,6 +23,8 @@ BAD_INPUTS = [  # (query, k, words the error message must contain)
     ("", 5, "empty"),
     ("   \t ", 5, "empty"),
     ("\x00\x07\x1b", 5, "empty"),
+    ("\u200b\u200d", 5, "empty"),        # zero-width characters: no letters or digits
+    ("\u2060 \ufeff ...", 5, "empty"),
     ("x" * 100_000, 5, "too long"),
     ("sky blue", 0, "from 1 to 100"),
     ("sky blue", -1, "from 1 to 100"),
@@ -144,6 +146,7 @@ def test_highlight_marks_query_terms_and_escapes_html():
     ("bad.jsonl", '{"id": "a", "body": "ok"}\n', 'line 1: expected an object with a "text" field'),
     ("bad.txt", b"fine line\n\xff\xfe broken\n", "bad.txt line 2: not UTF-8"),
     ("bad.tsv", "a\t   \n", "bad.tsv line 1: the passage text is empty"),
+    ("bad.tsv", "a\tok\nb\t\u200b\u200d\n", "bad.tsv line 2: the passage text is empty"),
     ("empty.txt", "\n\n", "no passages found"),
     ("notes.pdf", "x", "unsupported file type .pdf"),
 ])

@@ -387,6 +387,33 @@ def test_empty_queries_and_collections_are_refused_and_k_is_bounded(built, model
         assert len(built.search(["piano"], k=10**9, mode=mode)[0]) <= 400
 
 
+INVISIBLE = ["\u200b\u200d", "\ufeff", " \u2060 ", "...", "\x00\x07"]  # no letters or digits: empty
+
+
+@pytest.mark.parametrize("query", INVISIBLE)
+def test_invisible_queries_are_empty_in_every_mode(built, query):
+    for mode in ("dense", "keyword", "hybrid"):
+        with pytest.raises(ValueError, match=r"query 2 of 2 is empty \(no letters or digits"):
+            built.search(["piano", query], k=3, mode=mode)
+
+
+def test_invisible_passages_are_refused_at_build_and_add(model, built, saved, tmp_path, capsys):
+    from conftest import one_error_line, run_cli
+
+    from twotowers.index.__main__ import main
+
+    with pytest.raises(ValueError, match=r"passage 1 \('b'\) is empty \(no letters or digits"):
+        PassageIndex.build(model, ["a", "b"], ["piano keys", "\u200b\u200d"])
+    before = len(built)
+    with pytest.raises(ValueError, match=r"texts\[1\] \(id 'y'\) is empty .* nothing was added"):
+        built.add(["x", "y"], ["one", " \u200b "])
+    assert len(built) == before
+    (tmp_path / "c.tsv").write_text("p1\tpiano keys\np2\t\u200b\u200d\n", encoding="utf-8")
+    status, _, err = run_cli(main, ["build", "--model", str(saved / "model"), "--collection", str(tmp_path / "c.tsv"),
+                                    "--out", str(tmp_path / "x")], capsys)
+    assert status == 1 and "c.tsv:2: passage 'p2' is empty (no letters or digits" in one_error_line(err)
+
+
 def test_cli_answers_bad_input_in_one_line(saved, tmp_path, capsys):
     from conftest import one_error_line, run_cli
 
@@ -417,6 +444,8 @@ def test_cli_answers_bad_input_in_one_line(saved, tmp_path, capsys):
     shutil.copytree(saved / "model", tmp_path, dirs_exist_ok=True)  # above the index: `search` finds it there
     refused(["search", str(d), "piano", "-k", "0"], r"-k must be >= 1, got 0")
     refused(["search", str(d), "   "], r"query 1 is empty")
+    for invisible in INVISIBLE:
+        refused(["search", str(d), "piano", invisible], r"query 2 is empty \(no letters or digits")
     refused(["search", str(tmp_path / "no-such-index"), "piano"], r"no such directory|no such local directory")
     refused(["search", "runs/no-such-index", "piano"], r"index 'runs/no-such-index': no such local directory")
     status, out, _ = run_cli(main, ["search", str(d), "piano", "-k", "1000000000", "--mode", "hybrid", "--json"], capsys)

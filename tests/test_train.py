@@ -69,6 +69,19 @@ def test_unparsable_file_stops_before_training(data, tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
+def test_training_data_of_blank_queries_is_one_error_line(data, tmp_path, capsys):
+    from conftest import one_error_line, run_cli
+
+    blank = tmp_path / "blank.jsonl"
+    rows = synthetic_rows(1)
+    blank.write_text("".join(json.dumps({**r, "query": "\u200b\u200d"}) + "\n" for r in rows))
+    status, _, err = run_cli(lambda argv: main(parse_config(argv)),
+                             args(data, tmp_path / "o", "--no-wandb") + ["--data-files", str(blank)], capsys)
+    assert status == 1 and "no training examples in" in one_error_line(err)
+    assert f"{len(rows)} malformed rows (query with no letters or digits: {len(rows)})" in err
+    assert not (tmp_path / "o" / "model.safetensors").exists()
+
+
 def test_nan_loss_stops_with_clear_message(data, tmp_path):
     from twotowers import TwoTowers
 

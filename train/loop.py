@@ -111,7 +111,8 @@ def load_labelled_examples(cfg: TrainConfig):
         examples = examples_from_rows(load_hub_rows(cfg.dataset, cfg.dataset_config, "train"), cfg.max_samples, stats)
     log(f"training data: {stats.summary()} ({time.perf_counter() - start:.1f}s)")
     if not examples:
-        raise ValueError("no training examples: every row was skipped (see the counts above)")
+        where = " ".join(cfg.data_files) or cfg.dataset
+        raise ValueError(f"no training examples in {where}: every row was skipped ({stats.summary()})")
     return examples
 
 

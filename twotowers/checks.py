@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Sequence
 
 import numpy as np
@@ -17,6 +18,20 @@ def check_texts(texts, what: str) -> list[str]:
         if not isinstance(t, str):
             raise TypeError(f"{what} expects a list of strings; item {i} is {type(t).__name__}")
     return texts
+
+
+def is_blank(text: str) -> bool:
+    """Whether `text` is empty for searching and indexing: no letter or digit left once Unicode-normalised
+    (NFKC). Spaces, punctuation, emoji, control and zero-width characters (`\\u200b\\u200d`) alone are blank.
+
+    The one test of emptiness: library search, the command lines, the app's page and JSON API, passages
+    at build / add / upload, and training data all use it."""
+    if any(map(str.isalnum, text)):  # the common case, decided at the first letter
+        return False
+    return not any(map(str.isalnum, unicodedata.normalize("NFKC", text)))
+
+
+BLANK = "is empty (no letters or digits: only spaces, punctuation or invisible characters)"  # what is_blank says
 
 
 def check_positive_int(value, what: str) -> int:

@@ -50,4 +50,6 @@ def example_queries(root: str | os.PathLike) -> list[str]:
     if not path.is_file():
         return []
     data = json.loads(path.read_text(encoding="utf-8"))
-    return [q for q in data.get("queries", []) if isinstance(q, str) and q.strip()] if isinstance(data, dict) else []
+    from .checks import is_blank
+
+    return [q for q in data.get("queries", []) if isinstance(q, str) and not is_blank(q)] if isinstance(data, dict) else []

@@ -6,6 +6,7 @@ import json
 import unicodedata
 from pathlib import Path
 
+from twotowers.checks import is_blank
 from twotowers.index.fusion import DEFAULT_ALPHA, DEFAULT_FUSION
 from twotowers.index.fusion import FUSIONS as _FUSIONS
 from twotowers.index.fusion import MODES as _MODES
@@ -38,8 +39,9 @@ def clean_query(query) -> str:
     if len(query) > MAX_QUERY_CHARS:
         raise InputError(f"The query is too long: {len(query):,} characters; the limit is {MAX_QUERY_CHARS:,}.")
     text = _clean_text(query)
-    if not text:
-        raise InputError("Enter a query: it is empty (only spaces or control characters).")
+    if is_blank(text):
+        raise InputError("Enter a query: it is empty (no letters or digits, only spaces, punctuation or "
+                         "invisible characters).")
     return text
 
 
@@ -97,8 +99,8 @@ def _check_passage(name: str, lineno: int, text) -> str:
     if not isinstance(text, str):
         raise InputError(f"{name} line {lineno}: the text must be a string, got {type(text).__name__}.")
     text = _clean_text(text)
-    if not text:
-        raise InputError(f"{name} line {lineno}: the passage text is empty.")
+    if is_blank(text):
+        raise InputError(f"{name} line {lineno}: the passage text is empty (no letters or digits).")
     if len(text) > MAX_PASSAGE_CHARS:
         raise InputError(f"{name} line {lineno}: the passage is {len(text):,} characters; the limit is {MAX_PASSAGE_CHARS:,}.")
     return text

@@ -19,6 +19,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..checks import BLANK, is_blank
 from ..cli import ArgumentParser, add_dataclass_arguments, dataclass_from_args, run_main
 from .files import META_NAME
 from .fusion import DEFAULT_ALPHA, DEFAULT_FUSION, FUSIONS, MODES
@@ -107,8 +108,8 @@ def find_index_and_model(index: str, model: str | None, need_model: bool, verify
 def search(args: argparse.Namespace) -> None:
     """Print the top-k hits of each query (text, or JSON lines with --json)."""
     for i, q in enumerate(args.query, 1):
-        if not q.strip():
-            raise ValueError(f"query {i} is empty: give some words to search for")
+        if is_blank(q):
+            raise ValueError(f"query {i} {BLANK}: give some words to search for")
     index, _ = find_index_and_model(args.index, args.model, need_model=args.mode != "keyword", verify=args.verify)
     results = index.search(args.query, k=args.k, mode=args.mode, alpha=args.alpha, fusion=args.fusion)
     for query, hits in zip(args.query, results):

@@ -13,7 +13,7 @@ from pathlib import Path
 import hnswlib
 import numpy as np
 
-from ..checks import check_positive_int, check_texts
+from ..checks import BLANK, check_positive_int, check_texts, is_blank
 from . import files
 from .files import HNSW_NAME, META_NAME, STORE_FILES, VECTORS_NAME, IndexFileError, load_array
 from .fusion import DEFAULT_ALPHA, DEFAULT_FUSION, check_mode, fuse
@@ -135,6 +135,9 @@ class PassageIndex:
         ids, texts = check_texts(ids, "ids"), check_texts(texts, "texts")
         if len(ids) != len(texts):
             raise ValueError(f"{len(ids)} ids but {len(texts)} texts")
+        for i, text in enumerate(texts):
+            if is_blank(text):
+                raise ValueError(f"texts[{i}] (id {ids[i]!r}) {BLANK}: nothing to index; nothing was added")
         if texts:
             self._append(ids, texts, batch_size=batch_size, rescore=True)
 
@@ -372,8 +375,8 @@ class PassageIndex:
 def _check_queries(queries) -> list[str]:
     queries = check_texts(queries, "search queries")
     for i, q in enumerate(queries):
-        if not q.strip():
-            raise ValueError(f"query {i + 1} of {len(queries)} is empty: give some words to search for")
+        if is_blank(q):
+            raise ValueError(f"query {i + 1} of {len(queries)} {BLANK}: give some words to search for")
     return queries
 
 
@@ -386,6 +389,8 @@ def _split_pairs(chunk, start: int) -> tuple[list[str], list[str]]:
             raise ValueError(f"passage {start + j}: expected an (id, text) pair, got {pair!r:.80}") from None
         if not isinstance(text, str):
             raise TypeError(f"passage {start + j} ({pid!r}): text is {type(text).__name__}, not str")
+        if is_blank(text):
+            raise ValueError(f"passage {start + j} ({pid!r}) {BLANK}: remove it or give it text")
         ids.append(str(pid))
         texts.append(text)
     return ids, texts
