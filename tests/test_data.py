@@ -118,6 +118,29 @@ def write_lines(path, text):
     return path
 
 
+def test_a_byte_order_mark_is_dropped_by_the_one_reader_of_the_library_and_the_app(tmp_path):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from webapp.inputs import parse_passages
+
+    bom = "\ufeff".encode()
+    tsv = bom + "7067274\tThe Reserve Bank of Australia.\np2\tsecond\n".encode()
+    (tmp_path / "c.tsv").write_bytes(tsv)
+    assert read_collection(tmp_path / "c.tsv")[0] == ["7067274", "p2"]
+    assert parse_passages("c.tsv", tsv)[0] == ["7067274", "p2"]
+    (tmp_path / "q.tsv").write_bytes(bom + b"1\tfirst query\n")
+    assert read_queries(tmp_path / "q.tsv") == {"1": "first query"}
+    (tmp_path / "qrels").write_bytes(bom + b"1 0 p1 1\n")
+    assert read_qrels(tmp_path / "qrels") == {"1": {"p1": 1}}
+    rows = write_jsonl(tmp_path / "rows.jsonl", [hf_row("q1", ["a"], [1])])
+    rows.write_bytes(bom + rows.read_bytes())
+    assert load_examples([rows]) == [Example("q1", "a", ())]
+    (tmp_path / "rows.json").write_bytes(bom + json.dumps([hf_row("q1", ["a"], [1])]).encode())
+    assert load_examples([tmp_path / "rows.json"]) == [Example("q1", "a", ())]
+
+
 def test_blank_training_text_is_skipped_and_all_blank_is_refused(tmp_path):
     from twotowers.data import read_unlabelled
 

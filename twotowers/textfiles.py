@@ -1,9 +1,13 @@
-"""Reading data files with errors that name the file and line: UTF-8 lines, and JSONL / JSON / parquet records."""
+"""Reading data files with errors that name the file and line: UTF-8 lines, and JSONL / JSON / parquet records.
+
+`decode_lines` is the one reader of text lines: files here, and the app's uploads (webapp/inputs.py),
+so both drop a byte-order mark and name a line that is not UTF-8 alike.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from .optional import import_optional
@@ -32,10 +36,10 @@ def iter_records(path: str | Path) -> Iterator[tuple[int, object]]:
             raise DataFormatError(f"{path}: not a readable parquet file: {e}") from e
         return
     with open(path, "rb") as f:
-        first = f.read(1)
+        first = f.read(len(_BOM) + 1).removeprefix(_BOM)[:1]
     if first == b"[":  # a JSON array file
         try:
-            records = json.loads(path.read_text(encoding="utf-8"))
+            records = json.loads(path.read_text(encoding="utf-8-sig"))
         except UnicodeDecodeError as e:
             raise DataFormatError(f"{path}: not UTF-8 text: {e.reason}") from e
         except json.JSONDecodeError as e:
@@ -51,11 +55,22 @@ def iter_records(path: str | Path) -> Iterator[tuple[int, object]]:
             raise DataFormatError(f"{path}:{lineno}: invalid JSON: {e.msg} (column {e.colno})") from e
 
 
+_BOM = b"\xef\xbb\xbf"  # U+FEFF in UTF-8: some editors start a file with it
+
+
+def decode_lines(raw_lines: Iterable[bytes], where: Callable[[int], str]) -> Iterator[tuple[int, str]]:
+    """(line number, text without the line ending) of UTF-8 byte lines, a byte-order mark at the start
+    dropped (else it would become part of the first id); bad bytes are a DataFormatError at `where(line)`."""
+    for lineno, raw in enumerate(raw_lines, start=1):
+        if lineno == 1:
+            raw = raw.removeprefix(_BOM)
+        try:
+            yield lineno, raw.decode("utf-8").rstrip("\n\r")
+        except UnicodeDecodeError as e:
+            raise DataFormatError(f"{where(lineno)}: not UTF-8 text ({e.reason} at byte {e.start})") from e
+
+
 def text_lines(path: str | Path) -> Iterator[tuple[int, str]]:
-    """(line number, text without the newline) of a UTF-8 file; bad bytes name the line."""
+    """(line number, text without the newline) of a UTF-8 file (see `decode_lines`); bad bytes name the line."""
     with open(path, "rb") as f:
-        for lineno, raw in enumerate(f, start=1):
-            try:
-                yield lineno, raw.decode("utf-8").rstrip("\n\r")
-            except UnicodeDecodeError as e:
-                raise DataFormatError(f"{path}:{lineno}: not UTF-8 text: {e.reason}") from e
+        yield from decode_lines(f, lambda lineno: f"{path}:{lineno}")

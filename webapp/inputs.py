@@ -10,6 +10,7 @@ from twotowers.checks import is_blank
 from twotowers.index.fusion import DEFAULT_ALPHA, DEFAULT_FUSION
 from twotowers.index.fusion import FUSIONS as _FUSIONS
 from twotowers.index.fusion import MODES as _MODES
+from twotowers.textfiles import DataFormatError, decode_lines
 
 MAX_QUERY_CHARS = 1000   # queries are truncated to 64 tokens anyway; longer input is a mistake
 MAX_K = 100
@@ -83,16 +84,11 @@ def clean_mode(mode, alpha, fusion, engine) -> tuple[str, float, str]:
 
 
 def _decode_lines(name: str, data: bytes) -> list[str]:
-    lines = data.split(b"\n")
-    out = []
-    for i, raw in enumerate(lines, 1):
-        try:
-            out.append(raw.decode("utf-8").rstrip("\r"))
-        except UnicodeDecodeError as e:
-            raise InputError(f"{name} line {i}: not UTF-8 text ({e.reason} at byte {e.start}).") from None
-    if out and out[0].startswith("\ufeff"):
-        out[0] = out[0][1:]  # a byte-order mark from some editors
-    return out
+    """The library's one line reader (a byte-order mark dropped, bad bytes naming the line) over an upload."""
+    try:
+        return [line for _, line in decode_lines(data.split(b"\n"), lambda lineno: f"{name} line {lineno}")]
+    except DataFormatError as e:
+        raise InputError(f"{e}.") from None
 
 
 def _check_passage(name: str, lineno: int, text) -> str:
