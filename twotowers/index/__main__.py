@@ -16,13 +16,16 @@ import argparse
 import itertools
 import json
 import sys
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..checks import BLANK, is_blank
 from ..cli import ArgumentParser, add_dataclass_arguments, dataclass_from_args, run_main
-from .files import META_NAME
+from ..writing import writer_lock
+from .files import META_NAME, check_replaceable, saved_dir
 from .fusion import DEFAULT_ALPHA, DEFAULT_FUSION, FUSIONS, MODES
+from .tuning import RecallWarning
 
 
 @dataclass
@@ -55,13 +58,21 @@ class BuildConfig:
 
 def build(cfg: BuildConfig, show_progress: bool = True):
     """Build the index `cfg` describes and save it into `cfg.out` -> the PassageIndex."""
+    out = Path(cfg.out)
+    # One writer: the lock is taken before any work (a second build into --out is refused at once, not
+    # after hours of encoding) and held until the new index is swapped in.
+    with writer_lock(out, "the index"):
+        if (saved_dir(out) / META_NAME).exists() and not cfg.overwrite:
+            raise FileExistsError(f"{out} already holds an index: pass --overwrite to replace it, or choose another --out")
+        check_replaceable(out, overwrite=True)  # a directory of other files is refused now, not after the build
+        return _build(cfg, out, show_progress)
+
+
+def _build(cfg: BuildConfig, out: Path, show_progress: bool):
     from ..collection import iter_collection
     from ..model import TwoTowers
     from .passage_index import PassageIndex
 
-    out = Path(cfg.out)
-    if (out / META_NAME).exists() and not cfg.overwrite:
-        raise FileExistsError(f"{out} already holds an index: pass --overwrite to replace it, or choose another --out")
     model = TwoTowers.from_pretrained(cfg.model)
     pairs = iter_collection(cfg.collection, id_column=cfg.id_column, text_column=cfg.text_column, split=cfg.split)
     if cfg.limit is not None:
@@ -75,7 +86,7 @@ def build(cfg: BuildConfig, show_progress: bool = True):
                                stemmer=None if cfg.stemmer.lower() == "none" else cfg.stemmer)
     # where `search` finds the model again: a local directory made absolute, a Hub id as given
     index.set_model_source(str(Path(cfg.model).resolve()) if Path(cfg.model).is_dir() else cfg.model)
-    index.save(out)
+    index.save(out, overwrite=cfg.overwrite)
     return index
 
 
@@ -168,8 +179,16 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     if args.command == "build":
         cfg = dataclass_from_args(BuildConfig, args, p)
-        index = build(cfg)
-        print(f"wrote {cfg.out}: {index!r}, ef tuning {index.meta.get('ef_tuning')}", file=sys.stderr)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", RecallWarning)
+            index = build(cfg)
+        tuning = index.meta.get("ef_tuning") or {}
+        print(f"wrote {cfg.out}: {len(index):,} passages, dim {index.dim}, M {index.meta['M']}, ef {index.ef}"
+              + (f" (recall@{tuning['k']} {tuning['recall']:.4f} on {tuning['queries']} queries, target "
+                 f"{tuning['target_recall']})" if tuning else "")
+              + f", keyword {'yes' if index.keyword is not None else 'no'}", file=sys.stderr)
+        for w in caught:  # the build could not reach its target recall: said on a line of its own
+            print(f"warning: {w.message}", file=sys.stderr)
     else:
         search(args)
 

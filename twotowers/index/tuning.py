@@ -15,6 +15,10 @@ from ..topk import exact_top_k
 EF_CANDIDATES = (10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048)
 
 
+class RecallWarning(UserWarning):
+    """ef tuning could not reach its target recall: searches miss more true neighbours than asked for."""
+
+
 def word_windows(texts: list[str], rng: np.random.Generator) -> list[str]:
     """One random window of 1-6 words from each text: query-like probes of the corpus."""
     windows = []
