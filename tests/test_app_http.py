@@ -239,9 +239,11 @@ def test_view_api_shows_types_choices_and_docs(client):
 def test_single_query_errors_have_no_batch_prefix(client):
     from gradio_client.exceptions import AppError
 
-    with pytest.raises(AppError) as e:
-        client.predict("   ", 3, api_name="/search")
-    assert str(e.value) == "Enter a query: it is empty (only spaces or control characters)."
+    for blank in ("   ", "\u200b\u200d"):  # zero-width characters are as empty as spaces
+        with pytest.raises(AppError) as e:
+            client.predict(blank, 3, api_name="/search")
+        assert str(e.value) == ("Enter a query: it is empty (no letters or digits, only spaces, punctuation or "
+                                "invisible characters).")
     with pytest.raises(AppError) as e:
         client.predict(None, 3, api_name="/search")
     assert str(e.value) == "Enter a query: it is empty."

@@ -251,6 +251,13 @@ class KeywordIndex:
     def __len__(self) -> int:
         return len(self._arrays["doc_lengths"])
 
+    def copy(self) -> "KeywordIndex":
+        """The same index, to grow apart (its arrays are replaced, never changed in place, by `add`)."""
+        out = KeywordIndex(k1=self.k1, b=self.b, stemmer=self.stemmer)
+        out.vocab, out.corpus_hash, out._arrays = dict(self.vocab), self.corpus_hash, dict(self._arrays)
+        out._bm25 = out._scorer()
+        return out
+
     def nbytes(self) -> int:
         """About what `save` writes: the arrays and the vocabulary."""
         return sum(a.nbytes for a in self._arrays.values()) + sum(len(w) + 4 for w in self.vocab) + 4096

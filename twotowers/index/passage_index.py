@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import errno
 import itertools
 import os
@@ -185,6 +186,18 @@ class PassageIndex:
         self._id_set.add(ids, start)
         if self.keyword is not None:
             self.keyword.add(texts, rescore=rescore)
+
+    def copy(self) -> "PassageIndex":
+        """An independent copy to `add` to and `save` while this one goes on serving unchanged: the graph is
+        copied in memory; texts and vectors on disk are shared until the copy adds its own."""
+        hnsw = copy.deepcopy(self.hnsw)  # hnswlib pickles its whole graph: transient memory of its size
+        hnsw.set_ef(self.ef)
+        out = PassageIndex(hnsw, self._vectors.copy(), self.ids.copy(), self.passages.copy(), copy.deepcopy(self._meta),
+                           keyword=self.keyword.copy() if self.keyword is not None else None, model=self.model)
+        out._loaded_count = self._loaded_count
+        if self._id_set is not None:
+            out._id_set = self._id_set.copy(out.ids.__getitem__)
+        return out
 
     def tune_ef(self, target_recall: float = 0.99, *, queries=None, samples: int = 200, k: int = 10,
                 seed: int = 0) -> dict:

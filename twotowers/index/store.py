@@ -41,6 +41,15 @@ class TextStore:
         store._map()
         return store
 
+    def copy(self) -> "TextStore":
+        """The same strings, to grow apart: the blob is shared (mapped again) until the copy extends it."""
+        out = TextStore()
+        out._set_offsets(self._offsets)  # a memmap or a private array: `extend` makes a new one either way
+        out._blob_path = self._blob_path
+        out._keep = self  # this store's spool directory lives as long as the copy may read it
+        out._map()
+        return out
+
     def _set_offsets(self, offsets: np.ndarray) -> None:
         self._offsets = np.ascontiguousarray(offsets, dtype=np.int64)  # no copy if already so (a memmap stays one)
         self._at = memoryview(self._offsets)  # view[i] is a Python int, ~2x cheaper than ndarray.item(i)
@@ -160,6 +169,10 @@ class VectorStore:
 
     def __len__(self) -> int:
         return len(self._arr)
+
+    def copy(self) -> "VectorStore":
+        """The same vectors, to grow apart: the first `extend` of the copy spools them to a file of its own."""
+        return VectorStore.load(self._arr)  # the array keeps its memory map (and so this spool) alive
 
     def __getitem__(self, rows) -> np.ndarray:
         return self._arr[rows]
