@@ -121,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         queries, qrels, pids, texts = _load_retrieval_set(args)
         for name, m in models.items():
             if args.index and m is model:
-                retr = index_retriever(args.index, m, args.search_mode, args.alpha, args.fusion)
+                retr = index_retriever(args.index, m, args.search_mode, args.alpha, args.fusion, corpus=(pids, texts))
                 name = f"{name} index {args.search_mode}" + (f" {args.fusion or 'default'} alpha={args.alpha}"
                                                               if args.search_mode == "hybrid" else "")
             else:
