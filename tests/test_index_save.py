@@ -134,7 +134,7 @@ def test_a_short_hnswlib_file_is_caught_not_saved(old_and_new, model, on_disk, m
 
 def test_too_little_space_is_refused_before_writing(old_and_new, on_disk, monkeypatch):
     monkeypatch.setattr(passage_index, "free_bytes", lambda path: 1000)
-    with pytest.raises(OSError, match=r"^disk full: could not write .*idx \(.* free"):
+    with pytest.raises(OSError, match=r"^disk full: saving the index into .*idx needs about .*, and its disk has 1000 bytes free"):
         old_and_new[1].save(on_disk)
     assert not (on_disk.parent / ".idx.new").exists()
 

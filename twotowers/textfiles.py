@@ -55,6 +55,32 @@ def iter_records(path: str | Path) -> Iterator[tuple[int, object]]:
             raise DataFormatError(f"{path}:{lineno}: invalid JSON: {e.msg} (column {e.colno})") from e
 
 
+def check_readable(path: str | Path) -> Path:
+    """`path`, or a PermissionError that says whose it is and how to share it (a file saved under umask 077,
+    or by safetensors, is 0600: copied to another user, such as a Docker image's or a Space's, it cannot be read)."""
+    path = Path(path)
+    try:
+        with open(path, "rb"):
+            return path
+    except PermissionError:
+        st = path.stat()
+        raise PermissionError(f"{path} is not readable by this user (mode {st.st_mode & 0o777:o}, owner uid "
+                              f"{st.st_uid}): run `chmod a+r {path}` (or copy it with its owner's permissions)") from None
+
+
+def read_json(path: str | Path, what: str) -> object:
+    """A JSON file, or one error naming it: missing, unreadable, not UTF-8, cut short or corrupt (`what` it
+    should be, e.g. "a saved model's config")."""
+    path = check_readable(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8-sig"))
+    except UnicodeDecodeError as e:
+        raise DataFormatError(f"{path} is not UTF-8 text ({e.reason}): it should be {what}") from None
+    except json.JSONDecodeError as e:
+        raise DataFormatError(f"{path} is not valid JSON (line {e.lineno}: {e.msg}): cut short or corrupt; it "
+                              f"should be {what}: restore it") from None
+
+
 _BOM = b"\xef\xbb\xbf"  # U+FEFF in UTF-8: some editors start a file with it
 
 

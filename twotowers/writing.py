@@ -59,7 +59,8 @@ def free_bytes(path: Path) -> int | None:
         return None
 
 
-def _size(n: int | None) -> str:
+def human_size(n: int | None) -> str:
+    """Bytes for a message: 4.0 KB, 1.2 GB."""
     if n is None:
         return "unknown"
     for unit in ("bytes", "KB", "MB", "GB", "TB"):
@@ -74,7 +75,7 @@ def write_error(err: BaseException, path: Path) -> WriteError:
     if isinstance(err, WriteError):
         return err
     if is_disk_full(err, path):
-        out = WriteError(f"disk full: could not write {path} ({_size(free_bytes(path))} free on its disk): "
+        out = WriteError(f"disk full: could not write {path} ({human_size(free_bytes(path))} free on its disk): "
                          "free some space or write elsewhere")
         out.errno = errno.ENOSPC
         return out
@@ -94,12 +95,17 @@ def writing(path: Path):
 
 
 def check_writable(directory: Path, what: str) -> Path:
-    """Create `directory` (and parents) and write a probe file in it, or raise WriteError naming it: call
-    before hours of work whose output goes there."""
+    """Write and remove a probe file in `directory` (or, while it does not exist, in the nearest parent that
+    does, where it will be made), or raise WriteError naming it: call before hours of work whose output
+    goes there. Creates nothing."""
     d = Path(directory)
+    at = d.absolute()
+    while not at.exists() and at != at.parent:
+        at = at.parent
     try:
-        d.mkdir(parents=True, exist_ok=True)
-        probe = d / f".write-probe-{os.getpid()}"
+        if not at.is_dir():
+            raise NotADirectoryError(f"{at} is a file")
+        probe = at / f".write-probe-{os.getpid()}"
         probe.write_bytes(b"ok")
         probe.unlink()
     except OSError as e:
@@ -149,11 +155,23 @@ def writer_lock(target: Path, what: str):
 
 
 def _acquire(lock: Path, target: Path, what: str) -> int:
+    at = lock.parent.absolute()
+    while not at.exists() and at != at.parent:
+        at = at.parent
+    if not at.is_dir():
+        raise WriteError(f"cannot write {what} {target}: {at} is a file, not a directory")
     try:
         lock.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as e:
-        raise WriteError(f"cannot write {what} {target}: {lock.parent} is not writable ({e.strerror or e})") from None
+        inside = Path(target) / ".writer.lock"  # a directory the user may write in a parent they may not
+        if not Path(target).is_dir():
+            raise WriteError(f"cannot write {what} {target}: {lock.parent} is not writable ({e.strerror or e})") from None
+        try:
+            fd = os.open(inside, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e2:
+            raise WriteError(f"cannot write {what} {target}: it is not writable ({e2.strerror or e2})") from None
+        lock = inside
     if fcntl is None:
         return fd
     try:
@@ -191,7 +209,8 @@ def staging_dir(target: Path) -> Path:
     """`.NAME.new` beside `target`, empty (a crashed writer's leftovers removed): write the new version there."""
     tmp = Path(target).parent / f".{Path(target).name}.new"
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    with writing(tmp):  # swapping a directory in needs its parent writable
+        tmp.mkdir(parents=True)
     return tmp
 
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..checks import BLANK, is_blank
+from ..textfiles import read_json
 from ..cli import ArgumentParser, add_dataclass_arguments, dataclass_from_args, run_main
 from ..writing import writer_lock
 from .files import META_NAME, check_replaceable, saved_dir
@@ -105,9 +106,9 @@ def find_index_and_model(index: str, model: str | None, need_model: bool, verify
                 model = str(cand)
                 break
         else:
-            meta_path = index_dir / META_NAME
-            source = json.loads(meta_path.read_text(encoding="utf-8")).get("model", {}).get("source") \
-                if meta_path.is_file() else None
+            meta_path = saved_dir(index_dir) / META_NAME
+            meta = read_json(meta_path, "a saved index's description") if meta_path.is_file() else {}
+            source = meta.get("model", {}).get("source") if isinstance(meta, dict) and isinstance(meta.get("model"), dict) else None
             if not source:
                 raise FileNotFoundError(f"no model found beside {index}: pass --model DIR_OR_REPO (the model that "
                                         "built the index), or use --mode keyword")

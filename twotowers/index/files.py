@@ -96,7 +96,8 @@ def check_replaceable(d: Path, overwrite: bool) -> None:
     if not d.is_dir():
         raise FileExistsError(f"{d} is a file, not a directory: an index is saved as a directory of its own")
     own = {META_NAME, *CORE_FILES, *KEYWORD_FILES}
-    foreign = sorted(p.name for p in d.iterdir() if p.name not in own and not p.name.startswith(".tmp-save-"))
+    foreign = sorted(p.name for p in d.iterdir() if p.name not in own and p.name != ".writer.lock"
+                     and not p.name.startswith(".tmp-save-"))  # the lock, when the parent is read-only; the old save's leftovers
     if foreign:
         raise FileExistsError(f"{d} holds files that are not part of a saved index ({', '.join(foreign[:3])}"
                               f"{', ...' if len(foreign) > 3 else ''}): a save replaces the whole directory, so give "

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..checks import BLANK, check_positive_int, check_texts, is_blank
 from . import files
-from ..writing import free_bytes, staging_dir, swap_in, sync_tree, write_error, writer_lock, writing
+from ..writing import WriteError, free_bytes, human_size, staging_dir, swap_in, sync_tree, writer_lock, writing
 from .files import CORE_FILES, HNSW_NAME, META_NAME, STORE_FILES, VECTORS_NAME, IndexFileError, load_array
 from .fusion import DEFAULT_ALPHA, DEFAULT_FUSION, check_mode, fuse
 from .hits import SearchHit, array_hits, dense_hits
@@ -332,8 +332,11 @@ class PassageIndex:
             files.check_replaceable(d, overwrite)
             need = self._bytes_estimate()
             free = free_bytes(d.parent)
-            if free is not None and free < need:
-                raise write_error(OSError(errno.ENOSPC, "No space left on device"), d) from None
+            if free is not None and free < need:  # the old index stays until the new one is whole: room for both
+                err = WriteError(f"disk full: saving the index into {d} needs about {human_size(need)}, and its disk "
+                                 f"has {human_size(free)} free: free some space or save elsewhere; nothing was written")
+                err.errno = errno.ENOSPC
+                raise err
             tmp = staging_dir(d)
             try:
                 with writing(tmp / HNSW_NAME):
