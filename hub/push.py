@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 from twotowers.textfiles import read_json
+from twotowers.writing import make_readable
 
 from .card import build_card
 from .connect import PublishError, explain, hub_api, upload_tree
@@ -65,6 +66,9 @@ def stage_model_repo(model_dir, index_dir, out, *, repo_id: str, metric_sets: li
                       index_info=index_info if index_dir is not None else None, space_id=space_id,
                       sentence_transformers=sentence_transformers)
     (out / "README.md").write_text(str(card), encoding="utf-8")
+    for p in files_under(out):  # safetensors writes 0600: a tree served by another user must be readable
+        if p.stat().st_nlink == 1:  # a copy or a file written here, never a hard link to the user's own file
+            make_readable(p)
     return sorted(p.relative_to(out).as_posix() for p in files_under(out))
 
 

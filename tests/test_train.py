@@ -305,3 +305,19 @@ def test_a_cut_train_config_json_is_one_line_naming_it(data, tmp_path, capsys):
     saved.write_text(saved.read_text()[:50])
     status, _, err = run_cli(*cli(data, out, "--batch-size", "4", "--save-steps", "2", "--resume"), capsys)
     assert status == 1 and f"{saved} is not valid JSON" in one_error_line(err)
+
+
+def test_a_second_run_into_the_same_output_dir_is_refused_at_once(data, tmp_path, capsys):
+    from conftest import one_error_line, run_cli
+    from test_index_save import hold_lock
+
+    out = tmp_path / "run"
+    holder = hold_lock(out)  # another process writing there, as a running training run does
+    try:
+        status, stdout, err = run_cli(*cli(data, out), capsys)
+        assert status == 1 and f"another process (pid {holder.pid}) is writing the training run's --output-dir {out}" \
+            in one_error_line(err)
+        assert "training data" not in stdout
+    finally:
+        holder.kill()
+        holder.wait()

@@ -94,6 +94,25 @@ def writing(path: Path):
         raise write_error(e, Path(path)) from e
 
 
+@contextlib.contextmanager
+def replacing(path: Path, encoding: str = "utf-8"):
+    """A text file to write the new version of `path` into: written beside it (`.NAME.tmp`) and renamed over
+    it only once whole, so a failure (a WriteError naming it) or a kill leaves what was there."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with writing(path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "w", encoding=encoding) as f:
+                yield f
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+
+
 def check_writable(directory: Path, what: str) -> Path:
     """Write and remove a probe file in `directory` (or, while it does not exist, in the nearest parent that
     does, where it will be made), or raise WriteError naming it: call before hours of work whose output
