@@ -11,7 +11,6 @@ stderr and exit code 1 (2 for bad arguments).
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -75,13 +74,9 @@ def _run(args) -> None:
     if args.command == "push":
         from .push import push
 
-        train_config = None
-        if args.train_config:
-            try:
-                with open(args.train_config, encoding="utf-8") as f:
-                    train_config = json.load(f)
-            except json.JSONDecodeError as e:
-                raise PublishError(f"{args.train_config}:{e.lineno}: not JSON ({e.msg})") from None
+        from twotowers.textfiles import read_json
+
+        train_config = read_json(args.train_config, "the training run's settings (JSON)") if args.train_config else None
         push(args.model, args.index, args.repo_id, metrics_files=args.metrics, private=args.private,
              revision=args.revision, dry_run=args.dry_run, out=args.out, train_config=train_config,
              space_id=args.space_id, example_queries=_read_queries(args.example_queries))

@@ -208,3 +208,13 @@ def test_a_file_left_out_of_index_json_is_still_verified(on_disk, left_out):
     (on_disk / "index.json").write_text(json.dumps(meta))
     with pytest.raises(ValueError, match=rf"index.json records no size or checksum for {left_out}: it would be read unchecked"):
         PassageIndex.load(on_disk)
+
+
+@pytest.mark.parametrize("key,value", [("ef", 2**40), ("M", 0), ("dim", -1), ("count", -5)])
+def test_index_json_values_out_of_range_are_refused(on_disk, key, value):
+    """index.json carries no checksum of its own: an edited ef could make every search hang."""
+    meta = json.loads((on_disk / "index.json").read_text())
+    meta[key] = value
+    (on_disk / "index.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=rf"index.json lacks or garbles a required field .*{key} {value} is out of range"):
+        PassageIndex.load(on_disk)

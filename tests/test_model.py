@@ -165,6 +165,10 @@ def test_a_broken_or_unreadable_saved_model_is_one_line_naming_the_file(tmp_path
                                          "base_config.json"))
     with pytest.raises(ValueError, match=r"base_config.json is not valid JSON"):
         TwoTowers.from_pretrained(broken(lambda t: t[:30], "base_config.json"))
+    with pytest.raises(ValueError, match=r"base_config.json lacks hidden_size"):
+        TwoTowers.from_pretrained(broken(lambda t: t.replace('"hidden_size"', '"width"'), "base_config.json"))
+    with pytest.raises(ValueError, match=r"config.json: max_query_length is '64', expected int: the file is corrupt"):
+        TwoTowers.from_pretrained(broken(lambda t: t.replace('"max_query_length": 64', '"max_query_length": "64"')))
     with pytest.raises(FileNotFoundError, match=r"model 'runs/no-such/model': no such directory \(and not a Hub repo id"):
         TwoTowers.from_pretrained("runs/no-such/model")
     with pytest.raises(OSError, match=r"model 'someone/not-cached': no such local directory, and not in the Hugging "

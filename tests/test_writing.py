@@ -24,6 +24,15 @@ def test_a_replaced_file_is_whole_or_untouched(tmp_path, monkeypatch):
     assert out.read_text() == "the new version"
 
 
+def test_without_overwrite_a_file_that_appeared_meanwhile_is_kept(tmp_path):
+    out = tmp_path / "triples.tsv"
+    with pytest.raises(FileExistsError, match=r"triples.tsv appeared while this ran \(another writer\?\)"):
+        with replacing(out, overwrite=False) as f:
+            f.write("ours")
+            out.write_text("the other writer's")
+    assert out.read_text() == "the other writer's"
+
+
 @pytest.mark.parametrize("err", [OSError(errno.ENOSPC, "No space left on device"),
                                  OSError(errno.EDQUOT, "Disk quota exceeded"),
                                  RuntimeError("Error while serializing: IoError(Os { code: 28, kind: StorageFull })")])

@@ -63,6 +63,23 @@ def _check_sizes(values: dict, limits: dict, where: str) -> None:
                              "the file is corrupt or was edited; restore it or save the model again")
 
 
+_JSON_TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,), "None": (type(None),)}
+
+
+def _check_types(config: dict, cls, where: Path) -> None:
+    """Each constructor option in a saved config.json has a type its annotation allows (`int | None`, ...),
+    else ValueError naming it: a string where a number belongs failed deep inside, as a TypeError."""
+    params = inspect.signature(cls.__init__).parameters
+    for key, value in config.items():
+        if key not in params or not isinstance(params[key].annotation, str):
+            continue
+        names = [t.strip() for t in params[key].annotation.split("|")]
+        allowed = tuple(t for n in names for t in _JSON_TYPES.get(n, ()))
+        if len(allowed) and (not isinstance(value, allowed) or (isinstance(value, bool) and "bool" not in names)):
+            raise ValueError(f"{where}: {key} is {value!r}, expected {params[key].annotation}: the file is corrupt "
+                             "or was edited; restore it or save the model again")
+
+
 def default_device() -> torch.device:
     """CUDA when there is a GPU, else CPU."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -203,6 +220,10 @@ class TwoTowers(
         for source, base_config in {q_source: self.base_config, p_source: self.passage_base_config}.items():
             if not isinstance(base_config, dict):
                 raise ValueError(f"{source / config_name} is not a JSON object: restore it")
+            missing = [k for k in ("vocab_size", "hidden_size") if k not in base_config]
+            if missing:
+                raise ValueError(f"{source / config_name} lacks {' and '.join(missing)}: not an encoder's config, "
+                                 "or it was edited; restore it")
             _check_sizes(base_config, _BASE_LIMITS, str(source / config_name))
         self.query_tower = build_tower(self.tower_config, q_source, self.base_config, load_weights=pretrained is None)
         if same_side:
@@ -361,6 +382,7 @@ class TwoTowers(
             config = read_json(config_path, "a saved TwoTowers model's config")
             if not isinstance(config, dict):
                 raise ValueError(f"{config_path} is not a JSON object: restore it or save the model again")
+            _check_types(config, cls, config_path)
         return super().from_pretrained(str(local), **model_kwargs)
 
     @classmethod

@@ -95,11 +95,13 @@ def writing(path: Path):
 
 
 @contextlib.contextmanager
-def replacing(path: Path, encoding: str = "utf-8"):
-    """A text file to write the new version of `path` into: written beside it (`.NAME.tmp`) and renamed over
-    it only once whole, so a failure (a WriteError naming it) or a kill leaves what was there."""
+def replacing(path: Path, *, overwrite: bool = True, encoding: str = "utf-8"):
+    """A text file to write the new version of `path` into: written beside it (`.NAME.PID.tmp`) and renamed
+    over it only once whole, so a failure (a WriteError naming it) or a kill leaves what was there. With
+    `overwrite=False` the file is linked in only if `path` does not exist by then (FileExistsError: another
+    writer got there first), never replacing it."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with writing(path):
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -107,7 +109,14 @@ def replacing(path: Path, encoding: str = "utf-8"):
                 yield f
                 f.flush()
                 os.fsync(f.fileno())
+        if overwrite:
             os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)  # atomic, and refuses an existing `path`
+            except FileExistsError:
+                raise FileExistsError(f"{path} appeared while this ran (another writer?): it was not replaced; "
+                                      "pass --overwrite to replace it") from None
     finally:
         with contextlib.suppress(OSError):
             tmp.unlink()

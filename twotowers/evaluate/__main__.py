@@ -134,7 +134,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
             results["bm25"] = evaluate_retrieval(bm25_retriever(pids, texts), queries, qrels, args.k, corpus_ids=pids)
     _print_table(results, args.mode)
     if args.json:
-        with replacing(Path(args.json)) as f:
+        with replacing(Path(args.json), overwrite=args.overwrite) as f:
             f.write(json.dumps({"mode": args.mode, "primary_metric": PRIMARY, "results": results}, indent=2))
     return results
 

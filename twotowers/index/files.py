@@ -120,6 +120,9 @@ def read_meta(directory: Path) -> dict:
     try:
         for key in ("count", "dim", "M", "ef"):
             meta[key] = int(meta[key])
+        for key, low, high in (("count", 0, 1 << 40), ("dim", 1, 1 << 16), ("M", 2, 1 << 12), ("ef", 1, 1 << 16)):
+            if not low <= meta[key] <= high:  # index.json has no checksum of its own: an edited ef could hang search
+                raise ValueError(f"{key} {meta[key]} is out of range ({low} to {high:,})")
         files, _ = dict(meta["files"]), meta["model"]["fingerprint"]
         for name, rec in files.items():
             int(rec["bytes"]), str(rec[CHECKSUM])

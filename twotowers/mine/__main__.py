@@ -68,7 +68,7 @@ def main(argv=None) -> None:
     grouped: dict[tuple[str, str], list[str]] = {}
     for q, p, neg in triples:
         grouped.setdefault((q, p), []).append(neg)
-    with replacing(out) as f:  # whole or not at all; a full disk is one line naming the file
+    with replacing(out, overwrite=a.overwrite) as f:  # whole or not at all; a full disk is one line naming the file
         for (q, p), negs in grouped.items():
             f.write("\t".join(" ".join(x.split()) for x in (q, p, *negs)) + "\n")
     log(f"wrote {len(triples):,} triples as {len(grouped):,} lines (query, positive, its negatives) to {out} "
