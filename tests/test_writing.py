@@ -3,7 +3,6 @@ permissions another user can read, one writer per target."""
 
 import errno
 import os
-from pathlib import Path
 
 import pytest
 

@@ -28,7 +28,7 @@ from safetensors.torch import load_model as load_safetensors_model
 from torch import nn
 
 from .base import MINILM_ID, encoder_settings, resolve_base_model
-from .checks import check_positive_int, check_texts
+from .checks import BASE_CONFIG_LIMITS, MAX_WIDTH, check_config_types, check_positive_int, check_sizes, check_texts
 from .project import DOCS_URL, PROJECT_URL
 from .textfiles import check_readable, read_json
 from .tokenizer import TOKENIZER_FILES, TextTokenizer
@@ -44,40 +44,6 @@ MODEL_FILES = [WEIGHTS_NAME, "config.json", BASE_CONFIG_NAME, *TOKENIZER_FILES,
 # Set while `from_pretrained` builds the skeleton: the towers take shapes and tokenizer from the
 # saved directory and skip loading base weights (the saved weights replace them).
 _PRETRAINED_DIR: contextvars.ContextVar[Path | None] = contextvars.ContextVar("_PRETRAINED_DIR", default=None)
-
-
-# Widths and sizes no real model has: a config saying more is corrupt or edited, and building it would try to
-# allocate terabytes (a crash, not an error). Vocabularies reach ~256k tokens; widths a few thousand.
-MAX_WIDTH = 1 << 16
-MAX_VOCAB = 1 << 23
-_BASE_LIMITS = {"vocab_size": MAX_VOCAB, "hidden_size": MAX_WIDTH, "intermediate_size": 1 << 18,
-                "num_hidden_layers": 1024, "num_attention_heads": 1024, "max_position_embeddings": 1 << 20}
-
-
-def _check_sizes(values: dict, limits: dict, where: str) -> None:
-    """Each of `limits` that `values` sets is a whole number from 1 to its limit, else ValueError naming it."""
-    for key, limit in limits.items():
-        v = values.get(key)
-        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= limit):
-            raise ValueError(f"{where}: {key} {v!r} is not a plausible size (a whole number from 1 to {limit:,}): "
-                             "the file is corrupt or was edited; restore it or save the model again")
-
-
-_JSON_TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,), "None": (type(None),)}
-
-
-def _check_types(config: dict, cls, where: Path) -> None:
-    """Each constructor option in a saved config.json has a type its annotation allows (`int | None`, ...),
-    else ValueError naming it: a string where a number belongs failed deep inside, as a TypeError."""
-    params = inspect.signature(cls.__init__).parameters
-    for key, value in config.items():
-        if key not in params or not isinstance(params[key].annotation, str):
-            continue
-        names = [t.strip() for t in params[key].annotation.split("|")]
-        allowed = tuple(t for n in names for t in _JSON_TYPES.get(n, ()))
-        if len(allowed) and (not isinstance(value, allowed) or (isinstance(value, bool) and "bool" not in names)):
-            raise ValueError(f"{where}: {key} is {value!r}, expected {params[key].annotation}: the file is corrupt "
-                             "or was edited; restore it or save the model again")
 
 
 def default_device() -> torch.device:
@@ -159,7 +125,7 @@ class TwoTowers(
         super().__init__()
         if min(max_query_length, max_passage_length) < 1:
             raise ValueError("max_query_length and max_passage_length must be >= 1")
-        _check_sizes({"projection_dim": projection_dim or None, "passage_projection_dim": passage_projection_dim or None,
+        check_sizes({"projection_dim": projection_dim or None, "passage_projection_dim": passage_projection_dim or None,
                       "rnn_hidden_size": rnn_hidden_size, "rnn_layers": rnn_layers},
                      dict.fromkeys(("projection_dim", "passage_projection_dim", "rnn_hidden_size"), MAX_WIDTH)
                      | {"rnn_layers": 1024}, "TwoTowers" if _PRETRAINED_DIR.get() is None else
@@ -224,7 +190,7 @@ class TwoTowers(
             if missing:
                 raise ValueError(f"{source / config_name} lacks {' and '.join(missing)}: not an encoder's config, "
                                  "or it was edited; restore it")
-            _check_sizes(base_config, _BASE_LIMITS, str(source / config_name))
+            check_sizes(base_config, BASE_CONFIG_LIMITS, str(source / config_name))
         self.query_tower = build_tower(self.tower_config, q_source, self.base_config, load_weights=pretrained is None)
         if same_side:
             self.passage_tower = copy.deepcopy(self.query_tower)  # same start, separate weights
@@ -382,7 +348,7 @@ class TwoTowers(
             config = read_json(config_path, "a saved TwoTowers model's config")
             if not isinstance(config, dict):
                 raise ValueError(f"{config_path} is not a JSON object: restore it or save the model again")
-            _check_types(config, cls, config_path)
+            check_config_types(config, cls, config_path)
         return super().from_pretrained(str(local), **model_kwargs)
 
     @classmethod
