@@ -94,7 +94,7 @@ def test_a_kill_at_every_rename_of_a_save_leaves_the_old_or_the_new_index(old_an
         seen.add(len(loaded))
         new.save(d)  # the next save after a kill completes and cleans up
         assert len(PassageIndex.load(d, model)) == 121
-        assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(f".idx{n}.")) == [f".idx{n}.lock"]
+        assert [p.name for p in tmp_path.iterdir() if p.name.startswith(f".idx{n}.")] == []  # nothing left over
     assert seen == {120, 121}  # the kill points cover both sides of the swap
 
 

@@ -8,8 +8,9 @@
 
 `check_writable(out)` finds an unwritable output before hours of work; `make_readable(path)` gives a
 file the permissions the umask allows (safetensors writes 0600, which another user cannot load).
-The lock is an `flock` on `.NAME.lock` beside the target: the system drops it when its process dies,
-so a killed writer never leaves a stale lock.
+The lock is an `flock` on `.NAME.lock` beside the target (inside it where only the target is writable),
+removed on release; the system drops the lock when its process dies, so a killed writer never leaves a
+stale one.
 """
 
 from __future__ import annotations
@@ -154,8 +155,8 @@ def make_readable(path: Path) -> None:
 
 
 # -- one writer at a time ----------------------------------------------------------------------------
-_HELD: dict[str, tuple[int, int]] = {}  # lock path -> (fd, depth): flock is per open file, so re-entry is counted here
-_HELD_GUARD = threading.Lock()
+_HELD: dict[str, tuple[int, Path, int]] = {}  # key -> (fd, lock file, depth): flock is per open file, so
+_HELD_GUARD = threading.Lock()                   # re-entry within this process is counted here
 
 
 def lock_path(target: Path) -> Path:
@@ -166,23 +167,25 @@ def lock_path(target: Path) -> Path:
 def writer_lock(target: Path, what: str):
     """Hold the one-writer lock of `target` for the block; another process's writer is refused at once
     with a WriteError. Re-entrant within this process (whose writers serialise themselves: `PassageIndex.add`
-    and `save` are not thread-safe; the app takes its own write lock)."""
+    and `save` are not thread-safe; the app takes its own write lock). The lock file is removed on release."""
     key = str(lock_path(target).absolute())
     with _HELD_GUARD:
-        fd, depth = _HELD.get(key) or (_acquire(lock_path(target), target, what), 0)
-        _HELD[key] = (fd, depth + 1)
+        fd, lock, depth = _HELD.get(key) or (*_acquire(lock_path(target), target, what), 0)
+        _HELD[key] = (fd, lock, depth + 1)
     try:
         yield
     finally:
         with _HELD_GUARD:
-            fd, depth = _HELD.pop(key)
+            fd, lock, depth = _HELD.pop(key)
             if depth > 1:
-                _HELD[key] = (fd, depth - 1)
+                _HELD[key] = (fd, lock, depth - 1)
             else:
+                with contextlib.suppress(OSError):
+                    lock.unlink()  # while still held: a writer that opened this file finds it gone and retries
                 os.close(fd)  # releases the flock
 
 
-def _acquire(lock: Path, target: Path, what: str) -> int:
+def _acquire(lock: Path, target: Path, what: str) -> tuple[int, Path]:
     at = lock.parent.absolute()
     while not at.exists() and at != at.parent:
         at = at.parent
@@ -190,28 +193,34 @@ def _acquire(lock: Path, target: Path, what: str) -> int:
         raise WriteError(f"cannot write {what} {target}: {at} is a file, not a directory")
     try:
         lock.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        os.close(os.open(lock, os.O_RDWR | os.O_CREAT, 0o644))
     except OSError as e:
-        inside = Path(target) / ".writer.lock"  # a directory the user may write in a parent they may not
         if not Path(target).is_dir():
             raise WriteError(f"cannot write {what} {target}: {lock.parent} is not writable ({e.strerror or e})") from None
+        lock = Path(target) / ".writer.lock"  # a directory the user may write in a parent they may not
+    for _ in range(100):  # retried only if the file was removed between our open and our lock
         try:
-            fd = os.open(inside, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as e2:
-            raise WriteError(f"cannot write {what} {target}: it is not writable ({e2.strerror or e2})") from None
-        lock = inside
-    if fcntl is None:
-        return fd
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.read(fd, 32).decode(errors="replace").strip()
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise WriteError(f"cannot write {what} {target}: {lock.parent} is not writable ({e.strerror or e})") from None
+        if fcntl is None:
+            return fd, lock
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip()
+            os.close(fd)
+            raise WriteError(f"another process{f' (pid {holder})' if holder.isdigit() else ''} is writing {what} "
+                             f"{target} (it holds {lock}): wait for it to finish, or write elsewhere") from None
+        try:
+            if os.stat(lock).st_ino == os.fstat(fd).st_ino:  # still the file at that path: ours
+                os.ftruncate(fd, 0)
+                os.write(fd, str(os.getpid()).encode())
+                return fd, lock
+        except FileNotFoundError:
+            pass
         os.close(fd)
-        raise WriteError(f"another process{f' (pid {holder})' if holder.isdigit() else ''} is writing {what} "
-                         f"{target} (it holds {lock}): wait for it to finish, or write elsewhere") from None
-    os.ftruncate(fd, 0)
-    os.write(fd, str(os.getpid()).encode())
-    return fd
+    raise WriteError(f"cannot take the lock {lock} of {what} {target}: it keeps being replaced")
 
 
 class HeldLock:
