@@ -3,7 +3,8 @@
     python app.py                                  # demo corpus + zero-shot MiniLM, no network needed
     python app.py --model-repo OWNER/NAME          # model + prebuilt index from the Hub
     TWOTOWERS_MODEL_REPO=OWNER/NAME python app.py  # the same (what the Space sets)
-    python app.py --model DIR --index DIR --allow-uploads   # local dirs; add your own passages
+    python app.py --model DIR --index DIR --allow-uploads   # local dirs; add your own passages (this session)
+    python app.py --model DIR --index DIR --save-uploads DIR2   # ... kept in DIR2 (DIR2 = DIR: in place)
 
 The model and index are loaded once at start. `search(query, k)` is a plain function (tests import
 it); the UI, the Gradio API endpoints `/search` and `/search_batch`, and the plain JSON routes on the
@@ -31,9 +32,9 @@ import time
 from twotowers.cli import ArgumentParser, run_main
 
 # The app's public functions, re-exported: tests, scripts and bench/app.py use `app.search`, `app.load_engine`, ...
-from webapp.actions import add_passages, search, search_many
+from webapp.actions import SaveError, add_passages, search, search_many
 from webapp.demo import DEMO_PASSAGES, DEMO_QUERIES, demo_model, demo_queries, load_demo_index, read_demo_corpus
-from webapp.engine import Engine, get_engine, load_engine, set_engine
+from webapp.engine import Engine, get_engine, load_engine, set_engine, set_save_dir
 from webapp.inputs import (FUSIONS, MAX_BATCH, MAX_K, MAX_PASSAGE_CHARS, MAX_QUERY_CHARS, MAX_UPLOAD_PASSAGES,
                            MODES, InputError, assign_ids, clean_k, clean_query, parse_passages)
 from webapp.render import highlight, query_terms, render_results
@@ -41,11 +42,11 @@ from webapp.ui import CSS, api_search, api_search_batch, build_demo, serve, ui_a
 
 
 __all__ = ["CSS", "DEMO_PASSAGES", "DEMO_QUERIES", "FUSIONS", "MAX_BATCH", "MAX_K", "MAX_PASSAGE_CHARS",
-           "MAX_QUERY_CHARS", "MAX_UPLOAD_PASSAGES", "MODES", "Engine", "InputError", "add_passages",
+           "MAX_QUERY_CHARS", "MAX_UPLOAD_PASSAGES", "MODES", "Engine", "InputError", "SaveError", "add_passages",
            "api_search", "api_search_batch", "assign_ids", "build_demo", "clean_k", "clean_query",
            "demo_model", "demo_queries", "get_engine", "highlight", "load_demo_index", "load_engine", "main",
            "parse_passages", "query_terms", "read_demo_corpus", "render_results", "search", "search_many",
-           "serve", "set_engine", "ui_add", "ui_search"]
+           "serve", "set_engine", "set_save_dir", "ui_add", "ui_search"]
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -63,7 +64,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--host", default=None, help="address to bind (default: $GRADIO_SERVER_NAME or 127.0.0.1)")
     p.add_argument("--port", type=int, default=None, help="port (default: $GRADIO_SERVER_PORT or 7860)")
     p.add_argument("--allow-uploads", action="store_true",
-                   help="show the 'Your own passages' tab (local use only; off on the public Space)")
+                   help="show the 'Your own passages' tab (local use only; off on the public Space); added passages "
+                        "live in memory for the session unless --save-uploads says where to keep them")
+    p.add_argument("--save-uploads", metavar="DIR",
+                   help="save the index with every added passage into DIR (implies --allow-uploads): an empty or new "
+                        "directory, or the --index being served to update it in place; nothing else is replaced")
     p.add_argument("--concurrency", type=int, default=int(os.environ.get("TWOTOWERS_CONCURRENCY", "4")),
                    help="searches served in parallel, by the Gradio queue and by the /v1 routes each (default 4)")
     args = p.parse_args(argv)
@@ -80,11 +85,12 @@ def main(argv=None) -> None:
         args.model_repo = os.environ.get("TWOTOWERS_MODEL_REPO") or None  # what the Space sets
     t0 = time.perf_counter()
     try:
-        engine = load_engine(args.model_repo, args.revision, args.model, args.index, verify=args.verify)
+        engine = load_engine(args.model_repo, args.revision, args.model, args.index, verify=args.verify,
+                             save_uploads=args.save_uploads)
     except (OSError, ValueError) as e:
         raise ValueError(f"could not load the model or index: {e}") from None
     print(f"loaded in {time.perf_counter() - t0:.1f} s: {json.dumps(engine.info())}", flush=True)
-    serve(engine, args.host, args.port, args.allow_uploads, args.concurrency)
+    serve(engine, args.host, args.port, args.allow_uploads or args.save_uploads is not None, args.concurrency)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ stderr and exit code 1 (2 for bad arguments).
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -58,11 +57,12 @@ def _read_queries(path: str | None, limit: int = 12) -> list[str] | None:
     """The first `limit` queries of a qid<TAB>query file (or a file of one query a line)."""
     if path is None:
         return None
+    from twotowers.checks import is_blank
     from twotowers.textfiles import text_lines
 
     if not Path(path).is_file():
         raise FileNotFoundError(f"--example-queries {path}: no such file")
-    queries = [line.split("\t", 1)[-1].strip() for _, line in text_lines(path) if line.strip()]
+    queries = [q for q in (line.split("\t", 1)[-1].strip() for _, line in text_lines(path)) if not is_blank(q)]
     if not queries:
         raise ValueError(f"--example-queries {path}: no queries in it")
     return queries[:limit]
@@ -77,13 +77,9 @@ def _run(args) -> None:
     if args.command == "push":
         from .push import push
 
-        train_config = None
-        if args.train_config:
-            try:
-                with open(args.train_config, encoding="utf-8") as f:
-                    train_config = json.load(f)
-            except json.JSONDecodeError as e:
-                raise PublishError(f"{args.train_config}:{e.lineno}: not JSON ({e.msg})") from None
+        from twotowers.textfiles import read_json
+
+        train_config = read_json(args.train_config, "the training run's settings (JSON)") if args.train_config else None
         push(args.model, args.index, args.repo_id, metrics_files=args.metrics, private=args.private,
              revision=args.revision, dry_run=args.dry_run, out=args.out, train_config=train_config,
              space_id=args.space_id, example_queries=_read_queries(args.example_queries))

@@ -82,7 +82,7 @@ def read_metrics(paths) -> list[MetricSet]:
     for path in paths:
         path = Path(path)
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = json.loads(path.read_text(encoding="utf-8-sig"))  # a byte-order mark is not an error
         except FileNotFoundError:
             raise FileNotFoundError(f"metrics file not found: {path}") from None
         except (UnicodeDecodeError, json.JSONDecodeError) as e:

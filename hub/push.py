@@ -16,6 +16,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+from twotowers.textfiles import read_json
+from twotowers.writing import make_readable
+
 from .card import build_card
 from .connect import PublishError, explain, hub_api, upload_tree
 from .metrics import MetricSet, read_metrics
@@ -44,7 +47,7 @@ def stage_model_repo(model_dir, index_dir, out, *, repo_id: str, metric_sets: li
     if missing:
         raise PublishError(f"{model_dir} is not a saved TwoTowers model: missing {', '.join(missing)}")
     check_empty(out, "repo")
-    model_config = json.loads((model_dir / "config.json").read_text())
+    model_config = read_json(model_dir / "config.json", "a saved TwoTowers model's config")
     index_info = _check_index(model_dir, Path(index_dir)) if index_dir is not None and check_index else None
     if index_dir is not None and index_info is None:
         index_info = {}
@@ -63,6 +66,9 @@ def stage_model_repo(model_dir, index_dir, out, *, repo_id: str, metric_sets: li
                       index_info=index_info if index_dir is not None else None, space_id=space_id,
                       sentence_transformers=sentence_transformers)
     (out / "README.md").write_text(str(card), encoding="utf-8")
+    for p in files_under(out):  # safetensors writes 0600: a tree served by another user must be readable
+        if p.stat().st_nlink == 1:  # a copy or a file written here, never a hard link to the user's own file
+            make_readable(p)
     return sorted(p.relative_to(out).as_posix() for p in files_under(out))
 
 
@@ -89,7 +95,7 @@ def push(model_dir, index_dir, repo_id: str, *, metrics_files=(), private: bool 
             f"`python -m twotowers.index build --model {model_dir} --collection FILE --out {model_dir}/index` and push again")
     recipe = Path(model_dir) / "train_config.json"  # written by `python -m train` beside the model
     if train_config is None and recipe.is_file():
-        train_config = json.loads(recipe.read_text())
+        train_config = read_json(recipe, "the training run's settings")
     if dry_run:
         if out is None:
             raise PublishError("--dry-run needs --out DIR to write the repo tree into")
@@ -117,12 +123,13 @@ def push(model_dir, index_dir, repo_id: str, *, metrics_files=(), private: bool 
 
 
 def push_from_training(cfg, output_dir, metrics: dict | None = None, *, repo_id: str | None = None,
-                       log=print) -> str | None:
+                       log=print, raise_errors: bool = False) -> str | None:
     """Called by `python -m train --push-to-hub REPO` at the end of a run.
 
     Pushes `output_dir` (the final `save_pretrained`), `output_dir/index` when one was built, a card
     with `cfg` (a dataclass) as the recipe and `metrics` (the run's evaluation dict). Returns the
-    commit URL, or None after printing one line on failure: the trained model stays on disk.
+    commit URL; on failure, one line and None (the trained model stays on disk), or with
+    `raise_errors` a PublishError of that line (training then exits 1).
     """
     train_config = dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else dict(vars(cfg))
     repo_id = repo_id or train_config.get("push_to_hub")
@@ -136,6 +143,8 @@ def push_from_training(cfg, output_dir, metrics: dict | None = None, *, repo_id:
             metrics_files = training_metrics_files(metrics or {}, Path(tmp), train_config)
             return push(output_dir, index_dir, repo_id, metrics_files=metrics_files, train_config=train_config, log=log)
     except (PublishError, ValueError, OSError) as e:
+        if raise_errors:
+            raise PublishError(f"push to the Hub failed: {explain(e)}") from None
         print(f"error: push to the Hub failed: {explain(e)}", file=sys.stderr)
         return None
 

@@ -23,6 +23,8 @@ BAD_INPUTS = [  # (query, k, words the error message must contain)
     ("", 5, "empty"),
     ("   \t ", 5, "empty"),
     ("\x00\x07\x1b", 5, "empty"),
+    ("\u200b\u200d", 5, "empty"),        # zero-width characters: no letters or digits
+    ("\u2060 \ufeff ...", 5, "empty"),
     ("x" * 100_000, 5, "too long"),
     ("sky blue", 0, "from 1 to 100"),
     ("sky blue", -1, "from 1 to 100"),
@@ -167,6 +169,7 @@ def test_highlight_marks_query_terms_and_escapes_html():
     ("bad.jsonl", '{"id": "a", "body": "ok"}\n', 'line 1: expected an object with a "text" field'),
     ("bad.txt", b"fine line\n\xff\xfe broken\n", "bad.txt line 2: not UTF-8"),
     ("bad.tsv", "a\t   \n", "bad.tsv line 1: the passage text is empty"),
+    ("bad.tsv", "a\tok\nb\t\u200b\u200d\n", "bad.tsv line 2: the passage text is empty"),
     ("empty.txt", "\n\n", "no passages found"),
     ("notes.pdf", "x", "unsupported file type .pdf"),
 ])
@@ -191,16 +194,72 @@ def test_bad_upload_leaves_index_unchanged(engine):
 def test_added_passages_are_searchable_and_saved(engine, tmp_path):
     from twotowers import PassageIndex
 
-    engine.save_dir = tmp_path / "my-index"
+    app.set_save_dir(engine, tmp_path / "my-index")
     before = len(engine.index)
-    msg = app.add_passages("mine.jsonl", '{"id": "quokka-1", "text": "Quokkas are small smiling marsupials '
-                           'living on Rottnest Island near Perth."}\n{"text": "Wombats produce cube-shaped droppings."}\n', engine)
-    assert "Added 2 passages" in msg and len(engine.index) == before + 2
+    try:
+        msg = app.add_passages("mine.jsonl", '{"id": "quokka-1", "text": "Quokkas are small smiling marsupials '
+                               'living on Rottnest Island near Perth."}\n{"text": "Wombats produce cube-shaped droppings."}\n',
+                               engine)
+    finally:
+        engine.save_dir, engine.save_lock = None, None
+    assert "Added 2 passages" in msg and f"Saved to `{tmp_path / 'my-index'}`" in msg and len(engine.index) == before + 2
     assert app.search("smiling quokkas on Rottnest Island", 3, mode="hybrid", engine=engine)[0]["id"] == "quokka-1"
     assert app.search("Wombats produce cube-shaped droppings.", 1, engine=engine)[0]["id"] == "mine-1"
-    reloaded = PassageIndex.load(engine.save_dir, model=engine.model)
+    reloaded = PassageIndex.load(tmp_path / "my-index", model=engine.model)
     assert len(reloaded) == before + 2
     assert reloaded.search(["quokka rottnest"], k=1, mode="keyword")[0][0].id == "quokka-1"
+    # without --save-uploads: in memory, and the message says so
+    msg = app.add_passages("more.txt", "Koalas sleep most of the day in eucalyptus trees.\n", engine)
+    assert "for this session only (start the app with --save-uploads DIR" in msg
+
+
+def test_an_upload_the_disk_cannot_take_changes_neither_disk_nor_memory(engine, tmp_path, monkeypatch):
+    from twotowers import PassageIndex
+    from twotowers.writing import WriteError
+
+    app.set_save_dir(engine, tmp_path / "saved")
+    try:
+        def full(self, directory, **kwargs):
+            raise WriteError(f"disk full: could not write {directory}/.x.new/vectors.npy (0 bytes free on its disk)")
+
+        before, served = len(engine.index), engine.index
+        with monkeypatch.context() as m:
+            m.setattr(PassageIndex, "save", full)
+            for _ in range(2):  # a retry fails the same way: nothing was half-added
+                with pytest.raises(app.SaveError, match=r"Could not save the index to .*saved: disk full: could not write"):
+                    app.add_passages("late.txt", "Platypuses lay eggs and have duck-like bills.\n", engine)
+                assert engine.index is served and len(engine.index) == before
+            status, _ = app.ui_add("Platypuses lay eggs and have duck-like bills.", None)
+            assert status.startswith("**Not added:** Could not save the index to ") and "disk full" in status
+            assert f"The index is unchanged ({before:,} passages)" in status
+        hits = app.search("platypuses duck bills", 5, mode="keyword", engine=engine)
+        assert not any("Platypuses" in h["text"] for h in hits)  # not live either
+        msg = app.add_passages("late.txt", "Platypuses lay eggs and have duck-like bills.\n", engine)  # the disk is back
+        assert "Added 1 passages" in msg and len(PassageIndex.load(tmp_path / "saved", engine.model)) == before + 1
+    finally:
+        engine.save_dir, engine.save_lock = None, None
+
+
+def test_uploads_never_replace_an_index_the_user_did_not_name(engine, tmp_path):
+    engine.index.save(tmp_path / "theirs")
+    with pytest.raises(FileExistsError, match=r"--save-uploads .*theirs already holds an index: serve it with --index"):
+        app.set_save_dir(engine, tmp_path / "theirs")
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match=r"holds files that are not part of a saved index \(todo.txt\)"):
+        app.set_save_dir(engine, tmp_path / "notes")
+    # the index being served, named again: updated in place, as asked
+    assert app.set_save_dir(engine, tmp_path / "theirs", index_dir=tmp_path / "theirs") == (tmp_path / "theirs").resolve()
+    engine.save_dir, engine.save_lock = None, None
+
+
+def test_a_grown_index_gets_its_search_breadth_tuned_again(engine):
+    before, n = len(engine.index), len(engine.index) // 10 + 1
+    tuned = engine.index.meta["ef_tuning"]["count"]
+    text = "\n".join(f"Extra passage number {i} about topic {i % 7} and item {i * 13}." for i in range(n))
+    msg = app.add_passages("extra.txt", text, engine)
+    assert len(engine.index) == before + n and before + n >= 1.1 * tuned
+    assert f"ef re-tuned to {engine.index.ef}" in msg and engine.index.meta["ef_tuning"]["count"] == before + n
 
 
 # -- the running app through gradio_client ---------------------------------------------------------

@@ -78,6 +78,8 @@ def test_post_batch_returns_one_list_per_query(server, client):
 @pytest.mark.parametrize("params,args", [  # the query string; the same input as app.search's arguments
     ({"q": ""}, ("",)),
     ({"q": "  \t "}, ("  \t ",)),
+    ({"q": "\u200b\u200d"}, ("\u200b\u200d",)),  # invisible: no letters or digits
+    ({"q": "\ufeff ..."}, ("\ufeff ...",)),
     ({"q": "x" * 1001}, ("x" * 1001,)),
     ({"q": "sky blue", "k": 0}, ("sky blue", 0)),
     ({"q": "sky blue", "k": -1}, ("sky blue", -1)),
@@ -121,6 +123,7 @@ def test_get_missing_or_unknown_parameters_are_400(server, params, words):
     ({"queries": []}, "queries is empty"),
     ({"queries": ["sky"] * (app.MAX_BATCH + 1)}, f"too many queries: {app.MAX_BATCH + 1}; the limit is {app.MAX_BATCH}"),
     ({"queries": ["sky", " "]}, "query 2: Enter a query: it is empty"),
+    ({"queries": ["sky", "\u200b\u200d"]}, "query 2: Enter a query: it is empty (no letters or digits"),
     ({"queries": ["sky", 7]}, "query 2: The query must be text, got int."),
     ({"queries": ["sky"], "k": 0}, "k must be from 1 to 100, got 0."),
     ({"queries": ["sky"], "k": "ten"}, "k must be a whole number from 1 to 100, got 'ten'."),
@@ -243,9 +246,11 @@ def test_view_api_shows_types_choices_and_docs(client):
 def test_single_query_errors_have_no_batch_prefix(client):
     from gradio_client.exceptions import AppError
 
-    with pytest.raises(AppError) as e:
-        client.predict("   ", 3, api_name="/search")
-    assert str(e.value) == "Enter a query: it is empty (only spaces or control characters)."
+    for blank in ("   ", "\u200b\u200d"):  # zero-width characters are as empty as spaces
+        with pytest.raises(AppError) as e:
+            client.predict(blank, 3, api_name="/search")
+        assert str(e.value) == ("Enter a query: it is empty (no letters or digits, only spaces, punctuation or "
+                                "invisible characters).")
     with pytest.raises(AppError) as e:
         client.predict(None, 3, api_name="/search")
     assert str(e.value) == "Enter a query: it is empty."

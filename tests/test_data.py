@@ -105,6 +105,58 @@ def test_trec_files(tmp_path):
     (tmp_path / "bad_qrels").write_text("1 0 p1 1\n1 0 p2 high\n")
     with pytest.raises(DataFormatError, match=r"bad_qrels:2"):
         read_qrels(tmp_path / "bad_qrels")
+    # TREC qrels with the relevance column left out: refused, not read as `qid pid relevance`
+    for no_grade in ("1 0 D7067274\n", "1\t0\t7067274\n", "1 Q0 p3\n"):
+        (tmp_path / "no_grade").write_text(no_grade)
+        with pytest.raises(DataFormatError, match=r"no_grade:1: .* has no relevance column"):
+            read_qrels(tmp_path / "no_grade")
+    assert read_qrels(write_lines(tmp_path / "three", "1 p1 2\n1 0 1\n")) == {"1": {"p1": 2, "0": 1}}
+
+
+def write_lines(path, text):
+    path.write_text(text)
+    return path
+
+
+def test_a_byte_order_mark_is_dropped_by_the_one_reader_of_the_library_and_the_app(tmp_path):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from webapp.inputs import parse_passages
+
+    bom = "\ufeff".encode()
+    tsv = bom + "7067274\tThe Reserve Bank of Australia.\np2\tsecond\n".encode()
+    (tmp_path / "c.tsv").write_bytes(tsv)
+    assert read_collection(tmp_path / "c.tsv")[0] == ["7067274", "p2"]
+    assert parse_passages("c.tsv", tsv)[0] == ["7067274", "p2"]
+    (tmp_path / "q.tsv").write_bytes(bom + b"1\tfirst query\n")
+    assert read_queries(tmp_path / "q.tsv") == {"1": "first query"}
+    (tmp_path / "qrels").write_bytes(bom + b"1 0 p1 1\n")
+    assert read_qrels(tmp_path / "qrels") == {"1": {"p1": 1}}
+    rows = write_jsonl(tmp_path / "rows.jsonl", [hf_row("q1", ["a"], [1])])
+    rows.write_bytes(bom + rows.read_bytes())
+    assert load_examples([rows]) == [Example("q1", "a", ())]
+    (tmp_path / "rows.json").write_bytes(bom + json.dumps([hf_row("q1", ["a"], [1])]).encode())
+    assert load_examples([tmp_path / "rows.json"]) == [Example("q1", "a", ())]
+
+
+def test_blank_training_text_is_skipped_and_all_blank_is_refused(tmp_path):
+    from twotowers.data import read_unlabelled
+
+    stats = LoadStats()
+    rows = [hf_row("\u200b\u200d", ["a passage"], [1]), hf_row("q", ["\u200b", "other"], [1, 0]),
+            hf_row("fine query", ["\ufeff", "good passage", " ... "], [0, 1, 0])]
+    examples = [e for r in rows for e in row_to_examples(r, stats)]
+    assert examples == [Example("fine query", "good passage", ())]
+    assert stats.malformed == {"query with no letters or digits": 1, "positive passage with no letters or digits": 1}
+    triples = write_lines(tmp_path / "t.tsv", "\u200b\tpos\tneg\nq\t\u2060\tneg\nq\tpos\t...\n")
+    assert load_examples([triples]) == [Example("q", "pos", ())]
+    q = write_lines(tmp_path / "queries.tsv", "1\t\u200b\u200d\n2\twhat is rba\n")
+    c = write_lines(tmp_path / "c.tsv", "p1\t\u200b\np2\tthe reserve bank\n")
+    assert read_unlabelled([q, c]) == (["what is rba"], ["the reserve bank"])
+    with pytest.raises(DataFormatError, match=r"queries.tsv:1: query '1' is empty \(no letters or digits"):
+        read_queries(q)
 
 
 def test_rerank_queries_and_pooled_corpus(tmp_path):

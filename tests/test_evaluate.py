@@ -131,6 +131,32 @@ def test_cli_answers_bad_input_in_one_line(trec, tmp_path, capsys):
     refused(["--baseline", "untrained", *files, "--collection", str(trec / "c.tsv")], "--baseline untrained needs")
 
 
+def test_an_index_of_another_collection_is_refused_not_scored_zero(trec, tmp_path, capsys):
+    from conftest import one_error_line, run_cli
+
+    from twotowers import PassageIndex, TwoTowers
+    from twotowers.collection import read_collection
+
+    model = TwoTowers(tower="mean", base_model=str(make_tiny_base(tmp_path / "base")))
+    model.save_pretrained(tmp_path / "model")
+    files = ["--model", str(tmp_path / "model"), "--queries", str(trec / "q.tsv"), "--qrels", str(trec / "qrels"),
+             "--collection", str(trec / "c.tsv")]
+    ids, texts = read_collection(trec / "c.tsv")
+    PassageIndex.build(model, ids, texts, tune_samples=10).save(tmp_path / "same")
+    results = main([*files, "--index", str(tmp_path / "same")])  # the same collection: evaluated
+    assert next(iter(results.values()))["n_queries"] == 8
+    capsys.readouterr()
+    others = [(f"x{i}", t) for i, t in enumerate(texts)]  # the same texts under other ids
+    PassageIndex.build(model, *zip(*others), tune_samples=10).save(tmp_path / "other-ids")
+    status, _, err = run_cli(main, [*files, "--index", str(tmp_path / "other-ids")], capsys)
+    assert status == 1 and "other-ids was built over another collection: it holds 24 passages, the collection 24; " \
+        "e.g. 'x0' is indexed but not in the collection; e.g. 'd0_0' is in the collection but not indexed" in one_error_line(err)
+    PassageIndex.build(model, ids, texts[::-1], tune_samples=10).save(tmp_path / "other-texts")
+    status, _, err = run_cli(main, [*files, "--index", str(tmp_path / "other-texts")], capsys)
+    assert status == 1 and "other-texts was built over another version of the collection: passage 'd0_0' has " \
+        "another text there" in one_error_line(err)
+
+
 def test_qrels_naming_absent_passages_are_counted_in_the_summary(trec, tmp_path, capsys):
     (tmp_path / "qrels").write_text((trec / "qrels").read_text() + "q0 0 not_in_collection 1\n")
     results = main(["--baseline", "bm25", "--queries", str(trec / "q.tsv"), "--qrels", str(tmp_path / "qrels"),

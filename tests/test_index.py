@@ -255,6 +255,37 @@ def test_add_after_load_and_streaming_build(saved, model, tmp_path):
     assert streamed.search(["snow"], k=3)[0][0].id in ids
 
 
+def test_ef_is_tuned_again_once_the_index_grows_by_a_tenth(model):
+    ids, texts = synthetic_corpus(300)
+    index = PassageIndex.build(model, ids, texts, M=16, ef_construction=50, tune_samples=20)
+    assert index.meta["ef_tuning"]["count"] == 300
+    more_ids, more_texts = synthetic_corpus(40, seed=5)
+    assert index.add([f"n{i}" for i in range(29)], more_texts[:29]) is None  # 329 < 330: ef stays
+    record = index.add([f"n{i}" for i in range(29, 40)], more_texts[29:])    # 340: tuned again
+    assert record and index.meta["ef_tuning"]["count"] == 340 and index.meta["ef_tuning"]["target_recall"] == 0.99
+    assert record["recall"] >= 0.99 and index.ef == index.meta["ef"] >= 10
+
+
+def test_a_build_that_cannot_reach_its_target_recall_says_so(model, saved, tmp_path, capsys, monkeypatch):
+    from conftest import run_cli
+
+    from twotowers.index import tuning
+    from twotowers.index.__main__ import main
+    from twotowers.index.tuning import RecallWarning
+
+    monkeypatch.setattr(tuning, "EF_CANDIDATES", (10,))  # a tiny search breadth cannot reach recall 1.0
+    ids, texts = synthetic_corpus(300)
+    with pytest.warns(RecallWarning, match=r"ef tuning could not reach recall@10 1.0: 0\.\d+ at ef=10"):
+        PassageIndex.build(model, ids, texts, M=2, ef_construction=10, target_recall=1.0, tune_samples=50)
+    (tmp_path / "c.tsv").write_text("".join(f"{i}\t{t}\n" for i, t in zip(ids, texts)))
+    status, _, err = run_cli(main, ["build", "--model", str(saved / "model"), "--collection", str(tmp_path / "c.tsv"),
+                                    "--out", str(tmp_path / "x"), "--M", "2", "--ef-construction", "10",
+                                    "--target-recall", "1.0"], capsys)
+    lines = [line for line in err.splitlines() if line.startswith(("wrote", "warning"))]
+    assert status == 0 and lines[0].startswith(f"wrote {tmp_path / 'x'}: 300 passages, dim 256, M 2, ef 10 (recall@10 0.")
+    assert lines[1].startswith("warning: ef tuning could not reach recall@10 1.0: ") and len(lines) == 2
+
+
 def test_load_refuses_another_model_or_dim(saved):
     torch.manual_seed(1)
     other = TwoTowers()  # same config, other random projection
@@ -337,6 +368,35 @@ def test_verification_can_be_skipped_explicitly(saved, model, tmp_path):
     assert len(index) == 400
 
 
+def corrupt_links(path: Path, upper: bool = False) -> None:
+    """Point some of hnsw.bin's links (level 0, or an upper level) far outside the graph."""
+    from twotowers.index.files import _HNSW_HEADER
+
+    data = bytearray(path.read_bytes())
+    head = _HNSW_HEADER.unpack(data[: _HNSW_HEADER.size])
+    cur, per_element = head[2], head[3]
+    if not upper:
+        for i in range(0, cur, 7):
+            at = _HNSW_HEADER.size + i * per_element + 4  # past the count: the first link
+            data[at : at + 4] = (0x0FFFFFF0).to_bytes(4, "little")
+    else:  # the first element with upper levels: its first upper link
+        words = np.frombuffer(bytes(data[_HNSW_HEADER.size + cur * per_element :]), dtype="<u4")
+        at = _HNSW_HEADER.size + cur * per_element + 4 * (int(np.flatnonzero(words)[0]) + 2)
+        data[at : at + 4] = (0x0FFFFFF0).to_bytes(4, "little")
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("upper", [False, True])
+def test_no_verify_still_refuses_a_corrupt_graph_instead_of_crashing(saved, model, tmp_path, upper):
+    """Links out of range made hnswlib read outside its memory: a segmentation fault under --no-verify."""
+    d = copy_index(saved, tmp_path)
+    corrupt_links(d / "hnsw.bin", upper)
+    with pytest.raises(ValueError, match=r"hnsw.bin: the graph is corrupt .*its checksum was not verified"):
+        PassageIndex.load(d, model, verify=False)
+    with pytest.raises(ValueError, match=r"hnsw.bin does not match the checksum"):
+        PassageIndex.load(d, model)
+
+
 def test_load_names_a_cut_short_index_json(saved, tmp_path):
     d = copy_index(saved, tmp_path)
     text = (d / "index.json").read_text()
@@ -404,6 +464,33 @@ def test_empty_queries_and_collections_are_refused_and_k_is_bounded(built, model
         assert len(built.search(["piano"], k=10**9, mode=mode)[0]) <= 400
 
 
+INVISIBLE = ["\u200b\u200d", "\ufeff", " \u2060 ", "...", "\x00\x07"]  # no letters or digits: empty
+
+
+@pytest.mark.parametrize("query", INVISIBLE)
+def test_invisible_queries_are_empty_in_every_mode(built, query):
+    for mode in ("dense", "keyword", "hybrid"):
+        with pytest.raises(ValueError, match=r"query 2 of 2 is empty \(no letters or digits"):
+            built.search(["piano", query], k=3, mode=mode)
+
+
+def test_invisible_passages_are_refused_at_build_and_add(model, built, saved, tmp_path, capsys):
+    from conftest import one_error_line, run_cli
+
+    from twotowers.index.__main__ import main
+
+    with pytest.raises(ValueError, match=r"passage 1 \('b'\) is empty \(no letters or digits"):
+        PassageIndex.build(model, ["a", "b"], ["piano keys", "\u200b\u200d"])
+    before = len(built)
+    with pytest.raises(ValueError, match=r"texts\[1\] \(id 'y'\) is empty .* nothing was added"):
+        built.add(["x", "y"], ["one", " \u200b "])
+    assert len(built) == before
+    (tmp_path / "c.tsv").write_text("p1\tpiano keys\np2\t\u200b\u200d\n", encoding="utf-8")
+    status, _, err = run_cli(main, ["build", "--model", str(saved / "model"), "--collection", str(tmp_path / "c.tsv"),
+                                    "--out", str(tmp_path / "x")], capsys)
+    assert status == 1 and "c.tsv:2: passage 'p2' is empty (no letters or digits" in one_error_line(err)
+
+
 def test_cli_answers_bad_input_in_one_line(saved, tmp_path, capsys):
     from conftest import one_error_line, run_cli
 
@@ -434,6 +521,8 @@ def test_cli_answers_bad_input_in_one_line(saved, tmp_path, capsys):
     shutil.copytree(saved / "model", tmp_path, dirs_exist_ok=True)  # above the index: `search` finds it there
     refused(["search", str(d), "piano", "-k", "0"], r"-k must be >= 1, got 0")
     refused(["search", str(d), "   "], r"query 1 is empty")
+    for invisible in INVISIBLE:
+        refused(["search", str(d), "piano", invisible], r"query 2 is empty \(no letters or digits")
     refused(["search", str(tmp_path / "no-such-index"), "piano"], r"no such directory|no such local directory")
     refused(["search", "runs/no-such-index", "piano"], r"index 'runs/no-such-index': no such local directory")
     status, out, _ = run_cli(main, ["search", str(d), "piano", "-k", "1000000000", "--mode", "hybrid", "--json"], capsys)

@@ -139,11 +139,61 @@ def test_loading_a_bad_dir_says_what_is_wrong(tmp_path):
         TwoTowers.from_pretrained(tmp_path)
 
 
+def test_a_broken_or_unreadable_saved_model_is_one_line_naming_the_file(tmp_path, monkeypatch):
+    """Each was a traceback, a Hub message about repo ids, or "no such file" for a file that is there."""
+    from twotowers import textfiles
+
+    torch.manual_seed(0)
+    TwoTowers(projection_dim=8).save_pretrained(tmp_path / "m")
+    assert (tmp_path / "m" / "model.safetensors").stat().st_mode & 0o044 == 0o044  # not 0600 (safetensors' own)
+
+    def broken(edit, name="config.json"):
+        d = tmp_path / f"b{len(list(tmp_path.iterdir()))}"
+        d.mkdir()
+        for p in (tmp_path / "m").iterdir():
+            (d / p.name).write_bytes(p.read_bytes())
+        text = (d / name).read_text()
+        (d / name).write_text(edit(text))
+        return d
+
+    with pytest.raises(ValueError, match=r"config.json is not valid JSON \(line \d+: .*\): cut short or corrupt"):
+        TwoTowers.from_pretrained(broken(lambda t: t[:40]))
+    with pytest.raises(ValueError, match=r"config.json: projection_dim 100000000000 is not a plausible size"):
+        TwoTowers.from_pretrained(broken(lambda t: t.replace('"projection_dim": 8', '"projection_dim": 100000000000')))
+    with pytest.raises(ValueError, match=r"base_config.json: vocab_size 300000000000 is not a plausible size"):
+        TwoTowers.from_pretrained(broken(lambda t: t.replace('"vocab_size": 30522', '"vocab_size": 300000000000'),
+                                         "base_config.json"))
+    with pytest.raises(ValueError, match=r"base_config.json is not valid JSON"):
+        TwoTowers.from_pretrained(broken(lambda t: t[:30], "base_config.json"))
+    with pytest.raises(ValueError, match=r"base_config.json lacks hidden_size"):
+        TwoTowers.from_pretrained(broken(lambda t: t.replace('"hidden_size"', '"width"'), "base_config.json"))
+    with pytest.raises(ValueError, match=r"config.json: max_query_length is '64', expected int: the file is corrupt"):
+        TwoTowers.from_pretrained(broken(lambda t: t.replace('"max_query_length": 64', '"max_query_length": "64"')))
+    with pytest.raises(FileNotFoundError, match=r"model 'runs/no-such/model': no such directory \(and not a Hub repo id"):
+        TwoTowers.from_pretrained("runs/no-such/model")
+    with pytest.raises(OSError, match=r"model 'someone/not-cached': no such local directory, and not in the Hugging "
+                                      r"Face cache \(offline: HF_HUB_OFFLINE is set"):
+        TwoTowers.from_pretrained("someone/not-cached")
+    real_open = open
+
+    def private(path, *a, **k):  # what another user's 0600 file answers
+        if str(path).endswith("model.safetensors"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *a, **k)
+
+    monkeypatch.setattr(textfiles, "open", private, raising=False)
+    with pytest.raises(PermissionError, match=r"model.safetensors is not readable by this user \(mode 644, owner uid \d+\): "
+                                              r"run `chmod a\+r "):
+        TwoTowers.from_pretrained(tmp_path / "m")
+
+
 def test_bad_constructor_arguments():
     with pytest.raises(ValueError, match="tower must be one of"):
         TwoTowers(tower="cnn")
     with pytest.raises(ValueError, match="projection_dim"):
         TwoTowers(projection_dim=0)
+    with pytest.raises(ValueError, match=r"TwoTowers: projection_dim 10000000 is not a plausible size"):
+        TwoTowers(projection_dim=10**7)
 
 
 def test_untrained_transformer_tower_reproduces_sentence_transformers(dev_passages):

@@ -75,6 +75,19 @@ def test_unparsable_file_stops_before_training(data, tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
+def test_training_data_of_blank_queries_is_one_error_line(data, tmp_path, capsys):
+    from conftest import one_error_line, run_cli
+
+    blank = tmp_path / "blank.jsonl"
+    rows = synthetic_rows(1)
+    blank.write_text("".join(json.dumps({**r, "query": "\u200b\u200d"}) + "\n" for r in rows))
+    status, _, err = run_cli(lambda argv: main(parse_config(argv)),
+                             args(data, tmp_path / "o", "--no-wandb") + ["--data-files", str(blank)], capsys)
+    assert status == 1 and "no training examples in" in one_error_line(err)
+    assert f"{len(rows)} malformed rows (query with no letters or digits: {len(rows)})" in err
+    assert not (tmp_path / "o" / "model.safetensors").exists()
+
+
 def test_nan_loss_stops_with_clear_message(data, tmp_path):
     from twotowers import TwoTowers
 
@@ -301,3 +314,83 @@ def test_an_output_dir_holding_another_model_is_not_replaced(data, tmp_path, cap
     assert (theirs / "model.safetensors").read_bytes() == before
     run(parse_config(args(data, theirs, "--no-wandb", "--max-samples", "16", "--overwrite", "--no-comprehensive-test")))
     assert (theirs / "model.safetensors").read_bytes() != before  # replaced only when asked
+
+
+def cli(data, out, *extra):
+    return lambda argv: main(parse_config(argv)), args(data, out, "--no-wandb", "--max-samples", "16",
+                                                        "--no-comprehensive-test", *extra)
+
+
+def test_an_unwritable_output_dir_is_refused_before_training(data, tmp_path, capsys):
+    from conftest import one_error_line, run_cli
+
+    (tmp_path / "a-file").write_text("not a directory")
+    status, out, err = run_cli(*cli(data, tmp_path / "a-file" / "run"), capsys)
+    assert status == 1 and one_error_line(err) == (f"error: cannot write the training run's --output-dir {tmp_path}/a-file/run: "
+                                                   f"{tmp_path}/a-file is a file, not a directory")
+    assert "training data" not in out  # refused before reading data or building anything
+
+
+def test_a_full_disk_at_a_checkpoint_is_one_line_and_keeps_the_last_one(data, tmp_path, capsys, monkeypatch):
+    from conftest import one_error_line, run_cli
+
+    import train.checkpoint as checkpoint
+
+    real, calls = torch.save, []
+
+    def save(obj, path, *a, **k):  # the second checkpoint finds the disk full
+        calls.append(path)
+        if len(calls) == 2:
+            Path(path).write_bytes(b"PK")
+            raise RuntimeError("[enforce fail at inline_container.cc:664] . PytorchStreamWriter failed writing file "
+                               "data/0: file write failed")
+        return real(obj, path, *a, **k)
+
+    monkeypatch.setattr(checkpoint.torch, "save", save)
+    monkeypatch.setattr("twotowers.writing.free_bytes", lambda path: 0)
+    out = tmp_path / "run"
+    status, _, err = run_cli(*cli(data, out, "--batch-size", "4", "--save-steps", "2"), capsys)
+    line = one_error_line(err)
+    assert status == 1 and line.startswith(f"error: disk full: could not write {out}/checkpoint.tmp/optimizer.pt (0 bytes free")
+    assert f"the last complete checkpoint ({out}/checkpoint) is kept: free space, then --resume" in line
+    assert checkpoint.find_checkpoint(out) == out / "checkpoint" and not (out / "checkpoint.tmp").exists()
+    state = json.loads((out / "checkpoint" / "trainer_state.json").read_text())
+    assert state["global_step"] == 2
+
+
+def test_a_failed_push_to_hub_is_exit_status_1_naming_the_saved_model(data, tmp_path, capsys):
+    from conftest import one_error_line, run_cli
+
+    out = tmp_path / "run"
+    status, _, err = run_cli(*cli(data, out, "--push-to-hub", "me/tiny"), capsys)  # HF_HUB_OFFLINE=1 in tests
+    line = one_error_line(err)
+    assert status == 1 and line.startswith("error: push to the Hub failed: HF_HUB_OFFLINE is set")
+    assert f"the trained model is saved in {out}: push it with `python -m hub push --model {out} --repo-id me/tiny`" in line
+    assert (out / "model.safetensors").is_file()
+
+
+def test_a_cut_train_config_json_is_one_line_naming_it(data, tmp_path, capsys):
+    from conftest import one_error_line, run_cli
+
+    out = tmp_path / "run"
+    run(parse_config(cli(data, out, "--batch-size", "4", "--save-steps", "2", "--max-seconds", "0.001")[1]))
+    saved = out / "checkpoint" / "train_config.json"
+    saved.write_text(saved.read_text()[:50])
+    status, _, err = run_cli(*cli(data, out, "--batch-size", "4", "--save-steps", "2", "--resume"), capsys)
+    assert status == 1 and f"{saved} is not valid JSON" in one_error_line(err)
+
+
+def test_a_second_run_into_the_same_output_dir_is_refused_at_once(data, tmp_path, capsys):
+    from conftest import one_error_line, run_cli
+    from test_index_save import hold_lock
+
+    out = tmp_path / "run"
+    holder = hold_lock(out)  # another process writing there, as a running training run does
+    try:
+        status, stdout, err = run_cli(*cli(data, out), capsys)
+        assert status == 1 and f"another process (pid {holder.pid}) is writing the training run's --output-dir {out}" \
+            in one_error_line(err)
+        assert "training data" not in stdout
+    finally:
+        holder.kill()
+        holder.wait()

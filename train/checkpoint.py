@@ -18,6 +18,9 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, load_model, save_file
 
+from twotowers.textfiles import read_json
+from twotowers.writing import WriteError, make_readable, writing
+
 CHECKPOINT = "checkpoint"
 STATE_NAME = "trainer_state.json"
 OPTIMIZER_NAME = "optimizer.pt"
@@ -49,19 +52,28 @@ def save_checkpoint(output_dir: str | Path, model, objective, optimizers, state:
     out = Path(output_dir)
     final, tmp, old = out / CHECKPOINT, out / f"{CHECKPOINT}.tmp", out / f"{CHECKPOINT}.old"
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    objective_state = {k: v.detach().cpu().contiguous() for k, v in objective.state_dict().items()}
-    if objective_state:
-        save_file(objective_state, str(tmp / OBJECTIVE_NAME))
-    extra = {"optimizers": optimizers.state_dict(), "torch_rng": torch.get_rng_state()}  # data order needs none:
-    # every batch is drawn from (seed, epoch, batch index) alone
-    if torch.cuda.is_available():
-        extra["cuda_rng"] = torch.cuda.get_rng_state_all()
-    if scaler is not None:
-        extra["scaler"] = scaler.state_dict()
-    torch.save(extra, tmp / OPTIMIZER_NAME)
-    (tmp / STATE_NAME).write_text(json.dumps(asdict(state), indent=2))
-    (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2))
+    try:
+        model.save_pretrained(tmp)  # a full disk: WriteError naming the file (twotowers.writing)
+        objective_state = {k: v.detach().cpu().contiguous() for k, v in objective.state_dict().items()}
+        if objective_state:
+            with writing(tmp / OBJECTIVE_NAME):
+                save_file(objective_state, str(tmp / OBJECTIVE_NAME))
+            make_readable(tmp / OBJECTIVE_NAME)
+        extra = {"optimizers": optimizers.state_dict(), "torch_rng": torch.get_rng_state()}  # data order needs none:
+        # every batch is drawn from (seed, epoch, batch index) alone
+        if torch.cuda.is_available():
+            extra["cuda_rng"] = torch.cuda.get_rng_state_all()
+        if scaler is not None:
+            extra["scaler"] = scaler.state_dict()
+        for name, write in ((OPTIMIZER_NAME, lambda p: torch.save(extra, p)),
+                            (STATE_NAME, lambda p: p.write_text(json.dumps(asdict(state), indent=2))),
+                            (CONFIG_NAME, lambda p: p.write_text(json.dumps(config, indent=2)))):
+            with writing(tmp / name):
+                write(tmp / name)
+    except WriteError as e:
+        shutil.rmtree(tmp, ignore_errors=True)  # half a checkpoint would only hold the space the next one needs
+        kept = f"; the last complete checkpoint ({final}) is kept: free space, then --resume" if final.exists() else ""
+        raise WriteError(f"{e}{kept}") from e
     shutil.rmtree(old, ignore_errors=True)
     if final.exists():
         final.rename(old)
@@ -90,7 +102,7 @@ def check_resumable(path: Path, config: dict) -> None:
     saved_path = path / CONFIG_NAME
     if not saved_path.is_file():
         raise ValueError(f"{path} holds no {CONFIG_NAME} (written by an older twotowers): start afresh with --overwrite")
-    saved = json.loads(saved_path.read_text())
+    saved = read_json(saved_path, "the settings of the run that wrote the checkpoint")
     differ = [k for k in sorted(set(saved) | set(config)) if k not in RESUME_FREE and saved.get(k) != config.get(k)]
     if differ:
         flags = ", ".join(f"--{k.replace('_', '-')} {saved.get(k)!r} (now {config.get(k)!r})" for k in differ[:4])

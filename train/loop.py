@@ -32,6 +32,7 @@ from twotowers.collection import read_collection, read_qrels, read_queries
 from twotowers.data import LoadStats, examples_from_rows, load_examples, load_hub_rows, load_rerank_queries, pooled_corpus
 from twotowers.evaluate import dense_retriever, evaluate_rerank, evaluate_retrieval
 from twotowers.towers import TOWERS
+from twotowers.writing import HeldLock, check_writable, writing
 
 from .checkpoint import TrainState, check_resumable, find_checkpoint, load_checkpoint, remove_checkpoints, save_checkpoint
 from .config import TrainConfig
@@ -111,7 +112,8 @@ def load_labelled_examples(cfg: TrainConfig):
         examples = examples_from_rows(load_hub_rows(cfg.dataset, cfg.dataset_config, "train"), cfg.max_samples, stats)
     log(f"training data: {stats.summary()} ({time.perf_counter() - start:.1f}s)")
     if not examples:
-        raise ValueError("no training examples: every row was skipped (see the counts above)")
+        where = " ".join(cfg.data_files) or cfg.dataset
+        raise ValueError(f"no training examples in {where}: every row was skipped ({stats.summary()})")
     return examples
 
 
@@ -197,7 +199,11 @@ def run(cfg: TrainConfig, tracker=None) -> dict:
     """Train (and evaluate) as configured -> final metrics. `tracker`: a train.tracking.Tracker or None."""
     d, device = setup_distributed(cfg)
     set_seed(cfg.seed)
+    # One run writes into --output-dir, and it can: both found now, before hours of training, not at the end.
+    out_lock = None if cfg.no_save or not d.main else HeldLock(Path(cfg.out_dir), "the training run's --output-dir")
     out = prepare_output_dir(cfg)
+    if not cfg.no_save and d.main:
+        check_writable(out, "--output-dir")
     # Every file is read (and must parse) before the model is built or anything trains.
     labelled = load_labelled_examples(cfg) if cfg.data_files or not cfg.distilling else []
     rerank_queries = load_rerank_queries(cfg.validation_files) if cfg.validation_files else []
@@ -313,8 +319,9 @@ def run(cfg: TrainConfig, tracker=None) -> dict:
             final.update(comprehensive_test(cfg, model, test_set, objective))
         if not cfg.no_save:
             model.save_pretrained(out)
-            (out / "metrics.json").write_text(json.dumps(final, indent=2))
-            (out / "train_config.json").write_text(json.dumps(config, indent=2))
+            for name, data in (("metrics.json", final), ("train_config.json", config)):
+                with writing(out / name):
+                    (out / name).write_text(json.dumps(data, indent=2))
             if not cfg.keep_checkpoint and find_checkpoint(out) is not None:
                 remove_checkpoints(out)  # the run is over: the model above is its result
                 log(f"removed {out / 'checkpoint'} (the model is saved; --keep-checkpoint keeps it)")
@@ -322,10 +329,17 @@ def run(cfg: TrainConfig, tracker=None) -> dict:
         if tracker is not None:
             tracker.summary(final)
         if cfg.push_to_hub:
+            from hub.connect import PublishError
             from hub.push import push_from_training
 
-            push_from_training(cfg, out, final)
+            try:
+                push_from_training(cfg, out, final, raise_errors=True)
+            except PublishError as e:  # the run's status says so: exit 1, the model on disk named
+                raise OSError(f"{e}; the trained model is saved in {out}: push it with `python -m hub push --model "
+                              f"{out} --repo-id {cfg.push_to_hub}`") from None
     if d.world_size > 1:
         dist.barrier()
         dist.destroy_process_group()
+    if out_lock is not None:
+        out_lock.release()
     return final

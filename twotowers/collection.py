@@ -12,6 +12,7 @@ import itertools
 from collections.abc import Iterator
 from pathlib import Path
 
+from .checks import BLANK, is_blank
 from .ids import IdSet
 from .optional import import_optional
 from .textfiles import DataFormatError, iter_records, text_lines
@@ -39,6 +40,9 @@ def iter_collection(source: str | Path, *, id_column: str = "id", text_column: s
             line, first = rep
             pid = ids[where.index(line)]
             raise DataFormatError(f"{_at(source, line)}: id {pid!r} repeats {_at(None, first)}: passage ids must be unique")
+        for line, pid, text in chunk:  # the whole chunk is checked before any of it is used
+            if is_blank(text):
+                raise DataFormatError(f"{_at(source, line)}: passage {pid!r} {BLANK}: remove it or give it text")
         seen.add(ids, where)
         yield from ((pid, text) for _, pid, text in chunk)
 
@@ -111,15 +115,26 @@ def read_queries(path: str | Path) -> dict[str, str]:
             raise DataFormatError(f"{path}:{lineno}: expected qid<TAB>text, found no tab")
         if qid in out:
             raise DataFormatError(f"{path}:{lineno}: query id {qid!r} repeats line {line_of[qid]}")
+        if is_blank(text):
+            raise DataFormatError(f"{path}:{lineno}: query {qid!r} {BLANK}: remove it or give it words")
         out[qid], line_of[qid] = text, lineno
     return out
 
 
+MAX_RELEVANCE = 100  # TREC grades are small (MS MARCO: 0-3); a larger "grade" is a passage id in the wrong column
+
+
 def read_qrels(path: str | Path) -> dict[str, dict[str, int]]:
-    """TREC qrels (`qid 0 pid rel`, tab or space separated; or `qid pid [rel]`) -> {qid: {pid: rel}}."""
+    """TREC qrels (`qid 0 pid rel`, tab or space separated; or `qid pid [rel]`) -> {qid: {pid: rel}}.
+
+    `qid 0 pid` (TREC's layout with the relevance column left out) is refused, naming the line: its
+    third column would otherwise be read as a relevance grade."""
     out: dict[str, dict[str, int]] = {}
     for lineno, line in _lines(path):
         cols = line.split()
+        if len(cols) == 3 and cols[1] in ("0", "Q0") and not _is_grade(cols[2]):
+            raise DataFormatError(f"{path}:{lineno}: {line.strip()!r} has no relevance column: qrels lines are "
+                                  "'qid 0 pid relevance' (or 'qid pid relevance'); add the grade, e.g. 'qid 0 pid 1'")
         try:
             if len(cols) == 4:
                 qid, pid, rel = cols[0], cols[2], int(cols[3])
@@ -129,8 +144,18 @@ def read_qrels(path: str | Path) -> dict[str, dict[str, int]]:
                 raise ValueError(f"{len(cols)} columns")
         except ValueError as e:
             raise DataFormatError(f"{path}:{lineno}: expected 'qid 0 pid relevance' ({e})") from None
+        if abs(rel) > MAX_RELEVANCE:
+            raise DataFormatError(f"{path}:{lineno}: relevance {rel} is not a grade (-{MAX_RELEVANCE}..{MAX_RELEVANCE}): "
+                                  "expected 'qid 0 pid relevance'")
         out.setdefault(qid, {})[pid] = rel
     return out
+
+
+def _is_grade(text: str) -> bool:
+    try:
+        return abs(int(text)) <= MAX_RELEVANCE
+    except ValueError:
+        return False
 
 
 def _lines(path: str | Path) -> Iterator[tuple[int, str]]:

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from .checks import is_blank
 from .optional import import_optional
 from .textfiles import DataFormatError, iter_records, text_lines
 from .tokenizer import pad_ids
@@ -77,6 +78,13 @@ def _text(value, what: str) -> str:
     return value
 
 
+def _words(value, what: str) -> str:
+    """A text that must say something: not blank (no letters or digits: `twotowers.checks.is_blank`)."""
+    if is_blank(_text(value, what)):
+        raise _Malformed(f"{what} with no letters or digits")
+    return value
+
+
 def _candidates(row: dict) -> tuple[list[str], list[int]]:
     """(passage texts, 0/1 labels) of a v1.1 row in either passages layout."""
     if "passages" not in row:
@@ -112,7 +120,7 @@ def row_to_examples(row, stats: LoadStats) -> list[Example]:
             raise _Malformed("row not an object")
         if "query" not in row:
             raise _Malformed("missing query")
-        query = _text(row["query"], "query")
+        query = _words(row["query"], "query")
         if "pos" in row:  # {"query", "pos": [...], "neg": [...]}
             pos, neg = row["pos"], row.get("neg", [])
             if not isinstance(pos, list) or not isinstance(neg, list):
@@ -128,6 +136,10 @@ def row_to_examples(row, stats: LoadStats) -> list[Example]:
             if not pos:
                 stats.no_selected += 1
                 return []
+        # Blank passages (no letters or digits) teach nothing: dropped; a row left with no positive is malformed.
+        pos, neg = [p for p in pos if not is_blank(p)], tuple(n for n in neg if not is_blank(n))
+        if not pos:
+            raise _Malformed("positive passage with no letters or digits")
     except _Malformed as e:
         stats.malformed[str(e)] += 1
         return []
@@ -149,7 +161,10 @@ def read_triples(path: str | Path, stats: LoadStats) -> list[Example]:
         if len(cols) < 2 or not cols[0] or not cols[1]:
             stats.malformed["triple with fewer than 2 fields"] += 1
             continue
-        out.append(Example(cols[0], cols[1], tuple(c for c in cols[2:] if c)))
+        if is_blank(cols[0]) or is_blank(cols[1]):
+            stats.malformed[f"{'query' if is_blank(cols[0]) else 'positive passage'} with no letters or digits"] += 1
+            continue
+        out.append(Example(cols[0], cols[1], tuple(c for c in cols[2:] if not is_blank(c))))
         stats.examples += 1
     return out
 
@@ -283,9 +298,8 @@ def read_unlabelled(paths: Sequence[str | Path]) -> tuple[list[str], list[str]]:
                         raise ValueError(f"expected 2 or 3 tab-separated columns, got {len(cols)}")
             except (ValueError, TypeError, KeyError, AttributeError, _Malformed) as e:
                 raise DataFormatError(f"{path}:{n}: cannot read ({type(e).__name__}: {e})") from None
-    queries.pop("", None)
-    passages.pop("", None)
-    return list(queries), list(passages)
+    # Blank texts (no letters or digits: `twotowers.checks.is_blank`) teach nothing: dropped.
+    return [q for q in queries if not is_blank(q)], [p for p in passages if not is_blank(p)]
 
 
 # -- tokenised dataset and collator ----------------------------------------------------------------

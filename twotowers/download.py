@@ -37,6 +37,12 @@ def local_or_download(name_or_dir: str | os.PathLike, *, what: str, revision: st
         return Path(snapshot_download(name, revision=revision, allow_patterns=allow_patterns, **kwargs))
     except Exception as e:  # noqa: BLE001 - offline, not found, gated: one clear line
         at = f" at revision {revision!r}" if revision else ""
+        from huggingface_hub import constants
+
+        if constants.is_offline_mode() or kwargs.get("local_files_only"):
+            raise OSError(f"{what} {name!r}: no such local directory, and not in the Hugging Face cache{at} (offline: "
+                          "HF_HUB_OFFLINE is set, so nothing is downloaded): give a local directory, or fetch it once "
+                          "online") from e
         first = str(e).strip().splitlines()[0] if str(e).strip() else ""
         raise OSError(f"{what} {name!r}: no such local directory, and downloading it from the Hugging Face Hub"
                       f"{at} failed ({type(e).__name__}: {first})") from e

@@ -65,6 +65,12 @@ class IdSet:
     def __len__(self) -> int:
         return sum(len(h) for h, _ in self._runs)
 
+    def copy(self, id_of: Callable[[int], str] | None) -> "IdSet":
+        """The same ids, confirmed by `id_of` from now on (runs are never changed in place: shared)."""
+        out = IdSet(id_of)
+        out._runs = list(self._runs)
+        return out
+
 
 def _rows(rows: int | Sequence[int], n: int) -> np.ndarray:
     return np.arange(rows, rows + n, dtype=np.int64) if isinstance(rows, (int, np.integer)) else np.asarray(rows, dtype=np.int64)

@@ -28,10 +28,12 @@ from safetensors.torch import load_model as load_safetensors_model
 from torch import nn
 
 from .base import MINILM_ID, encoder_settings, resolve_base_model
-from .checks import check_positive_int, check_texts
+from .checks import BASE_CONFIG_LIMITS, MAX_WIDTH, check_config_types, check_positive_int, check_sizes, check_texts
 from .project import DOCS_URL, PROJECT_URL
+from .textfiles import check_readable, read_json
 from .tokenizer import TOKENIZER_FILES, TextTokenizer
 from .towers import TowerConfig, build_tower
+from .writing import make_readable, writing
 
 WEIGHTS_NAME = "model.safetensors"
 BASE_CONFIG_NAME = "base_config.json"  # the base encoder's HF config: vocab and shapes, no weights
@@ -123,6 +125,11 @@ class TwoTowers(
         super().__init__()
         if min(max_query_length, max_passage_length) < 1:
             raise ValueError("max_query_length and max_passage_length must be >= 1")
+        check_sizes({"projection_dim": projection_dim or None, "passage_projection_dim": passage_projection_dim or None,
+                      "rnn_hidden_size": rnn_hidden_size, "rnn_layers": rnn_layers},
+                     dict.fromkeys(("projection_dim", "passage_projection_dim", "rnn_hidden_size"), MAX_WIDTH)
+                     | {"rnn_layers": 1024}, "TwoTowers" if _PRETRAINED_DIR.get() is None else
+                     str(_PRETRAINED_DIR.get() / "config.json"))
         self.base_model = base_model
         self.passage_base_model = passage_base_model or base_model
         self.max_query_length = max_query_length
@@ -174,8 +181,16 @@ class TwoTowers(
         if self.passage_tokenizer.pad_id != self.tokenizer.pad_id:
             raise ValueError(f"the two bases pad with different token ids ({self.tokenizer.pad_id} and "
                              f"{self.passage_tokenizer.pad_id}): give the towers bases with one padding token")
-        self.base_config = json.loads((q_source / config_name).read_text())
-        self.passage_base_config = json.loads((p_source / config_name).read_text()) if separate else self.base_config
+        self.base_config = read_json(q_source / config_name, "the base model's config")
+        self.passage_base_config = read_json(p_source / config_name, "the base model's config") if separate else self.base_config
+        for source, base_config in {q_source: self.base_config, p_source: self.passage_base_config}.items():
+            if not isinstance(base_config, dict):
+                raise ValueError(f"{source / config_name} is not a JSON object: restore it")
+            missing = [k for k in ("vocab_size", "hidden_size") if k not in base_config]
+            if missing:
+                raise ValueError(f"{source / config_name} lacks {' and '.join(missing)}: not an encoder's config, "
+                                 "or it was edited; restore it")
+            check_sizes(base_config, BASE_CONFIG_LIMITS, str(source / config_name))
         self.query_tower = build_tower(self.tower_config, q_source, self.base_config, load_weights=pretrained is None)
         if same_side:
             self.passage_tower = copy.deepcopy(self.query_tower)  # same start, separate weights
@@ -303,14 +318,38 @@ class TwoTowers(
         return h.hexdigest()
 
     def _save_pretrained(self, save_directory: Path) -> None:
-        super()._save_pretrained(save_directory)  # model.safetensors
+        with writing(save_directory / WEIGHTS_NAME):  # a full disk: one line naming the file
+            super()._save_pretrained(save_directory)  # model.safetensors
+        make_readable(save_directory / WEIGHTS_NAME)  # safetensors writes 0600: another user could not load it
         sides = [(save_directory, self.tokenizer, self.base_config)]
         if self.passage_tokenizer is not self.tokenizer:  # a passage side on a base of its own
             sides.append((save_directory / PASSAGE_BASE_DIR, self.passage_tokenizer, self.passage_base_config))
         for directory, tokenizer, base_config in sides:
-            directory.mkdir(exist_ok=True)
-            tokenizer.save(directory)
-            (directory / BASE_CONFIG_NAME).write_text(json.dumps(base_config, indent=2, sort_keys=True))
+            with writing(directory / BASE_CONFIG_NAME):
+                directory.mkdir(exist_ok=True)
+                tokenizer.save(directory)
+                (directory / BASE_CONFIG_NAME).write_text(json.dumps(base_config, indent=2, sort_keys=True))
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *, revision: str | None = None, cache_dir=None,
+                        token=None, force_download: bool = False, local_files_only: bool = False, **model_kwargs):
+        """A saved model from a local directory or a Hub id (pinned to `revision`), loaded as saved.
+
+        Resolved first (a mistyped path or an uncached Hub id offline is one error naming it), and its
+        config.json checked (cut short, not an object, absurd sizes: an error naming the file) before
+        anything is built."""
+        from .download import local_or_download
+
+        local = local_or_download(pretrained_model_name_or_path, what="model", revision=revision, cache_dir=cache_dir,
+                                  token=token, force_download=force_download, local_files_only=local_files_only,
+                                  allow_patterns=MODEL_FILES)
+        config_path = local / "config.json"
+        if config_path.is_file():
+            config = read_json(config_path, "a saved TwoTowers model's config")
+            if not isinstance(config, dict):
+                raise ValueError(f"{config_path} is not a JSON object: restore it or save the model again")
+            check_config_types(config, cls, config_path)
+        return super().from_pretrained(str(local), **model_kwargs)
 
     @classmethod
     def _from_pretrained(cls, *, model_id: str, revision, cache_dir, force_download, local_files_only, token,
@@ -331,7 +370,7 @@ class TwoTowers(
             model = cls(**model_kwargs)
         finally:
             _PRETRAINED_DIR.reset(reset)
-        weights = local / WEIGHTS_NAME
+        weights = check_readable(local / WEIGHTS_NAME)  # a 0600 file of another user: said so (safetensors says "not found")
         try:
             load_safetensors_model(model, str(weights), strict=strict, device=str(model.device))
         except Exception as e:

@@ -43,11 +43,14 @@ def load_pretrained(repo_id_or_dir: str | os.PathLike, revision: str | None = No
 
 def example_queries(root: str | os.PathLike) -> list[str]:
     """The example queries a model repo (or directory) ships in `examples.json`, or [] when it has none."""
-    import json
     from pathlib import Path
+
+    from .textfiles import read_json
 
     path = Path(root) / EXAMPLES_NAME
     if not path.is_file():
         return []
-    data = json.loads(path.read_text(encoding="utf-8"))
-    return [q for q in data.get("queries", []) if isinstance(q, str) and q.strip()] if isinstance(data, dict) else []
+    data = read_json(path, "the model's example queries")
+    from .checks import is_blank
+
+    return [q for q in data.get("queries", []) if isinstance(q, str) and not is_blank(q)] if isinstance(data, dict) else []

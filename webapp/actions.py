@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import time
+import warnings
 from typing import TypedDict
+
+from twotowers.index.tuning import RecallWarning
 
 from .engine import Engine, get_engine
 from .inputs import DEFAULT_ALPHA, DEFAULT_FUSION, MAX_BATCH, InputError, assign_ids, clean_k, clean_mode, clean_query, parse_passages
+
+
+class SaveError(RuntimeError):
+    """Added passages could not be saved: nothing was added (the message is the disk's reason)."""
 
 
 class Hit(TypedDict):
@@ -80,8 +87,10 @@ def _ids_in_index(index, wanted: set[str], prefix: str) -> set[str]:
 def add_passages(name: str, data: bytes | str, engine: Engine | None = None) -> str:
     """Parse, check against the index, encode, add and save. Returns a summary line.
 
-    Everything is checked before the index is touched: a bad file raises `InputError` and leaves
-    the index as it was.
+    The passages are added to a copy of the index, which is saved (when the engine has a `save_dir`)
+    before it replaces the one being served: disk and memory change together or not at all. A bad
+    file raises `InputError`, a failed save `SaveError` (the disk's reason, e.g. "disk full: ..."),
+    and either leaves the index as it was, in memory and on disk.
     """
     engine = engine or get_engine()
     with engine.lock.write():
@@ -92,11 +101,20 @@ def add_passages(name: str, data: bytes | str, engine: Engine | None = None) -> 
             raise InputError(f"{name}: id {dup[0]!r} is already in the index ({len(dup)} such ids); use new ids.")
         ids = assign_ids(ids, existing)
         t0 = time.perf_counter()
-        engine.index.add(ids, texts)
-        where = ""
+        grown = engine.index.copy()  # searches go on against the old index meanwhile
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", RecallWarning)
+            retuned = grown.add(ids, texts)
         if engine.save_dir is not None:
-            engine.save_dir.mkdir(parents=True, exist_ok=True)
-            engine.index.save(engine.save_dir)
+            try:
+                grown.save(engine.save_dir)
+            except OSError as e:
+                raise SaveError(f"Could not save the index to {engine.save_dir}: {e}") from None
             where = f" Saved to `{engine.save_dir}`."
+        else:
+            where = " They are kept in memory for this session only (start the app with --save-uploads DIR to keep them)."
+        engine.index = grown
+        note = f" The index grew by a tenth since its search breadth was chosen: ef re-tuned to {grown.ef}." if retuned else ""
+        note += "".join(f" Warning: {w.message}." for w in caught)
         return (f"Added {len(texts):,} passages from {name} in {time.perf_counter() - t0:.1f} s; "
-                f"the index now holds {len(engine.index):,}.{where}")
+                f"the index now holds {len(engine.index):,}.{where}{note}")

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -62,21 +60,14 @@ def load_demo_index(model, cache: Path | None = None, corpus: Path = DEMO_PASSAG
     t0 = time.perf_counter()
     log(f"building the demo index: {len(ids)} passages (first start only) ...")
     index = PassageIndex.build(model, ids, texts, keyword=True, show_progress=False)
-    parent.mkdir(parents=True, exist_ok=True)
-    # Write beside the target, then rename: a crash never leaves a half-written cache entry.
-    tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=parent))
     try:
-        index.save(tmp)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
+        index.save(target)  # atomic: a crash never leaves a half-written cache entry
     except OSError as e:
-        shutil.rmtree(tmp, ignore_errors=True)
         log(f"could not cache the demo index in {parent} ({e}); it will be rebuilt next start")
     for old in parent.iterdir():
         # Another model's entry for this corpus stays (switching models back needs no rebuild); an
-        # entry for an older corpus, or a build that crashed over an hour ago, is dead weight.
-        crashed = old.name.startswith(".building-") and time.time() - old.stat().st_mtime > 3600
+        # entry for an older corpus, or a save that crashed over an hour ago (.NAME.new), is dead weight.
+        crashed = old.name.startswith(".") and time.time() - old.stat().st_mtime > 3600
         stale = not old.name.startswith(".") and not old.name.endswith(corpus_hash[:16])
         if old.is_dir() and old != target and (crashed or stale):
             shutil.rmtree(old, ignore_errors=True)

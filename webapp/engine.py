@@ -60,9 +60,10 @@ class Engine:
     index: object                 # twotowers.PassageIndex
     model_name: str               # where the model came from, for the info line
     index_name: str
-    save_dir: Path | None = None  # where `add_passages` saves the grown index
+    save_dir: Path | None = None  # where `add_passages` saves the grown index (--save-uploads); None: memory only
     examples: list[str] = field(default_factory=list)  # example queries the page shows
     lock: _RWLock = field(default_factory=_RWLock)
+    save_lock: object = None      # twotowers.writing.HeldLock on save_dir: no other process writes there meanwhile
 
     @property
     def has_keyword(self) -> bool:
@@ -83,21 +84,45 @@ class Engine:
 
 def load_engine(model_repo: str | None = None, revision: str | None = None, model_dir: str | None = None,
                 index_dir: str | None = None, cache: Path | None = None, model=None, log=print,
-                verify: bool = True) -> Engine:
+                verify: bool = True, save_uploads: str | Path | None = None) -> Engine:
     """Load what the app serves, once: a Hub repo, local dirs, or the embedded demo.
 
     `model` (a TwoTowers) overrides the demo's zero-shot model, e.g. a small one in tests. The index's
     files are checked against their checksums unless `verify=False`. Example queries come with the
-    model repo (`examples.json`, see `hub push --example-queries`) or the demo.
+    model repo (`examples.json`, see `hub push --example-queries`) or the demo. `save_uploads`: the
+    directory added passages are saved into (see `set_save_dir`); None keeps them in memory only.
     """
     engine = _load(model_repo, revision, model_dir, index_dir, cache, model, log, verify)
+    if save_uploads is not None:
+        set_save_dir(engine, save_uploads, index_dir)
     engine.model.encode_queries(["warm up"])  # the first query pays no one-off cost (the mean tower's table)
     return engine
 
 
+def set_save_dir(engine: Engine, directory: str | Path, index_dir: str | Path | None = None) -> Path:
+    """Save added passages into `directory` (the served index and every upload, swapped in whole).
+
+    It must be empty, absent, or the `index_dir` being served (then that index is updated in place,
+    which the user asked for by naming it twice); any other index there is refused, never replaced.
+    The directory's writer lock is held from now on: another app or `index build` writing there is refused.
+    """
+    from twotowers.index.files import META_NAME, check_replaceable, saved_dir
+    from twotowers.writing import HeldLock
+
+    d = Path(directory).resolve()
+    in_place = index_dir is not None and Path(index_dir).resolve() == d
+    if (saved_dir(d) / META_NAME).exists() and not in_place:
+        raise FileExistsError(f"--save-uploads {directory} already holds an index: serve it with --index {directory} "
+                              "(and the same --save-uploads) to keep adding to it, or choose an empty directory")
+    check_replaceable(d, overwrite=True)  # nothing but an index in there
+    engine.save_lock = HeldLock(d, "the app's index")
+    engine.save_dir = d
+    return d
+
+
 def _load(model_repo, revision, model_dir, index_dir, cache, model, log, verify) -> Engine:
     from twotowers import PassageIndex, TwoTowers
-    from twotowers.download import cache_dir, local_or_download
+    from twotowers.download import local_or_download
     from twotowers.pretrained import EXAMPLES_NAME, INDEX_SUBFOLDER, example_queries, load_pretrained
 
     if model_repo:
@@ -107,7 +132,7 @@ def _load(model_repo, revision, model_dir, index_dir, cache, model, log, verify)
         examples = example_queries(local_or_download(model_repo, what="model repo", revision=revision,
                                                      allow_patterns=[EXAMPLES_NAME]))
         name = f"{model_repo}@{revision[:12]}" if revision else model_repo
-        return Engine(model, index, name, f"{model_repo} (prebuilt)", cache_dir() / "my-index", examples)
+        return Engine(model, index, name, f"{model_repo} (prebuilt)", None, examples)
     if index_dir and not model_dir:
         raise ValueError("--index needs --model (the model whose passage tower built it)")
     for flag, d in (("--model", model_dir), ("--index", index_dir)):
@@ -126,10 +151,10 @@ def _load(model_repo, revision, model_dir, index_dir, cache, model, log, verify)
         name = f"{model.tower_name} tower (given)"
     if index_dir:
         index = PassageIndex.load(index_dir, model=model, verify=verify)
-        return Engine(model, index, name, str(index_dir), Path(index_dir), example_queries(model_dir))
+        return Engine(model, index, name, str(index_dir), None, example_queries(model_dir))
     index, where = load_demo_index(model, cache, log=log)
-    return Engine(model, index, name, f"demo corpus ({DEMO_PASSAGES.relative_to(ROOT)})",
-                  (cache or cache_dir()) / "my-index", [q["query"] for q in demo_queries()])
+    return Engine(model, index, name, f"demo corpus ({DEMO_PASSAGES.relative_to(ROOT)})", None,
+                  [q["query"] for q in demo_queries()])
 
 
 _ENGINE: Engine | None = None

@@ -6,9 +6,11 @@ import json
 import unicodedata
 from pathlib import Path
 
+from twotowers.checks import is_blank
 from twotowers.index.fusion import DEFAULT_ALPHA, DEFAULT_FUSION
 from twotowers.index.fusion import FUSIONS as _FUSIONS
 from twotowers.index.fusion import MODES as _MODES
+from twotowers.textfiles import DataFormatError, decode_lines
 
 MAX_QUERY_CHARS = 1000   # queries are truncated to 64 tokens anyway; longer input is a mistake
 MAX_K = 100
@@ -38,8 +40,9 @@ def clean_query(query) -> str:
     if len(query) > MAX_QUERY_CHARS:
         raise InputError(f"The query is too long: {len(query):,} characters; the limit is {MAX_QUERY_CHARS:,}.")
     text = _clean_text(query)
-    if not text:
-        raise InputError("Enter a query: it is empty (only spaces or control characters).")
+    if is_blank(text):
+        raise InputError("Enter a query: it is empty (no letters or digits, only spaces, punctuation or "
+                         "invisible characters).")
     return text
 
 
@@ -83,24 +86,19 @@ def clean_mode(mode, alpha, fusion, engine) -> tuple[str, float, str]:
 
 
 def _decode_lines(name: str, data: bytes) -> list[str]:
-    lines = data.split(b"\n")
-    out = []
-    for i, raw in enumerate(lines, 1):
-        try:
-            out.append(raw.decode("utf-8").rstrip("\r"))
-        except UnicodeDecodeError as e:
-            raise InputError(f"{name} line {i}: not UTF-8 text ({e.reason} at byte {e.start}).") from None
-    if out and out[0].startswith("\ufeff"):
-        out[0] = out[0][1:]  # a byte-order mark from some editors
-    return out
+    """The library's one line reader (a byte-order mark dropped, bad bytes naming the line) over an upload."""
+    try:
+        return [line for _, line in decode_lines(data.split(b"\n"), lambda lineno: f"{name} line {lineno}")]
+    except DataFormatError as e:
+        raise InputError(f"{e}.") from None
 
 
 def _check_passage(name: str, lineno: int, text) -> str:
     if not isinstance(text, str):
         raise InputError(f"{name} line {lineno}: the text must be a string, got {type(text).__name__}.")
     text = _clean_text(text)
-    if not text:
-        raise InputError(f"{name} line {lineno}: the passage text is empty.")
+    if is_blank(text):
+        raise InputError(f"{name} line {lineno}: the passage text is empty (no letters or digits).")
     if len(text) > MAX_PASSAGE_CHARS:
         raise InputError(f"{name} line {lineno}: the passage is {len(text):,} characters; the limit is {MAX_PASSAGE_CHARS:,}.")
     return text

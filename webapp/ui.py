@@ -4,11 +4,12 @@
 # (inspect.signature, not get_type_hints), and a string "list[Hit]" would be described as Any.
 import html
 import inspect
+import logging
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from .actions import Hit, add_passages, search, search_many
+from .actions import Hit, SaveError, add_passages, search, search_many
 from .engine import Engine, get_engine, set_engine
 from .inputs import (DEFAULT_ALPHA, DEFAULT_FUSION, FUSIONS, MAX_BATCH, MAX_K, MAX_QUERY_CHARS, MODES, InputError,
                      clean_query)
@@ -16,6 +17,8 @@ from .render import _error_html, info_markdown, render_results
 
 if TYPE_CHECKING:  # the annotations only; gradio itself is imported on first use
     import gradio as gr
+
+log = logging.getLogger(__name__)
 
 
 def _gr():
@@ -123,10 +126,14 @@ def ui_add(pasted, file):
         else:
             raise InputError("Paste some passages (one per line) or choose a .txt, .tsv or .jsonl file.")
         msg = add_passages(name, data, engine)
-    except InputError as e:
+    except (InputError, SaveError) as e:
         # Escaped: the message quotes the user's file, and Markdown would render "<TAB>" as a tag.
         return (f"**Not added:** {html.escape(str(e))} The index is unchanged ({len(engine.index):,} passages).",
                 info_markdown(engine))
+    except Exception as e:  # noqa: BLE001 - a bug: said on the page (Gradio would show a bare "Error") and logged
+        log.exception("adding passages failed")
+        return (f"**Not added:** internal error ({html.escape(type(e).__name__)}: {html.escape(str(e))}); see the "
+                f"server log. The index is unchanged ({len(engine.index):,} passages).", info_markdown(engine))
     return html.escape(msg), info_markdown(engine)
 
 
@@ -182,9 +189,11 @@ def build_demo(engine: Engine, allow_uploads: bool = False, examples: list[str] 
                 ex.load_input_event.then(ui_search, inputs, outputs, api_visibility="private", concurrency_id="search")
         if allow_uploads:
             with gr.Tab("Your own passages"):
+                kept = (f"saved to `{engine.save_dir}`" if engine.save_dir is not None else
+                        "kept for this session only (start the app with `--save-uploads DIR` to keep them)")
                 gr.Markdown("Paste passages (one per line) or upload a file: `.txt` (one passage per line), "
                             "`.tsv` (`id<TAB>text`) or `.jsonl` (`{\"id\": ..., \"text\": ...}`). They are "
-                            "encoded, added to the live index and saved; a bad file is refused whole.")
+                            f"encoded, added to the live index and {kept}; a bad file is refused whole.")
                 pasted = gr.Textbox(label="Passages, one per line", lines=6)
                 upload = gr.File(label="or a file", file_types=[".txt", ".tsv", ".jsonl"], type="filepath",
                                  elem_id="tt-upload")

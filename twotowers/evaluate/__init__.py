@@ -63,12 +63,17 @@ def bm25_retriever(pids: Sequence[str], texts: Sequence[str]) -> Retriever:
 
 
 def index_retriever(index_dir: str | Path, model, mode: str | None = None, alpha: float | None = None,
-                    fusion: str | None = None) -> Retriever:
+                    fusion: str | None = None, corpus: tuple[Sequence[str], Sequence[str]] | None = None) -> Retriever:
     """Search a saved `PassageIndex` (dense, keyword or hybrid; default: the index's `default_mode`, which
-    the retriever's `mode` attribute names); hit ids are the corpus pids."""
+    the retriever's `mode` attribute names); hit ids are the corpus pids.
+
+    `corpus` (pids, texts): the collection the queries are judged on; an index built over another one
+    (other ids, or other texts under the same ids) is refused: its figures would be 0, not an error."""
     from ..index import PassageIndex
 
     index = PassageIndex.load(index_dir, model)
+    if corpus is not None:
+        check_index_corpus(index, *corpus, where=str(index_dir))
     mode = mode or index.default_mode
 
     def search(queries: list[str], k: int) -> list[list[str]]:
@@ -81,6 +86,27 @@ def index_retriever(index_dir: str | Path, model, mode: str | None = None, alpha
 
     search.mode = mode
     return search
+
+
+def check_index_corpus(index, pids: Sequence[str], texts: Sequence[str], where: str = "the index",
+                       samples: int = 1000) -> None:
+    """ValueError unless `index` holds exactly the passages `pids` (any order), with the same texts on a
+    sample of `samples` of them (reading every text of a large index would cost as much as the evaluation)."""
+    indexed = list(index.ids)
+    if len(indexed) != len(pids) or set(indexed) != set(pids):
+        ours = set(pids)
+        extra = next((i for i in indexed if i not in ours), None)
+        theirs = set(indexed)
+        lacking = next((p for p in pids if p not in theirs), None)
+        raise ValueError(f"{where} was built over another collection: it holds {len(indexed):,} passages, the "
+                         f"collection {len(pids):,}" + (f"; e.g. {extra!r} is indexed but not in the collection" if extra else "")
+                         + (f"; e.g. {lacking!r} is in the collection but not indexed" if lacking else "")
+                         + ": build the index from the same --collection")
+    row_of = {pid: r for r, pid in enumerate(indexed)}
+    for i in np.unique(np.linspace(0, len(pids) - 1, min(samples, len(pids))).astype(int)).tolist():
+        if index.passages[row_of[pids[i]]] != texts[i]:
+            raise ValueError(f"{where} was built over another version of the collection: passage {pids[i]!r} "
+                             "has another text there: build the index from the same --collection")
 
 
 # -- evaluations -----------------------------------------------------------------------------------

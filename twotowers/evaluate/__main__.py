@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..cli import ArgumentParser, run_main
+from ..writing import check_writable, replacing
 from ..index.fusion import FUSIONS, MODES
 from ..towers import TOWERS
 from . import (PRIMARY, RERANK_METRICS, RETRIEVAL_METRICS, bm25_rerank_scores, bm25_retriever, dense_retriever,
@@ -111,6 +112,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
         raise ValueError(f"--k must be >= 1, got {args.k}")
     if args.json and Path(args.json).exists() and not args.overwrite:
         raise FileExistsError(f"{args.json} exists: pass --overwrite to replace it, or choose another --json")
+    if args.json:
+        check_writable(Path(args.json).absolute().parent, "--json's directory")  # now, not after the evaluation
     if "untrained" in args.baseline and args.model is None and args.tower is None:
         raise ValueError("--baseline untrained needs --model or --tower")
     from ..data import load_rerank_queries
@@ -140,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         queries, qrels, pids, texts = _load_retrieval_set(args)
         for name, m in models.items():
             if args.index and m is model:
-                retr = index_retriever(args.index, m, args.search_mode, args.alpha, args.fusion)
+                retr = index_retriever(args.index, m, args.search_mode, args.alpha, args.fusion, corpus=(pids, texts))
                 name = f"{name} index {retr.mode}" + (f" {args.fusion or 'default'} alpha={args.alpha}"
                                                       if retr.mode == "hybrid" else "")
             else:
@@ -150,8 +153,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
             results["bm25"] = evaluate_retrieval(bm25_retriever(pids, texts), queries, qrels, args.k, corpus_ids=pids)
     _print_table(results, args.mode)
     if args.json:
-        Path(args.json).write_text(json.dumps({"mode": args.mode, "primary_metric": PRIMARY,
-                                               **describe_data(args, len(pids)), "results": results}, indent=2))
+        with replacing(Path(args.json), overwrite=args.overwrite) as f:
+            f.write(json.dumps({"mode": args.mode, "primary_metric": PRIMARY,
+                                **describe_data(args, len(pids)), "results": results}, indent=2))
     return results
 
 

@@ -9,7 +9,7 @@ A saved index is one directory, described by `index.json` (space, dim, M, ef_con
 search with, count, the encoding model's fingerprint and config, the keyword part, and every file's
 size and xxh3-128 checksum, verified on load):
 
-    index.json         what it is (read first; written last)
+    index.json         what it is (read first)
     hnsw.bin           the hnswlib graph (inner product over unit vectors), labels = row positions
     vectors.npy        the same vectors, float32 [count, dim], memory-mapped: exact scores for hybrid
                        candidates and ef tuning (hnswlib's get_items is ~50 us a vector)

@@ -16,12 +16,17 @@ import argparse
 import itertools
 import json
 import sys
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..checks import BLANK, is_blank
+from ..textfiles import read_json
 from ..cli import ArgumentParser, add_dataclass_arguments, dataclass_from_args, run_main
-from .files import META_NAME
+from ..writing import writer_lock
+from .files import META_NAME, check_replaceable, saved_dir
 from .fusion import DEFAULT_ALPHA, DEFAULT_FUSION, FUSIONS, MODES
+from .tuning import RecallWarning
 
 
 @dataclass
@@ -54,13 +59,21 @@ class BuildConfig:
 
 def build(cfg: BuildConfig, show_progress: bool = True):
     """Build the index `cfg` describes and save it into `cfg.out` -> the PassageIndex."""
+    out = Path(cfg.out)
+    # One writer: the lock is taken before any work (a second build into --out is refused at once, not
+    # after hours of encoding) and held until the new index is swapped in.
+    with writer_lock(out, "the index"):
+        if (saved_dir(out) / META_NAME).exists() and not cfg.overwrite:
+            raise FileExistsError(f"{out} already holds an index: pass --overwrite to replace it, or choose another --out")
+        check_replaceable(out, overwrite=True)  # a directory of other files is refused now, not after the build
+        return _build(cfg, out, show_progress)
+
+
+def _build(cfg: BuildConfig, out: Path, show_progress: bool):
     from ..collection import iter_collection
     from ..model import TwoTowers
     from .passage_index import PassageIndex
 
-    out = Path(cfg.out)
-    if (out / META_NAME).exists() and not cfg.overwrite:
-        raise FileExistsError(f"{out} already holds an index: pass --overwrite to replace it, or choose another --out")
     model = TwoTowers.from_pretrained(cfg.model)
     pairs = iter_collection(cfg.collection, id_column=cfg.id_column, text_column=cfg.text_column, split=cfg.split)
     if cfg.limit is not None:
@@ -78,7 +91,7 @@ def build(cfg: BuildConfig, show_progress: bool = True):
     index.set_corpus(source.name if source.is_file() else f"{source.name if source.exists() else cfg.collection} "
                      f"({cfg.split})")
     index.set_model_source(str(Path(cfg.model).resolve()) if Path(cfg.model).is_dir() else cfg.model)
-    index.save(out)
+    index.save(out, overwrite=cfg.overwrite)
     return index
 
 
@@ -97,9 +110,9 @@ def find_index_and_model(index: str, model: str | None, need_model: bool, verify
                 model = str(cand)
                 break
         else:
-            meta_path = index_dir / META_NAME
-            source = json.loads(meta_path.read_text(encoding="utf-8")).get("model", {}).get("source") \
-                if meta_path.is_file() else None
+            meta_path = saved_dir(index_dir) / META_NAME
+            meta = read_json(meta_path, "a saved index's description") if meta_path.is_file() else {}
+            source = meta.get("model", {}).get("source") if isinstance(meta, dict) and isinstance(meta.get("model"), dict) else None
             if not source:
                 raise FileNotFoundError(f"no model found beside {index}: pass --model DIR_OR_REPO (the model that "
                                         "built the index), or use --mode keyword")
@@ -111,8 +124,8 @@ def find_index_and_model(index: str, model: str | None, need_model: bool, verify
 def search(args: argparse.Namespace) -> None:
     """Print the top-k hits of each query (text, or JSON lines with --json)."""
     for i, q in enumerate(args.query, 1):
-        if not q.strip():
-            raise ValueError(f"query {i} is empty: give some words to search for")
+        if is_blank(q):
+            raise ValueError(f"query {i} {BLANK}: give some words to search for")
     index, _ = find_index_and_model(args.index, args.model, need_model=args.mode != "keyword", verify=args.verify)
     mode = args.mode or index.default_mode
     results = index.search(args.query, k=args.k, mode=mode, alpha=args.alpha, fusion=args.fusion)
@@ -173,8 +186,16 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     if args.command == "build":
         cfg = dataclass_from_args(BuildConfig, args, p)
-        index = build(cfg)
-        print(f"wrote {cfg.out}: {index!r}, ef tuning {index.meta.get('ef_tuning')}", file=sys.stderr)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", RecallWarning)
+            index = build(cfg)
+        tuning = index.meta.get("ef_tuning") or {}
+        print(f"wrote {cfg.out}: {len(index):,} passages, dim {index.dim}, M {index.meta['M']}, ef {index.ef}"
+              + (f" (recall@{tuning['k']} {tuning['recall']:.4f} on {tuning['queries']} queries, target "
+                 f"{tuning['target_recall']})" if tuning else "")
+              + f", keyword {'yes' if index.keyword is not None else 'no'}", file=sys.stderr)
+        for w in caught:  # the build could not reach its target recall: said on a line of its own
+            print(f"warning: {w.message}", file=sys.stderr)
     else:
         search(args)
 

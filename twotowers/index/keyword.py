@@ -48,6 +48,9 @@ def _array_file(name: str) -> str:
     return f"keyword_{name}.npy"
 
 
+FILES = (META_NAME, VOCAB_NAME, *(_array_file(name) for name in ARRAYS))  # what `save` writes and `load` reads
+
+
 class _Analyzer:
     """text -> terms: lower-case, split, drop stopwords, stem. Safe to call from several threads."""
 
@@ -247,6 +250,17 @@ class KeywordIndex:
 
     def __len__(self) -> int:
         return len(self._arrays["doc_lengths"])
+
+    def copy(self) -> "KeywordIndex":
+        """The same index, to grow apart (its arrays are replaced, never changed in place, by `add`)."""
+        out = KeywordIndex(k1=self.k1, b=self.b, stemmer=self.stemmer)
+        out.vocab, out.corpus_hash, out._arrays = dict(self.vocab), self.corpus_hash, dict(self._arrays)
+        out._bm25 = out._scorer()
+        return out
+
+    def nbytes(self) -> int:
+        """About what `save` writes: the arrays and the vocabulary."""
+        return sum(a.nbytes for a in self._arrays.values()) + sum(len(w) + 4 for w in self.vocab) + 4096
 
     def __repr__(self) -> str:
         return (f"KeywordIndex({len(self)} passages, {len(self.vocab)} terms, k1={self.k1}, b={self.b}, "

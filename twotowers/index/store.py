@@ -41,19 +41,27 @@ class TextStore:
         store._map()
         return store
 
+    def copy(self) -> "TextStore":
+        """The same strings, to grow apart: the blob is shared (mapped again) until the copy extends it."""
+        out = TextStore()
+        out._set_offsets(self._offsets)  # a memmap or a private array: `extend` makes a new one either way
+        out._blob_path = self._blob_path
+        out._keep = self  # this store's spool directory lives as long as the copy may read it
+        out._map()
+        return out
+
     def _set_offsets(self, offsets: np.ndarray) -> None:
         self._offsets = np.ascontiguousarray(offsets, dtype=np.int64)  # no copy if already so (a memmap stays one)
         self._at = memoryview(self._offsets)  # view[i] is a Python int, ~2x cheaper than ndarray.item(i)
 
     def _spool(self) -> None:
-        """Make the blob a private, appendable file (copying a loaded one)."""
-        self._tmp = tempfile.mkdtemp(prefix="twotowers-store-")
-        weakref.finalize(self, shutil.rmtree, self._tmp, True)
-        spool = Path(self._tmp) / "blob"
-        if self._blob_path is not None:
-            shutil.copyfile(self._blob_path, spool)
-        else:
-            spool.touch()
+        """Make the blob a private, appendable file (copying a loaded one from its mapping: the saved file's
+        path may hold a newer version by now, swapped in by a save)."""
+        tmp = tempfile.mkdtemp(prefix="twotowers-store-")
+        weakref.finalize(self, shutil.rmtree, tmp, True)
+        spool = Path(tmp) / "blob"
+        self._write_blob(spool)
+        self._tmp = tmp
         self._close_map()
         self._blob_path, self._writable = spool, True
         self._set_offsets(np.array(self._offsets, dtype=np.int64))  # a private, growable copy
@@ -111,12 +119,15 @@ class TextStore:
 
     def save(self, blob_path, offsets_path) -> None:
         """Write the blob and its offsets (`.npy`, no pickles)."""
-        blob_path = Path(blob_path)
-        if self._blob_path is None:
-            blob_path.write_bytes(b"")
-        elif blob_path.resolve() != self._blob_path.resolve():
-            shutil.copyfile(self._blob_path, blob_path)
+        self._write_blob(Path(blob_path))
         np.save(offsets_path, np.ascontiguousarray(self._offsets, dtype=np.int64), allow_pickle=False)
+
+    def _write_blob(self, path: Path) -> None:
+        """The blob's bytes into `path`, from the mapping (the file it maps may have been replaced since)."""
+        size = int(self._offsets[-1])
+        with open(path, "wb") as f:
+            for start in range(0, size, 1 << 24):  # 16 MiB at a time
+                f.write(self._mm[start : min(start + (1 << 24), size)])
 
     def nbytes(self) -> int:
         return int(self._offsets[-1])
@@ -158,6 +169,10 @@ class VectorStore:
 
     def __len__(self) -> int:
         return len(self._arr)
+
+    def copy(self) -> "VectorStore":
+        """The same vectors, to grow apart: the first `extend` of the copy spools them to a file of its own."""
+        return VectorStore.load(self._arr)  # the array keeps its memory map (and so this spool) alive
 
     def __getitem__(self, rows) -> np.ndarray:
         return self._arr[rows]

@@ -15,6 +15,10 @@ from ..topk import exact_top_k
 EF_CANDIDATES = (10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048)
 
 
+class RecallWarning(UserWarning):
+    """ef tuning could not reach its target recall: searches miss more true neighbours than asked for."""
+
+
 def word_windows(texts: list[str], rng: np.random.Generator) -> list[str]:
     """One random window of 1-6 words from each text: query-like probes of the corpus."""
     windows = []
@@ -50,12 +54,17 @@ def choose_ef(hnsw, vectors: np.ndarray, q: np.ndarray, target_recall: float, k:
     exact, _ = exact_top_k(q, vectors, kk + extra)
     if self_rows is not None:
         exact = _drop_self(exact, self_rows, kk)
+    # The k-th best exact score of each query: a hit scoring at least that is a true neighbour, whichever of
+    # several passages tied at the cut the two searches happened to keep (identical vectors are common in
+    # small or repetitive corpora, and set overlap would count each such tie as a miss).
+    kth = np.einsum("ij,ij->i", vectors[exact[:, -1]], q) - 1e-6
 
     def recall_at(ef: int) -> float:
         hnsw.set_ef(ef)
         labels, _ = hnsw.knn_query(q, k=kk + extra)
-        approx = _drop_self(labels.astype(np.int64), self_rows, kk) if self_rows is not None else labels
-        return float(np.mean([len(set(a) & set(e)) / kk for a, e in zip(approx, exact)]))
+        approx = _drop_self(labels.astype(np.int64), self_rows, kk) if self_rows is not None else labels.astype(np.int64)
+        scores = np.einsum("ijd,id->ij", vectors[approx.ravel()].reshape(*approx.shape, -1), q)  # [n, kk]
+        return float(np.mean(np.minimum((scores >= kth[:, None]).sum(axis=1), kk) / kk))
 
     # A sample of n queries estimates recall with a standard error of ~sqrt(t(1-t)/(n k)) (0.0022 for
     # t=0.99, 200 queries, k=10): ask for one standard error more, so that the ef chosen reaches the

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from ..cli import ArgumentParser, run_main
+from ..writing import check_writable, replacing
 from . import log, mine_texts
 
 
@@ -47,6 +48,7 @@ def main(argv=None) -> None:
     out = Path(a.out)
     if out.exists() and not a.overwrite:
         raise FileExistsError(f"{out} exists: pass --overwrite to replace it, or choose another --out")
+    check_writable(out.parent, "--out's directory")  # now, not after the mining
     from ..collection import read_collection, read_qrels, read_queries
     from ..data import load_rerank_queries
     from ..teacher import TeacherCache, load_teacher
@@ -80,14 +82,13 @@ def main(argv=None) -> None:
     model = load_teacher(a.model)
     cache = TeacherCache(a.cache_dir) if a.cache_dir else None
     triples, stats = mine_texts(model, queries, positives, pool, a.k, a.per_query, a.max_ratio, a.margin, a.skip_top, cache)
-    out.parent.mkdir(parents=True, exist_ok=True)
     # One line per (query, positive) with all its negatives: the loader draws `--num-negatives` of them
     # per epoch, and an in-batch-negatives batch never holds the same query twice (its positive would
     # count as a negative of its own copy).
     grouped: dict[tuple[str, str], list[str]] = {}
     for q, p, neg in triples:
         grouped.setdefault((q, p), []).append(neg)
-    with open(out, "w", encoding="utf-8") as f:
+    with replacing(out, overwrite=a.overwrite) as f:  # whole or not at all; a full disk is one line naming the file
         for (q, p), negs in grouped.items():
             f.write("\t".join(" ".join(x.split()) for x in (q, p, *negs)) + "\n")
     log(f"wrote {len(triples):,} triples as {len(grouped):,} lines (query, positive, its negatives) to {out} "
