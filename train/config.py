@@ -134,7 +134,7 @@ class TrainConfig:
     save_steps: int = field(default=200, metadata={"help": "mid-epoch checkpoint every N optimizer steps (0 = epoch ends only)"})
     keep_checkpoint: bool = field(default=False, metadata={
         "help": "keep --output-dir/checkpoint/ (the weights again plus the optimizer's moments) after the run "
-                "finishes; by default a finished run removes it"})
+                "finishes; by default a finished run removes it (a run cut short by --max-seconds keeps it, to --resume)"})
     no_save: bool = field(default=False, metadata={"help": "write no model or checkpoints"})
     # -- logging and evaluation ----------------------------------------------------------------------
     no_wandb: bool = field(default=False, metadata={"help": "do not log to Weights & Biases"})

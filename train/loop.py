@@ -322,8 +322,8 @@ def run(cfg: TrainConfig, tracker=None) -> dict:
             for name, data in (("metrics.json", final), ("train_config.json", config)):
                 with writing(out / name):
                     (out / name).write_text(json.dumps(data, indent=2))
-            if not cfg.keep_checkpoint and find_checkpoint(out) is not None:
-                remove_checkpoints(out)  # the run is over: the model above is its result
+            if not cfg.keep_checkpoint and not stopped and find_checkpoint(out) is not None:
+                remove_checkpoints(out)  # the run is over: the model above is its result (a capped one resumes)
                 log(f"removed {out / 'checkpoint'} (the model is saved; --keep-checkpoint keeps it)")
         log("final: " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in final.items()))
         if tracker is not None:
