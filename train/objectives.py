@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from twotowers.data import Collator, TokenizedExamples, read_unlabelled
+from twotowers.index.fusion import minmax
 from twotowers.index.tuning import word_windows
 from twotowers.losses import CosineToTeacherLoss, ScoreDistillLoss, build_loss
 from twotowers.teacher import TeacherCache, load_teacher, passage_agreement
@@ -213,7 +214,7 @@ class DistillBatches(torch.utils.data.Dataset):
                 dense = self.tq[qi] @ self.tp[pi].T  # [B, N]
                 lexical = np.stack([kw.score_rows(terms[r], pi) for r in qi])  # [B, N]
                 out["teacher_scores"] = torch.from_numpy(
-                    ((1 - w) * _minmax_rows(dense) + w * _minmax_rows(lexical)).astype(np.float32))
+                    ((1 - w) * minmax(dense) + w * minmax(lexical)).astype(np.float32))  # as hybrid search does
         else:
             pi = self.p_perm[i * self.passages_per_step : (i + 1) * self.passages_per_step]
         if not (kind == self.QUERY and self.frozen):  # a frozen passage tower is the teacher: no tokens needed
@@ -225,12 +226,6 @@ class DistillBatches(torch.utils.data.Dataset):
             rows = rng.choice(len(self.labelled), size=min(self.B, len(self.labelled)), replace=False)
             out.update({f"l_{k}": v for k, v in self.collate([self.labelled[int(r)] for r in rows]).items()})
         return out
-
-
-def _minmax_rows(x: np.ndarray) -> np.ndarray:
-    """Each row scaled to [0, 1] (a row of ties: zeros), as hybrid search's score fusion does."""
-    lo, hi = x.min(axis=1, keepdims=True), x.max(axis=1, keepdims=True)
-    return np.where(hi > lo, (x - lo) / np.maximum(hi - lo, 1e-12), 0.0)
 
 
 class DistillObjective(Objective):

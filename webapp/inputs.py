@@ -7,9 +7,7 @@ import unicodedata
 from pathlib import Path
 
 from twotowers.checks import is_blank
-from twotowers.index.fusion import DEFAULT_ALPHA, DEFAULT_FUSION
-from twotowers.index.fusion import FUSIONS as _FUSIONS
-from twotowers.index.fusion import MODES as _MODES
+from twotowers.index.fusion import DEFAULT_ALPHA, DEFAULT_FUSION, DEFAULT_K, FUSIONS, MODES
 from twotowers.textfiles import DataFormatError, decode_lines
 
 MAX_QUERY_CHARS = 1000   # queries are truncated to 64 tokens anyway; longer input is a mistake
@@ -17,8 +15,6 @@ MAX_K = 100
 MAX_BATCH = 64           # queries per /search_batch call
 MAX_UPLOAD_PASSAGES = 20_000
 MAX_PASSAGE_CHARS = 20_000
-MODES = _MODES  # the index's search modes and fusion methods (twotowers/index/fusion.py)
-FUSIONS = tuple(_FUSIONS)
 
 
 class InputError(ValueError):

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ..cli import ArgumentParser, run_main
 from ..writing import check_writable, replacing
-from ..index.fusion import FUSIONS, MODES
+from ..index.fusion import DEFAULT_FUSION, FUSIONS, MODES, describe_fusions
 from ..towers import TOWERS
 from . import (PRIMARY, RERANK_METRICS, RETRIEVAL_METRICS, bm25_rerank_scores, bm25_retriever, dense_retriever,
                evaluate_rerank, evaluate_rerank_scores, evaluate_retrieval, index_retriever, untrained_like)
@@ -48,7 +48,8 @@ def _parser() -> ArgumentParser:
     idx.add_argument("--search-mode", choices=MODES, default=None,
                      help="default: the index's (hybrid where it has a BM25 side, else dense)")
     idx.add_argument("--alpha", type=float, help="hybrid weight of the dense side (index default if unset)")
-    idx.add_argument("--fusion", choices=tuple(FUSIONS), default=None, help="hybrid fusion (index default if unset)")
+    idx.add_argument("--fusion", choices=tuple(FUSIONS), default=None,
+                     help=f"hybrid fusion (default {DEFAULT_FUSION}): {describe_fusions()}")
     return ap
 
 

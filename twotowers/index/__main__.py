@@ -25,7 +25,7 @@ from ..textfiles import read_json
 from ..cli import ArgumentParser, add_dataclass_arguments, dataclass_from_args, run_main
 from ..writing import writer_lock
 from .files import META_NAME, check_replaceable, saved_dir
-from .fusion import DEFAULT_ALPHA, DEFAULT_FUSION, FUSIONS, MODES
+from .fusion import DEFAULT_ALPHA, DEFAULT_FUSION, DEFAULT_K, FUSIONS, MODES, describe_fusions
 from .tuning import RecallWarning
 
 
@@ -168,13 +168,14 @@ def parser() -> argparse.ArgumentParser:
     p_search = sub.add_parser("search", help="search a saved index")
     p_search.add_argument("index", help="index directory (or Hub repo id with an index/ folder)")
     p_search.add_argument("query", nargs="+", help="query text(s)")
-    p_search.add_argument("-k", type=_k, default=10, help="results per query")
+    p_search.add_argument("-k", type=_k, default=DEFAULT_K, help="results per query")
     p_search.add_argument("--model", help="model dir/Hub id (default: the repo/dir holding the index, "
                                           "else the dir named in index.json)")
     p_search.add_argument("--mode", choices=MODES, default=None,
                           help="default: hybrid (dense + BM25 fused) where the index has a BM25 side, else dense")
     p_search.add_argument("--alpha", type=_alpha, default=DEFAULT_ALPHA, help="hybrid: weight of the dense side")
-    p_search.add_argument("--fusion", choices=tuple(FUSIONS), default=DEFAULT_FUSION)
+    p_search.add_argument("--fusion", choices=tuple(FUSIONS), default=DEFAULT_FUSION,
+                          help=f"hybrid: how the two sides' scores combine ({describe_fusions()})")
     p_search.add_argument("--json", action="store_true", help="print JSON lines instead of text")
     p_search.add_argument("--no-verify", dest="verify", action="store_false",
                           help="skip the files' checksums (an index you have just built or verified)")

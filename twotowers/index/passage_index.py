@@ -19,7 +19,7 @@ from ..checks import BLANK, check_positive_int, check_texts, is_blank
 from . import files
 from ..writing import WriteError, free_bytes, human_size, staging_dir, swap_in, sync_tree, writer_lock, writing
 from .files import CORE_FILES, HNSW_NAME, META_NAME, STORE_FILES, VECTORS_NAME, IndexFileError, load_array
-from .fusion import DEFAULT_ALPHA, DEFAULT_FUSION, check_mode, fuse
+from .fusion import DEFAULT_ALPHA, DEFAULT_FUSION, DEFAULT_K, check_mode, fuse
 from .hits import SearchHit, array_hits, dense_hits
 from ..ids import IdSet
 from .keyword import FILES as KEYWORD_FILES
@@ -87,7 +87,7 @@ class PassageIndex:
     def build(cls, model, ids, texts: Sequence[str] | None = None, *, M: int = 32, ef_construction: int = 200,
               target_recall: float = 0.99, chunk_size: int = 10_000, keyword: bool = True,
               show_progress: bool = False, tune_queries: Sequence[str] | np.ndarray | None = None,
-              tune_samples: int = 200, tune_k: int = 10, batch_size: int = 64, stemmer: str | None = "english",
+              tune_samples: int = 200, tune_k: int = DEFAULT_K, batch_size: int = 64, stemmer: str | None = "english",
               k1: float = 0.9, b: float = 0.4, seed: int = 0, vectors: np.ndarray | None = None) -> "PassageIndex":
         """Encode passages with `model` in chunks and index them (dense and, by default, BM25).
 
@@ -209,7 +209,7 @@ class PassageIndex:
             out._id_set = self._id_set.copy(out.ids.__getitem__)
         return out
 
-    def tune_ef(self, target_recall: float = 0.99, *, queries=None, samples: int = 200, k: int = 10,
+    def tune_ef(self, target_recall: float = 0.99, *, queries=None, samples: int = 200, k: int = DEFAULT_K,
                 seed: int = 0) -> dict:
         """Set `ef` to the smallest value reaching recall@k >= target against exact search; returns the record.
 
@@ -249,7 +249,7 @@ class PassageIndex:
         return self._vectors[np.asarray(rows, dtype=np.int64)]
 
     # -- search --------------------------------------------------------------------------------------
-    def search(self, queries: Sequence[str] | np.ndarray, k: int = 10, *, mode: str | None = None,
+    def search(self, queries: Sequence[str] | np.ndarray, k: int = DEFAULT_K, *, mode: str | None = None,
                alpha: float = DEFAULT_ALPHA, fusion: str = DEFAULT_FUSION, depth: int | None = None) -> list[list[SearchHit]]:
         """Top-k passages per query, best first (fewer when the index holds fewer).
 
@@ -257,9 +257,8 @@ class PassageIndex:
               or "hybrid" (both; texts only). A text query with no words is refused. Default:
               `default_mode` ("hybrid" where the index has a keyword side) for texts, "dense" for vectors.
         alpha: hybrid weight of the dense side (1 = dense only, 0 = keyword only).
-        fusion: "tm2c2" (the default: scores scaled from each side's theoretical minimum, then weighted),
-              "score" (min-max over the candidates, then weighted) or "rrf" (weighted reciprocal rank
-              fusion, constant 60); see twotowers/index/fusion.py.
+        fusion: a name in twotowers/index/fusion.py's `FUSIONS` (the default: `DEFAULT_FUSION`; what each
+              does: `describe_fusions()`).
         depth: hybrid candidates = the union of each side's top-`depth` (default max(k, 100)); every
               candidate gets its exact dense and BM25 scores before fusing.
         """

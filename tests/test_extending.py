@@ -1,0 +1,101 @@
+"""Adding a tower, a loss, a fusion method, an objective or an app route is one registry entry in one file
+(two with a new flag): a toy of each, registered here, shows up in the command lines, the app and the help
+and docs they feed, with nothing else changed."""
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import app  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory):
+    import torch
+    from twotowers import TwoTowers
+
+    torch.manual_seed(0)
+    os.environ["TWOTOWERS_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    engine = app.load_engine(model=TwoTowers(tower="mean"), log=lambda *_: None)
+    app.set_engine(engine)
+    return engine
+
+
+# -- a fusion method: twotowers/index/fusion.py ----------------------------------------------------
+def _keyword_only(dense: np.ndarray, keyword: np.ndarray, alpha: float) -> np.ndarray:
+    return keyword.astype(np.float64)
+
+
+@pytest.fixture
+def toy_fusion(monkeypatch):
+    from twotowers.index.fusion import FUSIONS, Fusion
+
+    from webapp.ui import _read_registries
+
+    monkeypatch.setitem(FUSIONS, "toy", Fusion(_keyword_only, "keyword scores only (toy)", "the BM25 scores alone"))
+    yield "toy"
+    monkeypatch.undo()
+    _read_registries()  # the API functions' docs and hints without the toy again
+
+
+def test_a_new_fusion_reaches_the_library_the_command_lines_and_the_app(toy_fusion, engine, tmp_path, capsys):
+    from conftest import run_cli
+
+    from twotowers.evaluate.__main__ import _parser as evaluate_parser
+    from twotowers.index.__main__ import main as index_main
+    from webapp.http import info
+    from webapp.ui import api_help, api_search, build_demo
+
+    # the library: search(fusion=NAME)
+    hits = engine.index.search(["chocolate dogs"], k=3, mode="hybrid", fusion="toy")[0]
+    assert [h.score for h in hits] == sorted((h.keyword_score for h in hits), reverse=True)
+    # the command lines: a choice, described in --help, and searched with
+    engine.index.save(tmp_path / "index")
+    engine.model.save_pretrained(tmp_path / "model")
+    status, out, err = run_cli(index_main, ["search", str(tmp_path / "index"), "chocolate dogs", "--model",
+                                            str(tmp_path / "model"), "--fusion", "toy", "-k", "3", "--json"], capsys)
+    assert status == 0, err
+    status, out, _ = run_cli(index_main, ["search", "--help"], capsys)
+    assert "toy" in out and "the BM25 scores alone" in out
+    assert "the BM25 scores alone" in evaluate_parser().format_help()
+    # the app: its page, its APIs and their help
+    assert app.search("chocolate dogs", 3, "hybrid", 0.5, "toy") == app.search_many(["chocolate dogs"], 3, "hybrid", 0.5, "toy")[0]
+    demo = build_demo(engine)
+    (radio,) = [b for b in demo.blocks.values() if getattr(b, "label", None) == "Hybrid fusion"]
+    assert "keyword scores only (toy)" in [c[0] for c in radio.choices]
+    _, note = app.ui_search("chocolate dogs", 3, "hybrid", 0.5, "keyword scores only (toy)")
+    assert "toy fusion" in note
+    assert "toy" in info(engine)["fusions"]
+    assert "toy = the BM25 scores alone" in api_help() and "toy = the BM25 scores alone" in api_search.__doc__
+    assert "'toy'" in repr(api_search.__annotations__["fusion"])
+
+
+# -- an app route: webapp/http.py ------------------------------------------------------------------
+def test_a_new_route_is_served_listed_and_documented(engine, monkeypatch):
+    import orjson
+    from fastapi import FastAPI, Response
+    from fastapi.testclient import TestClient
+
+    from webapp import http
+    from webapp.ui import api_help, build_demo
+
+    async def passages(request, limiter):
+        """How many passages the index holds."""
+        return Response(orjson.dumps({"passages": len(engine.index)}), media_type="application/json")
+
+    route = http.Route("GET", "/passages", passages, "{url}/v1/passages", "how many passages the index holds")
+    monkeypatch.setattr(http, "ROUTES", [*http.ROUTES, route])
+    api = FastAPI()
+    api.include_router(http.router())
+    with TestClient(api) as client:
+        assert client.get("/v1/passages").json() == {"passages": len(engine.index)}
+        assert "GET /v1/passages" in client.get("/v1/info").json()["routes"]
+    assert "curl http://127.0.0.1:7860/v1/passages\n# -> how many passages the index holds" in api_help()
+    demo = build_demo(engine)
+    assert any("/v1/passages" in str(getattr(b, "value", "")) for b in demo.blocks.values())  # the API tab
