@@ -16,6 +16,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from twotowers.layout import (CONFIG_NAME, EXAMPLES_NAME, INDEX_SUBFOLDER, MODEL_FILES, REQUIRED_MODEL_FILES,
+                               TRAIN_CONFIG_NAME, find_index)
 from twotowers.textfiles import read_json
 from twotowers.writing import make_readable
 
@@ -23,8 +25,6 @@ from .card import build_card
 from .connect import PublishError, explain, hub_api, upload_tree
 from .metrics import MetricSet, read_metrics
 from .tree import check_empty, check_repo_id, describe, files_under, place
-
-INDEX_SUBFOLDER = "index"
 
 
 def stage_model_repo(model_dir, index_dir, out, *, repo_id: str, metric_sets: list[MetricSet] = (),
@@ -39,15 +39,12 @@ def stage_model_repo(model_dir, index_dir, out, *, repo_id: str, metric_sets: li
     Files are copies unless `link` (a temporary tree that is uploaded, then deleted).
     `example_queries` become `examples.json`, the examples the Space shows.
     """
-    from twotowers.model import BASE_CONFIG_NAME, MODEL_FILES, WEIGHTS_NAME  # torch only when a model is pushed
-    from twotowers.pretrained import EXAMPLES_NAME
-
     model_dir, out = Path(model_dir), Path(out)
-    missing = [f for f in (WEIGHTS_NAME, "config.json", BASE_CONFIG_NAME, "tokenizer.json") if not (model_dir / f).is_file()]
+    missing = [f for f in REQUIRED_MODEL_FILES if not (model_dir / f).is_file()]
     if missing:
         raise PublishError(f"{model_dir} is not a saved TwoTowers model: missing {', '.join(missing)}")
     check_empty(out, "repo")
-    model_config = read_json(model_dir / "config.json", "a saved TwoTowers model's config")
+    model_config = read_json(model_dir / CONFIG_NAME, "a saved TwoTowers model's config")
     index_info = _check_index(model_dir, Path(index_dir)) if index_dir is not None and check_index else None
     if index_dir is not None and index_info is None:
         index_info = {}
@@ -93,7 +90,7 @@ def push(model_dir, index_dir, repo_id: str, *, metrics_files=(), private: bool 
     if index_dir is None:
         log(f"note: no index given, so the repo gets no index/ (load_pretrained and the Space need one): build it with "
             f"`python -m twotowers.index build --model {model_dir} --collection FILE --out {model_dir}/index` and push again")
-    recipe = Path(model_dir) / "train_config.json"  # written by `python -m train` beside the model
+    recipe = Path(model_dir) / TRAIN_CONFIG_NAME  # written by `python -m train` beside the model
     if train_config is None and recipe.is_file():
         train_config = read_json(recipe, "the training run's settings")
     if dry_run:
@@ -105,7 +102,6 @@ def push(model_dir, index_dir, repo_id: str, *, metrics_files=(), private: bool 
         log(f"dry run: nothing was sent; the tree above is in {out}")
         return str(out)
 
-    from twotowers.pretrained import EXAMPLES_NAME
     from twotowers.st_export import OWNED_PATHS  # the export's files: pruned on a new push, so a GRU model
     # pushed over a repo that once held a mean one keeps no stale modules.json
 
@@ -134,8 +130,7 @@ def push_from_training(cfg, output_dir, metrics: dict | None = None, *, repo_id:
     train_config = dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else dict(vars(cfg))
     repo_id = repo_id or train_config.get("push_to_hub")
     output_dir = Path(output_dir)
-    index_dir = output_dir / INDEX_SUBFOLDER
-    index_dir = index_dir if index_dir.is_dir() else None
+    index_dir = find_index(output_dir)
     try:
         if not repo_id:
             raise PublishError("push_from_training needs a repo id (cfg.push_to_hub or repo_id=)")

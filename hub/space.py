@@ -158,7 +158,7 @@ def space_card(space_id: str, model_repo: str, revision: str | None = None, file
 
 def model_files(names: list[str]) -> list[str]:
     """The files of a model repo the app reads (what `load_pretrained` fetches), in repo order."""
-    from twotowers.pretrained import INDEX_SUBFOLDER, REPO_FILES
+    from twotowers.layout import INDEX_SUBFOLDER, REPO_FILES
 
     return [n for n in names if n in REPO_FILES or n.startswith(f"{INDEX_SUBFOLDER}/")]
 

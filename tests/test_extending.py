@@ -99,3 +99,77 @@ def test_a_new_route_is_served_listed_and_documented(engine, monkeypatch):
     assert "curl http://127.0.0.1:7860/v1/passages\n# -> how many passages the index holds" in api_help()
     demo = build_demo(engine)
     assert any("/v1/passages" in str(getattr(b, "value", "")) for b in demo.blocks.values())  # the API tab
+
+
+# -- training: a tower (twotowers/towers.py), a loss (twotowers/losses.py), an objective (train/objectives.py)
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    import json
+
+    from tinymodel import make_tiny_base, synthetic_rows
+
+    d = tmp_path_factory.mktemp("extending")
+    rows = d / "train.jsonl"
+    rows.write_text("".join(json.dumps(r) + "\n" for r in synthetic_rows(4, seed=1)))
+    return {"base": str(make_tiny_base(d / "base")), "rows": str(rows)}
+
+
+def train_args(data, out, *extra) -> list[str]:
+    return ["--base-model", data["base"], "--data-files", data["rows"], "--batch-size", "8", "--epochs", "1",
+            "--no-wandb", "--no-comprehensive-test", "--output-dir", str(out), *extra]
+
+
+def card_of(out: Path) -> str:
+    """The model card `hub push` would write for the run in `out` (its training section from train_config.json)."""
+    import json
+
+    from hub.card import build_card
+
+    config = json.loads((out / "config.json").read_text())
+    return str(build_card("me/toy", config, [], train_config=json.loads((out / "train_config.json").read_text())))
+
+
+def test_a_new_tower_trains_from_the_cli_and_is_served_and_described(data, tmp_path, monkeypatch, capsys):
+    from train.__main__ import train
+    from train.config import build_parser, parse_config
+    from twotowers.evaluate.__main__ import _parser as evaluate_parser
+    from twotowers.towers import TOWERS, MeanTower, TowerSpec
+
+    class ToyTower(MeanTower):
+        """The mean tower under another name."""
+
+    monkeypatch.setitem(TOWERS, "toy", TowerSpec(ToyTower, 64, 1e-3))
+    assert "tower type: mean, gru, lstm, transformer, toy" in " ".join(build_parser().format_help().split())
+    assert "toy" in evaluate_parser().format_help()
+    final = train(parse_config(train_args(data, tmp_path / "run", "--tower", "toy")))
+    assert final["global_step"] > 0 and "toy towers" in capsys.readouterr().out
+    engine = app.load_engine(model_dir=str(tmp_path / "run"), cache=tmp_path / "cache", log=lambda *_: None)
+    assert engine.info()["tower"] == "toy" and engine.info()["dim"] == 64  # the tower's default width
+    assert app.search("piano keys", 3, engine=engine)[0]["rank"] == 1
+    assert "tower-toy" in card_of(tmp_path / "run")
+
+
+def test_a_new_loss_is_a_flag_choice_that_trains_and_is_on_the_card(data, tmp_path, monkeypatch, capsys):
+    import torch
+    from torch import nn
+
+    from train.__main__ import train
+    from train.config import build_parser, parse_config
+    from twotowers.losses import LOSSES
+
+    class CosineGapLoss(nn.Module):
+        """1 - cos(query, its positive), the margin (an existing flag) added: no negatives at all."""
+
+        def __init__(self, margin: float = 0.2):
+            super().__init__()
+            self.margin = margin
+
+        def forward(self, q, p, n=None, neg_owner=None) -> torch.Tensor:
+            return (1.0 - (q * p).sum(-1)).mean() + self.margin
+
+    monkeypatch.setitem(LOSSES, "gap", CosineGapLoss)
+    assert "labelled loss: infonce, triplet, gap" in " ".join(build_parser().format_help().split())
+    final = train(parse_config(train_args(data, tmp_path / "run", "--loss", "gap", "--margin", "0.5")))
+    assert final["objective"] == "labelled (gap)" and final["global_step"] > 0
+    assert "labelled (gap)" in capsys.readouterr().out
+    assert '"loss": "gap"' in card_of(tmp_path / "run") and '"margin": 0.5' in card_of(tmp_path / "run")

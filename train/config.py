@@ -19,7 +19,6 @@ from twotowers.towers import TOWERS
 
 MIXED_PRECISION = ("auto", "bf16", "fp16", "no")
 SWEEPS = ("basic", "extensive", "quick")
-_TOWERS = ", ".join(TOWERS)
 
 
 @dataclass
@@ -39,7 +38,7 @@ class TrainConfig:
     num_negatives: int = field(default=1, metadata={"help": "hard negatives per query per batch (from unselected passages / triples)"})
     num_workers: int = field(default=0, metadata={"help": "DataLoader worker processes that pad batches (0: the main process; on a GPU, 2-4)"})
     # -- model ---------------------------------------------------------------------------------------
-    tower: str = field(default="mean", metadata={"help": f"tower type: {_TOWERS}"})
+    tower: str = field(default="mean", metadata={"help": "tower type: {choices}", "choices": TOWERS})
     base_model: str = field(default=MINILM_ID, metadata={
         "help": "base encoder (Hub id or local dir in sentence-transformers or transformers layout); a transformer "
                 "tower pools and prompts as its files say"})
@@ -50,8 +49,8 @@ class TrainConfig:
         "help": "output width; default: the tower's (256 for mean/gru/lstm, none for transformer), or the "
                 "passage tower's width under --passage-tower; 0 = no projection"})
     passage_tower: str | None = field(default=None, metadata={
-        "help": f"a different passage tower ({_TOWERS}; default: same as --tower), e.g. transformer under a "
-                "mean query tower"})
+        "help": "a different passage tower ({choices}; default: same as --tower), e.g. transformer under a "
+                "mean query tower", "choices": TOWERS})
     freeze_passage_tower: bool = field(default=False, metadata={
         "help": "train the query tower only (with distillation the frozen passage tower must be the teacher)"})
     rnn_hidden_size: int = field(default=256, metadata={"help": "GRU/LSTM hidden size per direction"})
@@ -65,7 +64,7 @@ class TrainConfig:
     freeze_embeddings: bool = field(default=False, metadata={"help": "keep the token embeddings fixed"})
     init_from: str | None = field(default=None, metadata={"help": "start from a saved TwoTowers model (dir or repo)"})
     # -- optimisation --------------------------------------------------------------------------------
-    loss: str = field(default="infonce", metadata={"help": f"labelled loss: {', '.join(LOSSES)}"})
+    loss: str = field(default="infonce", metadata={"help": "labelled loss: {choices}", "choices": LOSSES})
     margin: float = field(default=0.2, metadata={"help": "triplet loss margin on cosine distance"})
     scale: float = field(default=20.0, metadata={"help": "infonce: similarity scale (1 / temperature)"})
     epochs: int = field(default=1, metadata={"help": "passes over the training data"})
@@ -154,7 +153,7 @@ class TrainConfig:
             if getattr(self, name) not in allowed:
                 raise ValueError(f"--{name.replace('_', '-')} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
         if self.passage_tower is not None and self.passage_tower not in TOWERS:
-            raise ValueError(f"--passage-tower must be one of {_TOWERS}, got {self.passage_tower!r}")
+            raise ValueError(f"--passage-tower must be one of {', '.join(TOWERS)}, got {self.passage_tower!r}")
         if self.sweep is not None and self.sweep not in SWEEPS:
             raise ValueError(f"--sweep must be one of {', '.join(SWEEPS)}, got {self.sweep!r}")
         for name in ("epochs", "batch_size", "accumulation_steps", "log_steps", "distill_mine_k", "max_query_length",

@@ -142,7 +142,7 @@ class LabelledObjective(Objective):
         self.sampler = EpochSampler(len(self.dataset), cfg.batch_size, cfg.seed, rank, world_size)
         self.loader = _loader(self.dataset, cfg, model, batch_size=cfg.batch_size, sampler=self.sampler,
                               collate_fn=Collator(self.dataset.pad_id))
-        self.loss_fn = build_loss(cfg.loss, cfg.margin, cfg.scale)
+        self.loss_fn = build_loss(cfg.loss, **cfg.to_dict())
 
     def batches_per_epoch(self) -> int:
         return self.sampler.batches_per_epoch()
@@ -310,7 +310,7 @@ class DistillObjective(Objective):
         self.cos_loss = CosineToTeacherLoss(model.dim, tp.shape[1])
         self.score_loss = ScoreDistillLoss(cfg.distill_temperature, cfg.distill_weight_kl, cfg.distill_weight_mse)
         self.weight_cosine = cfg.distill_weight_cosine
-        self.labelled_loss = build_loss(cfg.loss, cfg.margin, cfg.scale) if labelled is not None else None
+        self.labelled_loss = build_loss(cfg.loss, **cfg.to_dict()) if labelled is not None else None
         self.cfg = cfg
 
     def batches_per_epoch(self) -> int:

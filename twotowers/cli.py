@@ -51,7 +51,8 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls, exclude: tuple
 
     bool: `--flag`, `--flag=false` and `--no-flag`; list[T]: `--flag A B ...`; `T | None`: 'none' -> None.
     A field without a default is a required flag. `--help` shows each default (unless the help text
-    already says what it is).
+    already says what it is). metadata["choices"], a registry (a dict by name), fills "{choices}" in the
+    help with its names as they are when the parser is built (the field's own check refuses others).
     """
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
@@ -60,7 +61,10 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls, exclude: tuple
         typ, flag = hints[f.name], "--" + f.name.replace("_", "-")
         required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
         default = None if required else f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        kwargs = {"help": _with_default(f.metadata.get("help", ""), default, required), "dest": f.name}
+        help_text = f.metadata.get("help", "")
+        if "choices" in f.metadata:
+            help_text = help_text.replace("{choices}", ", ".join(f.metadata["choices"]))
+        kwargs = {"help": _with_default(help_text, default, required), "dest": f.name}
         args = typing.get_args(typ)
         if typ is bool:
             parser.add_argument(flag, nargs="?", const=True, default=default, type=str2bool, **kwargs)

@@ -99,16 +99,16 @@ def find_index_and_model(index: str, model: str | None, need_model: bool, verify
     """(PassageIndex, model) for `search`: the index dir, or a Hub repo (model at its root, index
     under index/); the model from --model, else beside (or above) the index, else index.json's source."""
     from ..download import local_or_download
-    from ..model import MODEL_FILES, TwoTowers
+    from ..layout import INDEX_SUBFOLDER, MODEL_FILES, find_index, find_model
+    from ..model import TwoTowers
     from .passage_index import PassageIndex
 
-    root = local_or_download(index, what="index", allow_patterns=[*MODEL_FILES, "index/*"])
-    index_dir = root / "index" if (root / "index" / META_NAME).is_file() else root
+    root = local_or_download(index, what="index", allow_patterns=[*MODEL_FILES, f"{INDEX_SUBFOLDER}/*"])
+    index_dir = find_index(root) or root  # not an index at all: `load` says what is missing
     if model is None and need_model:
-        for cand in (index_dir, index_dir.parent):
-            if (cand / "model.safetensors").is_file() and (cand / "config.json").is_file():
-                model = str(cand)
-                break
+        beside = find_model(index_dir)
+        if beside is not None:
+            model = str(beside)
         else:
             meta_path = saved_dir(index_dir) / META_NAME
             meta = read_json(meta_path, "a saved index's description") if meta_path.is_file() else {}

@@ -22,6 +22,7 @@ from .files import CORE_FILES, HNSW_NAME, META_NAME, STORE_FILES, VECTORS_NAME, 
 from .fusion import DEFAULT_ALPHA, DEFAULT_FUSION, DEFAULT_K, check_mode, fuse
 from .hits import SearchHit, array_hits, dense_hits
 from ..ids import IdSet
+from ..layout import INDEX_SUBFOLDER, find_index
 from .keyword import FILES as KEYWORD_FILES
 from .keyword import KeywordIndex
 from .store import TextStore, VectorStore
@@ -423,7 +424,7 @@ class PassageIndex:
         return cls(hnsw, vectors, stores["ids"], stores["passages"], meta, keyword=kw, model=model)
 
     @classmethod
-    def from_pretrained(cls, repo_id_or_dir: str, revision: str | None = None, subfolder: str = "index",
+    def from_pretrained(cls, repo_id_or_dir: str, revision: str | None = None, subfolder: str = INDEX_SUBFOLDER,
                         model=None, *, verify: bool = True) -> "PassageIndex":
         """Load an index from a local directory or a Hub repo's `subfolder` (JSON/numpy/hnswlib files only).
 
@@ -438,8 +439,7 @@ class PassageIndex:
             model = TwoTowers.from_pretrained(str(model), revision=revision)
         root = local_or_download(repo_id_or_dir, revision=revision, what="index",
                                  allow_patterns=[f"{subfolder}/*" if subfolder else "*"])
-        d = root / subfolder if subfolder and (root / subfolder / META_NAME).is_file() else root
-        return cls.load(d, model=model, verify=verify)
+        return cls.load(find_index(root, subfolder) or root, model=model, verify=verify)
 
 
 # -- helpers ---------------------------------------------------------------------------------------------
