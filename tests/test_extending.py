@@ -173,3 +173,30 @@ def test_a_new_loss_is_a_flag_choice_that_trains_and_is_on_the_card(data, tmp_pa
     assert final["objective"] == "labelled (gap)" and final["global_step"] > 0
     assert "labelled (gap)" in capsys.readouterr().out
     assert '"loss": "gap"' in card_of(tmp_path / "run") and '"margin": 0.5' in card_of(tmp_path / "run")
+
+
+def test_a_new_objective_is_picked_by_name_and_named_in_the_log_the_metrics_and_the_card(data, tmp_path, monkeypatch,
+                                                                                        capsys):
+    from train.__main__ import train
+    from train.config import TrainConfig, build_parser, parse_config
+    from train.objectives import OBJECTIVES, LabelledObjective
+
+    class PositivesOnly(LabelledObjective):
+        """Each query against its own positive only: no hard negatives in the batch."""
+
+        name = "positives"
+
+        def loss(self, model, batch):
+            q, p = model(batch["query_ids"], batch["query_mask"], batch["passage_ids"], batch["passage_mask"])
+            return (1.0 - (q * p[: q.shape[0]]).sum(-1)).mean()
+
+        def describe(self) -> str:
+            return "positives only"
+
+    monkeypatch.setitem(OBJECTIVES, "positives", PositivesOnly)
+    assert "what is optimised: labelled, distillation, positives" in " ".join(build_parser().format_help().split())
+    assert TrainConfig(objective="positives").out_dir == "runs/mean-positives"
+    final = train(parse_config(train_args(data, tmp_path / "run", "--objective", "positives")))
+    assert final["objective"] == "positives only" and final["global_step"] > 0
+    assert "; positives only: " in capsys.readouterr().out
+    assert '"objective": "positives"' in card_of(tmp_path / "run")

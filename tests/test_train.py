@@ -207,8 +207,10 @@ def test_config_flags_are_field_names():
     cfg = parse_config(["--learning-rate", "3e-4", "--no-wandb", "--data-files", "a.jsonl", "b.tsv",
                         "--projection-dim", "0", "--resume=false"])
     assert cfg.learning_rate == 3e-4 and cfg.no_wandb and cfg.data_files == ["a.jsonl", "b.tsv"]
-    assert cfg.projection is None and cfg.resume is False
-    assert TrainConfig(tower="gru").projection == 256 and TrainConfig(tower="transformer").lr == 2e-5
+    assert cfg.widths(384) == (None, None) and cfg.resume is False
+    assert TrainConfig(tower="gru").widths(384) == (256, None) and TrainConfig(tower="transformer").lr == 2e-5
+    assert TrainConfig(tower="mean", passage_tower="transformer").widths(384) == (384, None)  # the sides meet
+    assert TrainConfig(tower="mean", passage_tower="gru", projection_dim=128).widths(384) == (128, 256)
     assert TrainConfig(tower="mean").lr == 1e-3 and TrainConfig(tower="mean", distill_from="minilm",
                                                                 distill_data=["q.tsv"]).lr == 1e-3  # one default
     assert parse_config(["--no-sparse-embeddings"]).sparse_embeddings is False

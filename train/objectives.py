@@ -11,8 +11,10 @@
   With `--data-files` and `--distill-weight` w < 1, each step adds (1 - w) x the labelled loss.
 
 Every batch is a function of (seed, epoch, batch index) alone, so `--resume` after a kill sees the
-exact batches the killed run would have. To add an objective: a class with `batches_per_epoch`,
-`batches(epoch, start_batch)`, `loss(model, batch)` and `count(batch)`, chosen in `build_objective`.
+exact batches the killed run would have. To add an objective: a subclass of `Objective` (its `name`,
+`batches_per_epoch`, `batches(epoch, start_batch)`, `loss(model, batch)`, `count(batch)`; what it needs of
+the loop: `reads_labelled_examples`, `find_unused_parameters`) and its `OBJECTIVES` entry; `--objective
+NAME` picks it (and its flags, if new, are fields of train/config.py).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import hashlib
 import json
 import math
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -35,12 +38,26 @@ from twotowers.teacher import TeacherCache, load_teacher, passage_agreement
 from twotowers.tokenizer import pad_ids
 from twotowers.topk import exact_top_k
 
-from .config import TrainConfig
 from .progress import log
+
+if TYPE_CHECKING:
+    from .config import TrainConfig
 
 
 class Objective(nn.Module):
     """Batches of an epoch and the loss on a batch; its own parameters (if any) train with the model."""
+
+    name = "objective"  # its `OBJECTIVES` key: `--objective NAME`
+    find_unused_parameters = False  # DDP: a step may leave some trainable parameters without gradients
+
+    @classmethod
+    def reads_labelled_examples(cls, cfg: TrainConfig) -> bool:
+        """Whether the loop reads --data-files (or the Hub dataset) into labelled examples for it."""
+        return True
+
+    def describe(self) -> str:
+        """What the run's log line and its final metrics call it."""
+        return self.name
 
     def batches_per_epoch(self) -> int:
         raise NotImplementedError
@@ -133,8 +150,11 @@ def labelled_loss(loss_fn: nn.Module, model: nn.Module, batch: dict, prefix: str
 class LabelledObjective(Objective):
     """In-batch negatives (or triplet) loss on labelled examples, tokenised once, padded by workers."""
 
-    def __init__(self, cfg: TrainConfig, model, examples, rank: int = 0, world_size: int = 1):
+    name = "labelled"
+
+    def __init__(self, cfg: TrainConfig, model, examples, rank: int = 0, world_size: int = 1, barrier=None):
         super().__init__()
+        self.loss_name = cfg.loss
         start = time.perf_counter()
         with training_passage_length(model, cfg.train_passage_length):
             self.dataset = TokenizedExamples(examples, model, cfg.num_negatives, cfg.seed)
@@ -157,6 +177,9 @@ class LabelledObjective(Objective):
 
     def count(self, batch):
         return int(batch["query_ids"].shape[0])
+
+    def describe(self) -> str:
+        return f"labelled ({self.loss_name})"
 
 
 class DistillBatches(torch.utils.data.Dataset):
@@ -230,6 +253,13 @@ class DistillBatches(torch.utils.data.Dataset):
 
 class DistillObjective(Objective):
     """Distillation from cached teacher vectors (see the module docstring); w < 1 mixes in labelled loss."""
+
+    name = "distillation"
+    find_unused_parameters = True  # query steps leave the passage tower, passage steps the query tower, untouched
+
+    @classmethod
+    def reads_labelled_examples(cls, cfg: TrainConfig) -> bool:
+        return bool(cfg.data_files)  # only to mix the labelled loss in
 
     def __init__(self, cfg: TrainConfig, model, labelled_examples=(), rank: int = 0, world_size: int = 1, barrier=None):
         super().__init__()
@@ -342,6 +372,9 @@ class DistillObjective(Objective):
     def count(self, batch):
         return int(batch["teacher_p"].shape[0]) + (int(batch["teacher_q"].shape[0]) if "teacher_q" in batch else 0)
 
+    def describe(self) -> str:
+        return self.name + (" + labelled" if self.labelled_loss is not None else "")
+
     def finish(self, model) -> dict:
         if not self.fit:
             return {}
@@ -382,9 +415,15 @@ class _FrozenPassageSide:
             return self.model.encode_passages(texts, **kwargs)
 
 
+OBJECTIVES: dict[str, type[Objective]] = {"labelled": LabelledObjective, "distillation": DistillObjective}
+
+
+def objective_class(cfg: TrainConfig) -> type[Objective]:
+    """The objective `cfg` asks for (`--objective`, else distillation where a teacher is named, else labelled)."""
+    return OBJECTIVES[cfg.objective_name]
+
+
 def build_objective(cfg: TrainConfig, model, labelled_examples, rank: int = 0, world_size: int = 1,
                     barrier=None) -> Objective:
-    """The objective `cfg` asks for: distillation (maybe mixed with labels) or labelled training."""
-    if cfg.distilling:
-        return DistillObjective(cfg, model, labelled_examples, rank, world_size, barrier)
-    return LabelledObjective(cfg, model, labelled_examples, rank, world_size)
+    """The objective `cfg` asks for, built for `model` (this process's share of the data under torchrun)."""
+    return objective_class(cfg)(cfg, model, labelled_examples, rank, world_size, barrier)
