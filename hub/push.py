@@ -23,7 +23,7 @@ from twotowers.writing import make_readable
 
 from .card import build_card
 from .connect import PublishError, explain, hub_api, upload_tree
-from .metrics import MetricSet, read_metrics
+from .metrics import MetricSet, read_metrics, training_metric_sets
 from .tree import check_empty, check_repo_id, describe, files_under, place
 
 
@@ -81,12 +81,15 @@ def _stage_sentence_transformers(model_dir: Path, out: Path) -> bool:
     return True
 
 
-def push(model_dir, index_dir, repo_id: str, *, metrics_files=(), private: bool = False, revision: str | None = None,
-         dry_run: bool = False, out=None, train_config: dict | None = None, space_id: str | None = None,
-         endpoint: str | None = None, log=print, example_queries: list[str] | None = None) -> str:
-    """Stage and upload (or, with `dry_run`, only stage into `out`) -> the commit URL or the out dir."""
+def push(model_dir, index_dir, repo_id: str, *, metrics_files=(), metric_sets: list[MetricSet] = (),
+         private: bool = False, revision: str | None = None, dry_run: bool = False, out=None,
+         train_config: dict | None = None, space_id: str | None = None, endpoint: str | None = None, log=print,
+         example_queries: list[str] | None = None) -> str:
+    """Stage and upload (or, with `dry_run`, only stage into `out`) -> the commit URL or the out dir.
+
+    The card's figures: `metrics_files` (evaluation JSON files) and `metric_sets` (figures already at hand)."""
     check_repo_id(repo_id)
-    metric_sets = read_metrics(metrics_files) if metrics_files else []
+    metric_sets = [*(read_metrics(metrics_files) if metrics_files else []), *metric_sets]
     if index_dir is None:
         log(f"note: no index given, so the repo gets no index/ (load_pretrained and the Space need one): build it with "
             f"`python -m twotowers.index build --model {model_dir} --collection FILE --out {model_dir}/index` and push again")
@@ -125,7 +128,8 @@ def push_from_training(cfg, output_dir, metrics: dict | None = None, *, repo_id:
     Pushes `output_dir` (the final `save_pretrained`), `output_dir/index` when one was built, a card
     with `cfg` (a dataclass) as the recipe and `metrics` (the run's evaluation dict). Returns the
     commit URL; on failure, one line and None (the trained model stays on disk), or with
-    `raise_errors` a PublishError of that line (training then exits 1).
+    `raise_errors` a PublishError of that line (training then exits 1). The metrics go to the card as
+    they are (`hub.metrics.training_metric_sets`), never through a file.
     """
     train_config = dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else dict(vars(cfg))
     repo_id = repo_id or train_config.get("push_to_hub")
@@ -134,63 +138,13 @@ def push_from_training(cfg, output_dir, metrics: dict | None = None, *, repo_id:
     try:
         if not repo_id:
             raise PublishError("push_from_training needs a repo id (cfg.push_to_hub or repo_id=)")
-        with tempfile.TemporaryDirectory(prefix="twotowers-metrics-") as tmp:
-            metrics_files = training_metrics_files(metrics or {}, Path(tmp), train_config)
-            return push(output_dir, index_dir, repo_id, metrics_files=metrics_files, train_config=train_config, log=log)
+        return push(output_dir, index_dir, repo_id, metric_sets=training_metric_sets(metrics or {}, train_config),
+                    train_config=train_config, log=log)
     except (PublishError, ValueError, OSError) as e:
         if raise_errors:
             raise PublishError(f"push to the Hub failed: {explain(e)}") from None
         print(f"error: push to the Hub failed: {explain(e)}", file=sys.stderr)
         return None
-
-
-def _names(files) -> str:
-    return ", ".join(Path(f).name for f in files)
-
-
-def _measured_data(train_config: dict) -> dict:
-    """What the run's tests measured (hub.card tells it): file names from its flags, never their paths."""
-    c = train_config
-    if c.get("test_queries") and c.get("test_qrels") and c.get("test_collection"):
-        test = {"queries": _names([c["test_queries"]]), "qrels": _names([c["test_qrels"]]),
-                "corpus": _names([c["test_collection"]])}
-    elif c.get("validation_files"):
-        test = {"queries": _names(c["validation_files"]), "corpus": "the pooled candidate passages of those rows",
-                "dataset_config": "v1.1"}
-    else:
-        test = {}
-    val = {"queries": _names(c["validation_files"]), "dataset_config": "v1.1"} if c.get("validation_files") else {}
-    return {"retrieve": test, "rerank": val}
-
-
-def training_metrics_files(final: dict, out: Path, train_config: dict | None = None) -> list[Path]:
-    """The training run's final dict (`test/ndcg@10`, `val/mrr@10`, ...) -> evaluation-CLI-shaped JSON files,
-    with what was measured taken from the run's flags (`train_config`).
-
-    `test/*` is the retrieval test over the pooled corpus, `val/*` the re-rank validation (with its
-    `random_*` baseline); anything else that looks like a metric goes in as it is.
-    """
-    groups = {"retrieve": ("test/", "final-retrieval-test.json"), "rerank": ("val/", "final-rerank-validation.json")}
-    data = _measured_data(train_config or {})
-    files = []
-    for mode, (prefix, name) in groups.items():
-        part = {k[len(prefix):]: v for k, v in final.items() if k.startswith(prefix)}
-        if part:
-            (out / name).write_text(json.dumps({"mode": mode, "source": "training run (final)", **data[mode],
-                                                "results": {"model": part}}, default=float))
-            files.append(out / name)
-    rest = {k: v for k, v in final.items() if not k.startswith(("test/", "val/"))}
-    if not files and rest:
-        (out / "final-metrics.json").write_text(json.dumps(rest, default=float))
-        files.append(out / "final-metrics.json")
-    return [f for f in files if _has_metrics(f)]
-
-
-def _has_metrics(path: Path) -> bool:
-    try:
-        return bool(read_metrics([path]))
-    except ValueError:
-        return False
 
 
 # -- helpers -------------------------------------------------------------------------------------------

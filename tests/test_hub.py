@@ -266,6 +266,22 @@ def test_metrics_parser_is_defensive(tmp_path):
         read_metrics([tmp_path / "empty.json"])
 
 
+def test_a_training_runs_figures_reach_the_card_as_they_are():
+    """`python -m train --push-to-hub`: the run's final dict -> metric sets (no file, no parsing) -> the card."""
+    from hub.metrics import training_metric_sets
+
+    final = {"objective": "labelled (infonce)", "global_step": 10, "val/ndcg@10": 0.61, "val/random_ndcg@10": 0.3,
+             "test/ndcg@10": 0.42, "test/recall@100": 0.9, "test/n_queries": 4, "test/corpus_passages": 100}
+    test, val, random = training_metric_sets(final, {"validation_files": ["/home/me/dev.jsonl"]})
+    assert (test.name, test.is_model, test.metrics) == ("model", True, {"ndcg@10": 0.42, "recall@100": 0.9})
+    assert test.context["n_queries"] == 4 and test.context["queries"] == "dev.jsonl"  # a file name, never its path
+    assert (val.metrics, random.name, random.is_model, random.metrics) == ({"ndcg@10": 0.61}, "random", False,
+                                                                         {"ndcg@10": 0.3})
+    card = str(build_card("me/x", {"tower": "mean"}, [test, val, random]))
+    assert "From the training run's final retrieval test" in card and "| random | 0.3000 |" in card
+    assert training_metric_sets({"global_step": 3}) == []  # no figures: the card says none were supplied
+
+
 def test_card_shows_the_hyperparameters_used_and_no_local_path(trained, tmp_path):
     """A run's config as `python -m train` saved it (defaults unresolved, paths as typed) -> the card shows the
     learning rate and widths used, file names, no output directory; an index built by the CLI names its corpus."""

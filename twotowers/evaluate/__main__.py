@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..cli import ArgumentParser, run_main
+from ..metrics import display_name
 from ..writing import check_writable, replacing
 from ..index.fusion import DEFAULT_FUSION, FUSIONS, MODES, describe_fusions
 from ..towers import TOWERS
@@ -84,8 +85,7 @@ def describe_data(args, n_passages: int) -> dict:
 
 def _print_table(results: dict[str, dict], mode: str) -> None:
     metrics = RETRIEVAL_METRICS if mode == "retrieve" else RERANK_METRICS
-    names = {"ndcg": "NDCG", "mrr": "MRR", "recall": "Recall"}
-    print("| system | " + " | ".join(names[m.split("@")[0]] + "@" + m.split("@")[1] for m in metrics) + " | queries |")
+    print("| system | " + " | ".join(map(display_name, metrics)) + " | queries |")
     print("|---" * (len(metrics) + 2) + "|")
     for name, r in results.items():
         print(f"| {name} | " + " | ".join(f"{r[m]:.4f}" for m in metrics) + f" | {r['n_queries']} |")
