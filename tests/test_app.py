@@ -166,9 +166,10 @@ def test_highlight_marks_query_terms_and_escapes_html():
 # -- your own passages ------------------------------------------------------------------------------
 @pytest.mark.parametrize("name,data,words", [
     ("bad.tsv", "a\tfirst passage\nb second passage\n", "bad.tsv line 2: expected id<TAB>text"),
-    ("bad.jsonl", '{"id": "a", "text": "ok"}\n{"id": "b", "text": \n', "bad.jsonl line 2: not valid JSON"),
+    ("bad.jsonl", '{"id": "a", "text": "ok"}\n{"id": "b", "text": \n', "bad.jsonl line 2: invalid JSON"),
     ("bad.jsonl", '{"id": "a", "text": "ok"}\n\n{"id": "a", "text": "again"}\n', "line 3: id 'a' repeats line 1"),
-    ("bad.jsonl", '{"id": "a", "body": "ok"}\n', 'line 1: expected an object with a "text" field'),
+    ("bad.jsonl", '{"id": "a", "body": "ok"}\n', "line 1: expected 'text' field, found ['body', 'id']"),
+    ("bad.jsonl", '{"id": true, "text": "ok"}\n', "line 1: 'text' must be a string and 'id' a string or number"),
     ("bad.txt", b"fine line\n\xff\xfe broken\n", "bad.txt line 2: not UTF-8"),
     ("bad.tsv", "a\t   \n", "bad.tsv line 1: the passage text is empty"),
     ("bad.tsv", "a\tok\nb\t\u200b\u200d\n", "bad.tsv line 2: the passage text is empty"),

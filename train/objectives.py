@@ -30,9 +30,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from twotowers.data import Collator, TokenizedExamples, read_unlabelled
+from twotowers.data import Collator, TokenizedExamples, read_unlabelled, word_windows
 from twotowers.index.fusion import minmax
-from twotowers.index.tuning import word_windows
 from twotowers.losses import CosineToTeacherLoss, ScoreDistillLoss, build_loss
 from twotowers.teacher import TeacherCache, load_teacher, passage_agreement
 from twotowers.tokenizer import pad_ids

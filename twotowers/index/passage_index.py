@@ -26,7 +26,7 @@ from ..layout import INDEX_SUBFOLDER, find_index
 from .keyword import FILES as KEYWORD_FILES
 from .keyword import KeywordIndex
 from .store import TextStore, VectorStore
-from .tuning import RecallWarning, choose_ef, word_windows
+from .tuning import RecallWarning, choose_ef
 
 _FLOAT32 = np.dtype(np.float32)  # dtypes of builtin types are singletons: `is` compares
 RETUNE_GROWTH = 1.1  # `add` re-tunes ef once the index has grown by 10% since ef was chosen
@@ -215,7 +215,7 @@ class PassageIndex:
         """Set `ef` to the smallest value reaching recall@k >= target against exact search; returns the record.
 
         Queries: `queries` (texts or query vectors) when given; else the query tower's vectors of
-        1-6-word windows cut from sampled passages (see twotowers/index/tuning.py); else, without a
+        1-6-word windows cut from sampled passages (twotowers/data.py `word_windows`); else, without a
         model, sampled passage vectors, each excluding itself from both result lists.
         """
         n = len(self)
@@ -228,6 +228,8 @@ class PassageIndex:
             q = queries if isinstance(queries, np.ndarray) else self._require_model("tune_ef").encode_queries(list(queries))
             q, source = q[:samples], "given queries"
         elif self.model is not None:
+            from ..data import word_windows  # a model is here, so torch is loaded already
+
             q = self.model.encode_queries(word_windows(self.passages.get(rows), rng))
             source = "query-tower vectors of 1-6-word windows of sampled passages"
         else:
