@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import sys
 import tempfile
 from pathlib import Path
@@ -25,6 +26,8 @@ from .card import build_card
 from .connect import PublishError, explain, hub_api, upload_tree
 from .metrics import MetricSet, read_metrics, training_metric_sets
 from .tree import check_empty, check_repo_id, describe, files_under, place
+
+_log = logging.getLogger(__name__).info  # the default `log` of the functions below
 
 
 def stage_model_repo(model_dir, index_dir, out, *, repo_id: str, metric_sets: list[MetricSet] = (),
@@ -83,12 +86,13 @@ def _stage_sentence_transformers(model_dir: Path, out: Path) -> bool:
 
 def push(model_dir, index_dir, repo_id: str, *, metrics_files=(), metric_sets: list[MetricSet] = (),
          private: bool = False, revision: str | None = None, dry_run: bool = False, out=None,
-         train_config: dict | None = None, space_id: str | None = None, endpoint: str | None = None, log=print,
+         train_config: dict | None = None, space_id: str | None = None, endpoint: str | None = None, log=_log,
          example_queries: list[str] | None = None) -> str:
     """Stage and upload (or, with `dry_run`, only stage into `out`) -> the commit URL or the out dir.
 
     The card's figures: `metrics_files` (evaluation JSON files) and `metric_sets` (figures already at hand)."""
     check_repo_id(repo_id)
+    api = None if dry_run else hub_api(endpoint)  # fails fast (one line) with no token, before any work
     metric_sets = [*(read_metrics(metrics_files) if metrics_files else []), *metric_sets]
     if index_dir is None:
         log(f"note: no index given, so the repo gets no index/ (load_pretrained and the Space need one): build it with "
@@ -108,7 +112,6 @@ def push(model_dir, index_dir, repo_id: str, *, metrics_files=(), metric_sets: l
     from twotowers.st_export import OWNED_PATHS  # the export's files: pruned on a new push, so a GRU model
     # pushed over a repo that once held a mean one keeps no stale modules.json
 
-    api = hub_api(endpoint)  # fails fast (one line) with no token, before any staging work
     with tempfile.TemporaryDirectory(prefix="twotowers-push-") as tmp:
         files = stage_model_repo(model_dir, index_dir, tmp, repo_id=repo_id, metric_sets=metric_sets,
                                  train_config=train_config, space_id=space_id, link=True,
@@ -122,7 +125,7 @@ def push(model_dir, index_dir, repo_id: str, *, metrics_files=(), metric_sets: l
 
 
 def push_from_training(cfg, output_dir, metrics: dict | None = None, *, repo_id: str | None = None,
-                       log=print, raise_errors: bool = False) -> str | None:
+                       log=_log, raise_errors: bool = False) -> str | None:
     """Called by `python -m train --push-to-hub REPO` at the end of a run.
 
     Pushes `output_dir` (the final `save_pretrained`), `output_dir/index` when one was built, a card

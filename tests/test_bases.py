@@ -105,9 +105,9 @@ def test_a_teacher_with_pickled_weights_only_is_refused_in_one_line(st_base, tmp
     proc = subprocess.run([sys.executable, "-m", "train", "--distill-from", str(pickled), "--distill-data", queries,
                            collection, "--no-wandb", "--no-save", "--device", "cpu"],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
-    lines = [line for line in proc.stderr.splitlines() if line.strip() and not line.startswith("distillation data")]
-    assert proc.returncode == 1 and len(lines) == 1 and lines[0].startswith("error: ") and "pickle" in lines[0], \
-        proc.stderr[-2000:]
+    from conftest import one_error_line
+
+    assert proc.returncode == 1 and "pickle" in one_error_line(proc.stderr)
 
 
 def test_a_mixed_base_model_trains_saves_loads_exports_and_indexes(base, st_base, tmp_path):

@@ -142,7 +142,7 @@ def test_a_new_tower_trains_from_the_cli_and_is_served_and_described(data, tmp_p
     assert "tower type: mean, gru, lstm, transformer, toy" in " ".join(build_parser().format_help().split())
     assert "toy" in evaluate_parser().format_help()
     final = train(parse_config(train_args(data, tmp_path / "run", "--tower", "toy")))
-    assert final["global_step"] > 0 and "toy towers" in capsys.readouterr().out
+    assert final["global_step"] > 0 and "toy towers" in capsys.readouterr().err
     engine = app.load_engine(model_dir=str(tmp_path / "run"), cache=tmp_path / "cache", log=lambda *_: None)
     assert engine.info()["tower"] == "toy" and engine.info()["dim"] == 64  # the tower's default width
     assert app.search("piano keys", 3, engine=engine)[0]["rank"] == 1
@@ -171,7 +171,7 @@ def test_a_new_loss_is_a_flag_choice_that_trains_and_is_on_the_card(data, tmp_pa
     assert "labelled loss: infonce, triplet, gap" in " ".join(build_parser().format_help().split())
     final = train(parse_config(train_args(data, tmp_path / "run", "--loss", "gap", "--margin", "0.5")))
     assert final["objective"] == "labelled (gap)" and final["global_step"] > 0
-    assert "labelled (gap)" in capsys.readouterr().out
+    assert "labelled (gap)" in capsys.readouterr().err
     assert '"loss": "gap"' in card_of(tmp_path / "run") and '"margin": 0.5' in card_of(tmp_path / "run")
 
 
@@ -198,5 +198,5 @@ def test_a_new_objective_is_picked_by_name_and_named_in_the_log_the_metrics_and_
     assert TrainConfig(objective="positives").out_dir == "runs/mean-positives"
     final = train(parse_config(train_args(data, tmp_path / "run", "--objective", "positives")))
     assert final["objective"] == "positives only" and final["global_step"] > 0
-    assert "; positives only: " in capsys.readouterr().out
+    assert "; positives only: " in capsys.readouterr().err
     assert '"objective": "positives"' in card_of(tmp_path / "run")

@@ -51,12 +51,13 @@ def test_cli_end_to_end_with_wandb_offline(data, tmp_path):
     assert metrics["global_step"] == 2 * 8  # 64 examples / batch 8, two epochs
     for key in ("val/ndcg@10", "val/random_ndcg@10", "test/ndcg@10", "test/recall@100"):
         assert 0.0 <= metrics[key] <= 1.0
-    assert "200 rows -> 200 examples" in proc.stdout and "texts/s" in proc.stdout
+    log = proc.stderr  # the run's log lines
+    assert "200 rows -> 200 examples" in log and "texts/s" in log
     # stderr is not a terminal here: one progress line per --log-steps (5) and at the last step
-    steps = [line.split()[1] for line in proc.stdout.splitlines() if line.startswith("step ")]
-    assert steps == ["5/16", "10/16", "15/16", "16/16"], proc.stdout[-2000:]
-    assert all(w in proc.stdout for w in ("steps/s", "elapsed, ETA ", "loss ")) and "\r" not in proc.stdout + proc.stderr
-    assert not (out / "checkpoint").exists() and "--keep-checkpoint keeps it" in proc.stdout  # finished: removed
+    steps = [line.split()[1] for line in log.splitlines() if line.startswith("step ")]
+    assert steps == ["5/16", "10/16", "15/16", "16/16"], log[-2000:]
+    assert all(w in log for w in ("steps/s", "elapsed, ETA ", "loss ")) and "\r" not in proc.stdout + log
+    assert not (out / "checkpoint").exists() and "--keep-checkpoint keeps it" in log  # finished: removed
     from twotowers import TwoTowers
 
     model = TwoTowers.from_pretrained(out)  # the final model loads as a normal saved model
@@ -71,7 +72,7 @@ def test_unparsable_file_stops_before_training(data, tmp_path, capsys):
 
     with pytest.raises(DataFormatError, match=r"bad\.jsonl:2"):
         run(parse_config(args(data, tmp_path / "o", "--no-wandb") + ["--data-files", str(bad)]))
-    assert "tokenised" not in capsys.readouterr().out
+    assert "tokenised" not in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
 
 
@@ -158,7 +159,7 @@ def test_two_process_ddp_with_gloo(data, tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["global_step"] == math.ceil(48 / 2 / 8)  # each process takes half of every epoch
     assert metrics["texts_seen"] == 48
-    assert "2 process(es)" in proc.stdout
+    assert "2 process(es)" in proc.stderr and proc.stderr.count("2 process(es)") == 1  # rank 0 alone logs
 
 
 def test_progress_bar_on_a_terminal_and_lines_elsewhere():
@@ -181,7 +182,7 @@ def test_progress_bar_on_a_terminal_and_lines_elsewhere():
     shown = term.getvalue().split("\r")[-1]
     assert "7/7" in shown and "step/s" in shown and "loss=0.5000" in shown and "lr=1.00e-03" in shown
     assert "<00:00" in shown  # elapsed < remaining (the ETA)
-    assert lines.getvalue() == ""  # lines go to the log (stdout), not the bar's stream
+    assert lines.getvalue() == ""  # lines go to the log (logging), not the bar's stream
 
 
 def test_help_shows_every_default():

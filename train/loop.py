@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import time
 from pathlib import Path
@@ -32,10 +33,11 @@ from .checkpoint import TrainState, check_resumable, find_checkpoint, load_check
 from .config import TrainConfig
 from .objectives import Objective, build_objective, evaluating, objective_class
 from .optim import Optimizers
-from .progress import Progress, log
+from .progress import Progress
 from .setup import (autocast_dtype, build_model, load_labelled_examples, load_test_set, prepare_output_dir,
                     set_seed, setup_distributed)
 
+log = logging.getLogger(__name__).info
 __all__ = ["NonFiniteLoss", "Training", "autocast_dtype", "build_model", "forward_backward", "run", "to_device"]
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import math
 import time
 from typing import TYPE_CHECKING
@@ -37,10 +38,10 @@ from twotowers.teacher import TeacherCache, load_teacher, passage_agreement
 from twotowers.tokenizer import pad_ids
 from twotowers.topk import exact_top_k
 
-from .progress import log
-
 if TYPE_CHECKING:
     from .config import TrainConfig
+
+log = logging.getLogger(__name__).info
 
 
 class Objective(nn.Module):

@@ -6,6 +6,7 @@ trains; the output directory is checked before any file is read.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import time
@@ -24,7 +25,8 @@ from twotowers.layout import CONFIG_NAME, WEIGHTS_NAME
 
 from .checkpoint import find_checkpoint, remove_checkpoints
 from .config import TrainConfig
-from .progress import log
+
+log = logging.getLogger(__name__).info
 
 
 @dataclass

@@ -1,9 +1,13 @@
-"""What every command line shares: flags from a config dataclass, and bad input as one `error:` line.
+"""What every command line shares: flags from a config dataclass, bad input as one `error:` line, and logging.
 
     parser = ArgumentParser(...)
     add_dataclass_arguments(parser, BuildConfig)     # --field-name for each field; help from metadata
     cfg = dataclass_from_args(BuildConfig, args, parser)
     sys.exit(run_main(main))                          # ValueError / OSError -> "error: ..." on stderr, exit 1
+
+Every module logs through `logging.getLogger(__name__)`; `configure_logging` (which `run_main` calls)
+shows this project's INFO lines on stderr, one line each, above a progress bar where one is drawn (a
+bar is train/progress.py's own; it is not logging).
 
 A failure the user can fix (a bad file, a wrong value, a missing download) is one line naming the
 file, line or value; anything else is a bug and keeps its traceback. `TWOTOWERS_TRACEBACK=1` shows
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 import os
 import sys
 import typing
@@ -101,12 +106,41 @@ def dataclass_from_args(cls, args: argparse.Namespace, parser: argparse.Argument
         parser.error(str(e))
 
 
+LOGGERS = ("twotowers", "train", "hub", "webapp", "app", "bench")  # this project's top-level packages and scripts
+
+
+class _LineHandler(logging.Handler):
+    """A record a line on stderr as it is when written (a redirect, a test's capture), through tqdm's writer
+    so that a progress bar on the same terminal is redrawn below the line, not broken by it."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            from tqdm import tqdm
+
+            tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:  # noqa: BLE001 - logging's own convention: a failed write is reported, never raised
+            self.handleError(record)
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    """Show this project's log lines (`LOGGERS`) at `level` on stderr, the message alone; under torchrun, only
+    rank 0's (the other processes' warnings and errors still show). Safe to call again."""
+    rank = int(os.environ.get("RANK", "0"))
+    for name in LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(h, _LineHandler) for h in logger.handlers):
+            logger.addHandler(_LineHandler())
+        logger.setLevel(level if rank == 0 else max(level, logging.WARNING))
+
+
 def run_main(main: Callable[[], object], *, also: tuple[type[BaseException], ...] = (),
              describe: Callable[[BaseException], str] = str) -> int:
-    """Run a command line's `main`; a user-fixable failure becomes one `error:` line and exit status 1.
+    """Run a command line's `main` with logging configured; a user-fixable failure becomes one `error:`
+    line and exit status 1.
 
     `also`: more exception types that mean bad input or an unreachable service; `describe` turns an
     error into its line (e.g. with a token redacted)."""
+    configure_logging()
     try:
         main()
     except (ValueError, OSError, MissingExtra, *also) as e:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .demo import DEMO_PASSAGES, ROOT, demo_model, demo_queries, load_demo_index
+
+_log = logging.getLogger(__name__).info  # the default `log` of the functions below
 
 
 class _RWLock:
@@ -83,7 +86,7 @@ class Engine:
 
 
 def load_engine(model_repo: str | None = None, revision: str | None = None, model_dir: str | None = None,
-                index_dir: str | None = None, cache: Path | None = None, model=None, log=print,
+                index_dir: str | None = None, cache: Path | None = None, model=None, log=_log,
                 verify: bool = True, save_uploads: str | Path | None = None) -> Engine:
     """Load what the app serves, once: a Hub repo, local dirs, or the embedded demo.
 

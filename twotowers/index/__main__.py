@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import logging
 import sys
 import warnings
 from dataclasses import dataclass, field
@@ -27,6 +28,8 @@ from ..writing import writer_lock
 from .files import META_NAME, check_replaceable, saved_dir
 from .fusion import DEFAULT_ALPHA, DEFAULT_FUSION, DEFAULT_K, FUSIONS, MODES, describe_fusions
 from .tuning import RecallWarning
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -191,12 +194,12 @@ def main(argv: list[str] | None = None) -> None:
             warnings.simplefilter("always", RecallWarning)
             index = build(cfg)
         tuning = index.meta.get("ef_tuning") or {}
-        print(f"wrote {cfg.out}: {len(index):,} passages, dim {index.dim}, M {index.meta['M']}, ef {index.ef}"
-              + (f" (recall@{tuning['k']} {tuning['recall']:.4f} on {tuning['queries']} queries, target "
-                 f"{tuning['target_recall']})" if tuning else "")
-              + f", keyword {'yes' if index.keyword is not None else 'no'}", file=sys.stderr)
+        log.info(f"wrote {cfg.out}: {len(index):,} passages, dim {index.dim}, M {index.meta['M']}, ef {index.ef}"
+                 + (f" (recall@{tuning['k']} {tuning['recall']:.4f} on {tuning['queries']} queries, target "
+                    f"{tuning['target_recall']})" if tuning else "")
+                 + f", keyword {'yes' if index.keyword is not None else 'no'}")
         for w in caught:  # the build could not reach its target recall: said on a line of its own
-            print(f"warning: {w.message}", file=sys.stderr)
+            log.warning(f"warning: {w.message}")
     else:
         search(args)
 
