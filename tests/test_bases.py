@@ -95,6 +95,7 @@ def test_the_teacher_cache_key_covers_every_file_and_the_prompts(st_base, tmp_pa
     np.testing.assert_allclose(qd, d.encode_queries(TEXTS), atol=2e-3)  # float16 storage
 
 
+@pytest.mark.slow  # a fresh process (python -m train)
 def test_a_teacher_with_pickled_weights_only_is_refused_in_one_line(st_base, tmp_path):
     pickled = tmp_path / "pickled"
     shutil.copytree(st_base, pickled)
@@ -164,6 +165,7 @@ def bge_small(tmp_path_factory):
     return proc.stdout.strip().splitlines()[-1]
 
 
+@pytest.mark.slow  # a fresh process fetches bge-small
 def test_bge_small_as_a_tower_gives_its_own_vectors(bge_small, dev_passages):
     from sentence_transformers import SentenceTransformer
 

@@ -114,6 +114,7 @@ print(json.dumps({"files": local, "result": str(result)[:2000]}))
 """
 
 
+@pytest.mark.slow  # a fresh process
 def test_space_tree_runs_the_app_with_nothing_from_the_checkout(tmp_path):
     """Import app.py from the staged Space (not the checkout), load a model + index, search: every
     repo-local module that got imported must come from the Space tree."""

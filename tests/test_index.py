@@ -139,6 +139,7 @@ def test_ef_is_the_smallest_reaching_the_target(model):
     assert ef - below <= max(2, below // 16)  # bisected between the grid's steps
 
 
+@pytest.mark.slow  # a fresh process
 def test_round_trip_in_a_fresh_process_is_identical(built, saved):
     code = (f"import json, sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); sys.path.insert(0, {str(ROOT)!r});"
             "from test_index import all_modes; from twotowers import PassageIndex, TwoTowers;"
@@ -544,6 +545,7 @@ def test_cli_answers_bad_input_in_one_line(saved, tmp_path, capsys):
     refused(["search", str(d), "piano"], r"passages.bin is missing")
 
 
+@pytest.mark.slow  # a fresh process (python -m twotowers.index)
 def test_python_m_index_prints_one_line_and_exits_1(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "twotowers.index", "search", str(tmp_path / "nothing"), "q"],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)

@@ -41,6 +41,7 @@ def args(data, out, *extra):
             "--num-workers", "0", "--output-dir", str(out), "--log-steps", "5", "--seed", "3", *extra]
 
 
+@pytest.mark.slow  # a fresh process (python -m train)
 def test_cli_end_to_end_with_wandb_offline(data, tmp_path):
     out = tmp_path / "run"
     proc = subprocess.run([sys.executable, "-m", "train", *args(data, out, "--validation-files", data["val"], "--epochs", "2",
@@ -112,6 +113,7 @@ def _state(out: Path):
     return None
 
 
+@pytest.mark.slow  # fresh processes, one killed
 def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(data, tmp_path):
     extra = ("--no-wandb", "--epochs", "2", "--batch-size", "4", "--max-samples", "96", "--save-steps", "4",
              "--no-comprehensive-test")
@@ -149,6 +151,7 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(data, tmp_path)
         torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow  # two fresh processes (torchrun)
 def test_two_process_ddp_with_gloo(data, tmp_path):
     out = tmp_path / "ddp"
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29517",
@@ -272,6 +275,7 @@ def _kill_after(out: Path, argv: list[str], step: int) -> dict:
     return _state(out)
 
 
+@pytest.mark.slow  # fresh processes, one killed
 def test_sigkill_mid_distillation_then_resume_matches_uninterrupted_run(data, tmp_path):
     from twotowers import TwoTowers
 
@@ -383,6 +387,7 @@ def test_a_cut_train_config_json_is_one_line_naming_it(data, tmp_path, capsys):
     assert status == 1 and f"{saved} is not valid JSON" in one_error_line(err)
 
 
+@pytest.mark.slow  # a second process holds the lock
 def test_a_second_run_into_the_same_output_dir_is_refused_at_once(data, tmp_path, capsys):
     from conftest import one_error_line, run_cli
     from test_index_save import hold_lock

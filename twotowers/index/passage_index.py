@@ -492,6 +492,6 @@ def _check_model(model, meta: dict, meta_path: Path) -> None:
 def _versions() -> dict:
     import bm25s
 
-    from .. import __version__
+    from ..project import __version__
 
     return {"twotowers": __version__, "hnswlib": getattr(hnswlib, "__version__", "0.8.0"), "bm25s": bm25s.__version__}
