@@ -25,7 +25,6 @@ import json
 import logging
 import math
 import time
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -38,9 +37,8 @@ from twotowers.teacher import TeacherCache, load_teacher, passage_agreement
 from twotowers.tokenizer import pad_ids
 from twotowers.topk import exact_top_k
 
-if TYPE_CHECKING:
-    from .config import TrainConfig
-
+# `cfg: TrainConfig` below is train/config.py's, named in annotations only: config.py imports this module's
+# registry (OBJECTIVES) for --objective, so this module does not import it back.
 log = logging.getLogger(__name__).info
 
 
