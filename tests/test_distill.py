@@ -255,4 +255,4 @@ def test_word_windows_of_the_passages_join_the_queries(toy, capsys):
 
     tmp = toy[0]
     summary = run(parse_config(distill_args(tmp, "--distill-query-windows", "2", "--epochs", "1", "--no-save")))
-    assert summary["global_step"] > 0 and "2 word window(s) a passage as queries" in capsys.readouterr().out
+    assert summary["global_step"] > 0 and "2 word window(s) a passage as queries" in capsys.readouterr().err

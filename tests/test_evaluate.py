@@ -95,6 +95,7 @@ def test_cli_rerank_prints_random_baseline(trec, capsys):
     assert results["bm25"]["ndcg@10"] > results["bm25"]["random_ndcg@10"]
 
 
+@pytest.mark.slow  # fresh processes (python -m twotowers.evaluate)
 def test_cli_errors_are_one_line(tmp_path):
     bad = tmp_path / "q.tsv"
     bad.write_text("no tab here\n")

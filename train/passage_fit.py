@@ -15,6 +15,7 @@ vectors to within the ridge (cosine ~0.99 on dev600's 11,809 passages).
 
 from __future__ import annotations
 
+import logging
 import time
 import warnings
 
@@ -22,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .progress import log
+log = logging.getLogger(__name__).info
 
 
 def token_frequencies(token_ids: list[list[int]], vocab_size: int) -> torch.Tensor:

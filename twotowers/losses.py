@@ -2,8 +2,9 @@
 (`compute_loss_from_embeddings`), tested on hand-made tensors.
 
 Labelled losses (a query, its positive, hard negatives); `python -m train --loss NAME` picks one of
-`LOSSES` (to add one: a module here and an entry in `LOSSES`). Inputs (all L2-normalised, as
-`TwoTowers.forward` returns them):
+`LOSSES` (to add one: a module here and an entry in `LOSSES`; its constructor's arguments are named
+after the training flags that set them, e.g. `margin` <- `--margin`, so a new one is a field of
+train/config.py's TrainConfig). Inputs (all L2-normalised, as `TwoTowers.forward` returns them):
     q          [B, D]  queries
     p          [B, D]  each query's positive passage (row i belongs to query i)
     n          [M, D]  hard negatives (M >= 0), of any queries
@@ -24,11 +25,11 @@ Distillation losses (a student's vectors against a teacher's, `python -m train -
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-
 
 class TripletLoss(nn.Module):
     """Cosine-distance triplet loss with a margin (the seed's loss)."""
@@ -135,13 +136,14 @@ class ScoreDistillLoss(nn.Module):
                                                  teacher_scores)
 
 
-LOSSES = {"infonce": InBatchNegativesLoss, "triplet": TripletLoss}  # labelled losses by --loss name
+LOSSES: dict[str, type[nn.Module]] = {"infonce": InBatchNegativesLoss, "triplet": TripletLoss}  # by --loss name
 
 
-def build_loss(name: str, margin: float = 0.2, scale: float = 20.0) -> nn.Module:
-    """'triplet' -> TripletLoss(margin); 'infonce' -> InBatchNegativesLoss(scale)."""
-    if name == "triplet":
-        return TripletLoss(margin)
-    if name == "infonce":
-        return InBatchNegativesLoss(scale)
-    raise ValueError(f"unknown loss {name!r}: use one of {', '.join(LOSSES)}")
+def build_loss(name: str, **settings) -> nn.Module:
+    """The labelled loss `name` of `LOSSES`, built with the `settings` its constructor names (e.g. every
+    training flag: `build_loss(cfg.loss, **cfg.to_dict())`); the others are ignored."""
+    if name not in LOSSES:
+        raise ValueError(f"unknown loss {name!r}: use one of {', '.join(LOSSES)}")
+    cls = LOSSES[name]
+    wanted = inspect.signature(cls).parameters
+    return cls(**{k: v for k, v in settings.items() if k in wanted})

@@ -31,15 +31,10 @@ from .base import MINILM_ID, encoder_settings, resolve_base_model
 from .checks import BASE_CONFIG_LIMITS, MAX_WIDTH, check_config_types, check_positive_int, check_sizes, check_texts
 from .project import DOCS_URL, PROJECT_URL
 from .textfiles import check_readable, read_json
-from .tokenizer import TOKENIZER_FILES, TextTokenizer
+from .layout import BASE_CONFIG_NAME, CONFIG_NAME, MODEL_FILES, PASSAGE_BASE_DIR, REQUIRED_MODEL_FILES, WEIGHTS_NAME
+from .tokenizer import TextTokenizer
 from .towers import TowerConfig, build_tower
 from .writing import make_readable, writing
-
-WEIGHTS_NAME = "model.safetensors"
-BASE_CONFIG_NAME = "base_config.json"  # the base encoder's HF config: vocab and shapes, no weights
-PASSAGE_BASE_DIR = "passage"  # a passage side on another base: its base config and tokenizer files
-MODEL_FILES = [WEIGHTS_NAME, "config.json", BASE_CONFIG_NAME, *TOKENIZER_FILES,
-               *(f"{PASSAGE_BASE_DIR}/{name}" for name in (BASE_CONFIG_NAME, *TOKENIZER_FILES))]
 
 # Set while `from_pretrained` builds the skeleton: the towers take shapes and tokenizer from the
 # saved directory and skip loading base weights (the saved weights replace them).
@@ -129,7 +124,7 @@ class TwoTowers(
                       "rnn_hidden_size": rnn_hidden_size, "rnn_layers": rnn_layers},
                      dict.fromkeys(("projection_dim", "passage_projection_dim", "rnn_hidden_size"), MAX_WIDTH)
                      | {"rnn_layers": 1024}, "TwoTowers" if _PRETRAINED_DIR.get() is None else
-                     str(_PRETRAINED_DIR.get() / "config.json"))
+                     str(_PRETRAINED_DIR.get() / CONFIG_NAME))
         self.base_model = base_model
         self.passage_base_model = passage_base_model or base_model
         self.max_query_length = max_query_length
@@ -343,7 +338,7 @@ class TwoTowers(
         local = local_or_download(pretrained_model_name_or_path, what="model", revision=revision, cache_dir=cache_dir,
                                   token=token, force_download=force_download, local_files_only=local_files_only,
                                   allow_patterns=MODEL_FILES)
-        config_path = local / "config.json"
+        config_path = local / CONFIG_NAME
         if config_path.is_file():
             config = read_json(config_path, "a saved TwoTowers model's config")
             if not isinstance(config, dict):
@@ -359,7 +354,7 @@ class TwoTowers(
         local = local_or_download(model_id, what="model", revision=revision, cache_dir=cache_dir, token=token,
                                   force_download=force_download, local_files_only=local_files_only,
                                   allow_patterns=MODEL_FILES)
-        needed = [WEIGHTS_NAME, "config.json", BASE_CONFIG_NAME, "tokenizer.json"]
+        needed = list(REQUIRED_MODEL_FILES)
         if model_kwargs.get("passage_base_model") not in (None, model_kwargs.get("base_model", MINILM_ID)):
             needed += [f"{PASSAGE_BASE_DIR}/{BASE_CONFIG_NAME}", f"{PASSAGE_BASE_DIR}/tokenizer.json"]
         missing = [f for f in needed if not (local / f).is_file()]

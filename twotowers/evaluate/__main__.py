@@ -20,8 +20,9 @@ from pathlib import Path
 
 from ..base import MINILM_ID
 from ..cli import ArgumentParser, run_main
+from ..metrics import display_name
 from ..writing import check_writable, replacing
-from ..index.fusion import FUSIONS, MODES
+from ..index.fusion import DEFAULT_FUSION, FUSIONS, MODES, describe_fusions
 from ..towers import TOWERS
 from . import (PRIMARY, RERANK_METRICS, RETRIEVAL_METRICS, bm25_rerank_scores, bm25_retriever, dense_retriever,
                evaluate_rerank, evaluate_rerank_scores, evaluate_retrieval, index_retriever, untrained_like)
@@ -53,7 +54,8 @@ def _parser() -> ArgumentParser:
     idx.add_argument("--search-mode", choices=MODES, default=None,
                      help="default: the index's (hybrid where it has a BM25 side, else dense)")
     idx.add_argument("--alpha", type=float, help="hybrid weight of the dense side (index default if unset)")
-    idx.add_argument("--fusion", choices=tuple(FUSIONS), default=None, help="hybrid fusion (index default if unset)")
+    idx.add_argument("--fusion", choices=tuple(FUSIONS), default=None,
+                     help=f"hybrid fusion (default {DEFAULT_FUSION}): {describe_fusions()}")
     return ap
 
 
@@ -88,8 +90,7 @@ def describe_data(args, n_passages: int) -> dict:
 
 def _print_table(results: dict[str, dict], mode: str) -> None:
     metrics = RETRIEVAL_METRICS if mode == "retrieve" else RERANK_METRICS
-    names = {"ndcg": "NDCG", "mrr": "MRR", "recall": "Recall"}
-    print("| system | " + " | ".join(names[m.split("@")[0]] + "@" + m.split("@")[1] for m in metrics) + " | queries |")
+    print("| system | " + " | ".join(map(display_name, metrics)) + " | queries |")
     print("|---" * (len(metrics) + 2) + "|")
     for name, r in results.items():
         print(f"| {name} | " + " | ".join(f"{r[m]:.4f}" for m in metrics) + f" | {r['n_queries']} |")
