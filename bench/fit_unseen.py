@@ -13,7 +13,6 @@ The teacher's passage vectors come from the teacher cache (encoded once).
 from __future__ import annotations
 
 import argparse
-import copy
 
 import numpy as np
 
@@ -37,12 +36,11 @@ def main() -> None:
     queries = read_queries(MSMARCO / "dev-small" / "queries.dev600.tsv")
     qrels = read_qrels(MSMARCO / "dev-small" / "qrels.dev600.tsv")
     tp = TeacherCache(a.cache_dir).encode(load_teacher(a.teacher), texts, "passage", show_progress=False)
-    trained = TwoTowers.from_pretrained(a.model).to("cpu")
     half = np.sort(np.random.default_rng(0).permutation(len(texts))[: len(texts) // 2])
     fitted_ids = {pids[i] for i in half}
 
     def variant(rows):
-        model = copy.deepcopy(trained)
+        model = TwoTowers.from_pretrained(a.model).to("cpu")  # a fresh copy each time
         if rows is None:  # the query tower's table and projection on the passage side
             model.passage_tower.load_state_dict(model.query_tower.state_dict())
         else:
