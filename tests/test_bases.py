@@ -153,6 +153,27 @@ def test_a_mixed_base_model_trains_saves_loads_exports_and_indexes(base, st_base
     with pytest.raises(ValueError, match="another model"):
         PassageIndex.load(tmp_path / "idx", same_shape)
 
+    # published: the repo tree carries the passage side's base files, and loads back with equal vectors
+    import sys
+
+    sys.path.insert(0, str(ROOT))
+    from hub.push import stage_model_repo
+    from twotowers.pretrained import load_pretrained
+
+    files = stage_model_repo(tmp_path / "out", tmp_path / "idx", tmp_path / "repo", repo_id="me/mixed")
+    assert {"passage/base_config.json", "passage/tokenizer.json", "index/index.json"} <= set(files)
+    loaded, loaded_index = load_pretrained(tmp_path / "repo")
+    np.testing.assert_array_equal(loaded.encode_passages(TEXTS), model.encode_passages(TEXTS))
+    assert loaded_index.search([queries[0]], k=3)[0][0].id == index.search([queries[0]], k=3)[0][0].id
+
+    # served: the app loads the repo and answers through its search function
+    import app
+
+    engine = app.load_engine(model_dir=str(tmp_path / "repo"), index_dir=str(tmp_path / "repo" / "index"),
+                             cache=tmp_path / "app-cache", log=lambda *_: None)
+    assert engine.model.passage_tower_config.pooling == "cls" and len(engine.index) == len(passages)
+    assert engine.index.search([queries[0]], k=3)[0]
+
 
 @pytest.fixture(scope="module")
 def bge_small(tmp_path_factory):
