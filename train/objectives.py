@@ -32,7 +32,7 @@ from torch import nn
 
 from twotowers.data import Collator, TokenizedExamples, read_unlabelled, word_windows
 from twotowers.index.fusion import minmax
-from twotowers.losses import CosineToTeacherLoss, ScoreDistillLoss, build_loss
+from twotowers.losses import CosineToTeacherLoss, ScoreDistillLoss, build_loss, fit_student_scale
 from twotowers.teacher import TeacherCache, load_teacher, passage_agreement
 from twotowers.tokenizer import pad_ids
 from twotowers.topk import exact_top_k
@@ -336,10 +336,31 @@ class DistillObjective(Objective):
                                       labelled=labelled, rank=rank, world_size=world_size, bm25=bm25,
                                       student_passages=self.own_passages)
         self.cos_loss = CosineToTeacherLoss(model.dim, tp.shape[1])
-        self.score_loss = ScoreDistillLoss(cfg.distill_temperature, cfg.distill_weight_kl, cfg.distill_weight_mse)
+        scale = 1.0
+        if self.own_passages is not None and queries:  # two spaces: the student's scores put on the teacher's scale
+            scale = self._student_scale(model, queries, tq, tp, mined, cfg)
+        self.score_loss = ScoreDistillLoss(cfg.distill_temperature, cfg.distill_weight_kl, cfg.distill_weight_mse,
+                                           student_scale=scale)
         self.weight_cosine = cfg.distill_weight_cosine
         self.labelled_loss = build_loss(cfg.loss, **cfg.to_dict()) if labelled is not None else None
         self.cfg = cfg
+
+    def _student_scale(self, model, queries, tq, tp, mined, cfg, n: int = 1000) -> float:
+        """The multiplier of the student's cosines that best matches the teacher's score distributions at the
+        start, on up to `n` training queries (seeded) over their mined candidates and as many random ones."""
+        rng = np.random.default_rng(cfg.seed)
+        rows = np.sort(rng.choice(len(queries), size=min(n, len(queries)), replace=False))
+        width = mined.shape[1] if mined is not None else cfg.distill_mine_k
+        cand = rng.integers(0, len(tp), size=(len(rows), 2 * width))  # [n, c] passage rows
+        if mined is not None:
+            cand[:, :width] = mined[rows]
+        with evaluating(model):
+            sq = model.encode_queries([queries[r] for r in rows])
+        student = torch.from_numpy(np.einsum("nd,ncd->nc", sq, self.own_passages[cand]))
+        teacher = torch.from_numpy(np.einsum("nd,ncd->nc", tq[rows], tp[cand]))
+        scale = fit_student_scale(student, teacher, cfg.distill_temperature)
+        log(f"student cosines scaled by {scale:.3f} to the teacher's (fitted on {len(rows):,} queries)")
+        return scale
 
     def batches_per_epoch(self) -> int:
         return len(self.dataset)
