@@ -63,6 +63,25 @@ def _option_defaults(cls) -> dict:
     return defaults
 
 
+def _settings_from_bases(query_kind: str, passage_kind: str, query_base: Path, passage_base: Path,
+                         given: dict) -> dict:
+    """The pooling and prompts each transformer tower's base asks for (its sentence-transformers files),
+    for the options `given` leaves None -> {option: value}, only where they differ from mean pooling and
+    no prompt (what a model without those options does)."""
+    resolved = {}
+    for kind, base, pooling, prompt, prompt_of in (
+            (query_kind, query_base, "pooling", "query_prompt", "query_prompt"),
+            (passage_kind, passage_base, "passage_pooling", "passage_prompt", "document_prompt")):
+        if kind != "transformer":  # a word average learns its own reading: no prompt, nothing to pool by
+            continue
+        settings = encoder_settings(base)
+        if given[pooling] is None and settings.pooling != "mean":
+            resolved[pooling] = settings.pooling
+        if given[prompt] is None and getattr(settings, prompt_of):
+            resolved[prompt] = getattr(settings, prompt_of)
+    return resolved
+
+
 class TwoTowers(
     nn.Module,
     PyTorchModelHubMixin,
@@ -141,22 +160,13 @@ class TwoTowers(
             q_source = resolve_base_model(base_model)
             p_source = resolve_base_model(self.passage_base_model) if separate else q_source
             config_name = "config.json"
-            # Pooling and prompts a transformer tower's base asks for, recorded in the config (so a
-            # saved model needs no base files): only where they differ from mean pooling and no prompt.
-            q_kind, p_kind = tower, passage_tower or tower
-            q_set = encoder_settings(q_source)
-            p_set = encoder_settings(p_source) if separate else q_set
-            resolved = {}
-            if q_kind == "transformer":
-                if pooling is None and q_set.pooling != "mean":
-                    pooling = resolved["pooling"] = q_set.pooling
-                if query_prompt is None and q_set.query_prompt:
-                    query_prompt = resolved["query_prompt"] = q_set.query_prompt
-            if p_kind == "transformer":
-                if passage_pooling is None and p_set.pooling != "mean":
-                    passage_pooling = resolved["passage_pooling"] = p_set.pooling
-                if passage_prompt is None and p_set.document_prompt:
-                    passage_prompt = resolved["passage_prompt"] = p_set.document_prompt
+            # Recorded in the config, so that a saved model needs no base files
+            resolved = _settings_from_bases(tower, passage_tower or tower, q_source, p_source, dict(
+                pooling=pooling, query_prompt=query_prompt, passage_pooling=passage_pooling,
+                passage_prompt=passage_prompt))
+            pooling, query_prompt = resolved.get("pooling", pooling), resolved.get("query_prompt", query_prompt)
+            passage_pooling = resolved.get("passage_pooling", passage_pooling)
+            passage_prompt = resolved.get("passage_prompt", passage_prompt)
             if self._hub_mixin_config is not None:
                 self._hub_mixin_config.update(resolved)
         self.query_prompt, self.passage_prompt = query_prompt or "", passage_prompt or ""
