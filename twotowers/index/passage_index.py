@@ -18,11 +18,10 @@ import numpy as np
 from ..checks import BLANK, check_positive_int, check_texts, is_blank
 from . import files
 from ..writing import WriteError, free_bytes, human_size, staging_dir, swap_in, sync_tree, writer_lock, writing
-from .files import CORE_FILES, HNSW_NAME, META_NAME, STORE_FILES, VECTORS_NAME, IndexFileError, load_array
+from .files import HNSW_NAME, META_NAME, STORE_FILES, IndexFileError, load_array
 from .fusion import DEFAULT_ALPHA, DEFAULT_FUSION, check_mode, fuse
 from .hits import SearchHit, array_hits, dense_hits
 from ..ids import IdSet
-from .keyword import FILES as KEYWORD_FILES
 from .keyword import KeywordIndex
 from .store import TextStore, VectorStore
 from .tuning import RecallWarning, choose_ef, word_windows
@@ -60,6 +59,7 @@ class PassageIndex:
     def meta(self) -> dict:
         """What index.json holds (the files' sizes and checksums are added by `save`)."""
         m = dict(self._meta)
+        m["format_version"] = files.FORMAT_VERSION  # a loaded older index is saved in today's format
         m["count"] = len(self)
         m["keyword"] = {**self.keyword.meta, "present": True} if self.keyword is not None else None
         return m
@@ -231,7 +231,7 @@ class PassageIndex:
             source = "query-tower vectors of 1-6-word windows of sampled passages"
         else:
             q, source, self_rows = self.vectors(rows), "sampled passage vectors (self excluded)", rows
-        ef, record = choose_ef(self.hnsw, self._vectors[:], np.ascontiguousarray(q, dtype=np.float32), target_recall,
+        ef, record = choose_ef(self.hnsw, self._vectors, np.ascontiguousarray(q, dtype=np.float32), target_recall,
                                k, self_rows)
         if record:
             self._meta["ef"] = ef
@@ -355,8 +355,6 @@ class PassageIndex:
             try:
                 with writing(tmp / HNSW_NAME):
                     _save_hnsw(self.hnsw, tmp / HNSW_NAME)
-                with writing(tmp / VECTORS_NAME):
-                    self._vectors.save(tmp / VECTORS_NAME)
                 for key, (blob, offsets) in STORE_FILES.items():
                     with writing(tmp / blob):
                         getattr(self, key).save(tmp / blob, tmp / offsets)
@@ -374,9 +372,9 @@ class PassageIndex:
                 shutil.rmtree(tmp, ignore_errors=True)  # gone already after a swap; a failed save's half
 
     def _bytes_estimate(self) -> int:
-        """About what `save` writes: the graph, vectors, texts and the BM25 arrays (+5% and 1 MB of slack)."""
+        """About what `save` writes: the graph (with the vectors), texts and the BM25 arrays (+5% and 1 MB of slack)."""
         n = len(self)
-        total = self.hnsw.index_file_size() + n * self.dim * 4 + self.ids.nbytes() + self.passages.nbytes() + 16 * (n + 1)
+        total = self.hnsw.index_file_size() + self.ids.nbytes() + self.passages.nbytes() + 16 * (n + 1)
         if self.keyword is not None:
             total += self.keyword.nbytes()
         return int(total * 1.05) + (1 << 20)
@@ -394,8 +392,7 @@ class PassageIndex:
         count, dim, M = meta["count"], meta["dim"], meta["M"]
         if model is not None:
             _check_model(model, meta, d / META_NAME)
-        files.verify_files(d, meta["files"], CORE_FILES + (KEYWORD_FILES if meta.get("keyword") else ()),
-                           checksums=verify)
+        files.verify_files(d, meta["files"], files.expected_files(meta), checksums=verify)
         if verify:
             files.check_hnsw_header(d / HNSW_NAME, count=count, dim=dim, M=M)
         else:  # no checksum vouches for the graph: check its links, or hnswlib may crash on them
@@ -406,7 +403,7 @@ class PassageIndex:
         except Exception as e:
             raise IndexFileError(f"{d / HNSW_NAME} could not be read by hnswlib: {e}") from e
         hnsw.set_ef(meta["ef"])  # hnswlib does not save ef
-        vectors = VectorStore.load(load_array(d / VECTORS_NAME, np.float32, (count, dim), mmap=mmap))
+        vectors = VectorStore.from_graph(d / HNSW_NAME, count, dim)  # the graph's own vectors (format 2's vectors.npy unread)
         stores = {key: TextStore.load(d / blob, load_array(d / offsets, np.int64, (count + 1,), mmap=mmap))
                   for key, (blob, offsets) in STORE_FILES.items()}
         kw = None
