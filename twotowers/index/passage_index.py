@@ -24,7 +24,7 @@ from .hits import SearchHit, array_hits, dense_hits
 from ..ids import IdSet
 from .keyword import KeywordIndex
 from .store import TextStore, VectorStore
-from .tuning import RecallWarning, choose_ef, word_windows
+from .tuning import RecallWarning, tune, unreached
 
 _FLOAT32 = np.dtype(np.float32)  # dtypes of builtin types are singletons: `is` compares
 RETUNE_GROWTH = 1.1  # `add` re-tunes ef once the index has grown by 10% since ef was chosen
@@ -115,7 +115,7 @@ class PassageIndex:
             bar = tqdm(total=total, desc="indexing passages", unit="passage", smoothing=0.05)
         t0 = time.perf_counter()
         while chunk := list(itertools.islice(pairs, chunk_size)):
-            chunk_ids, chunk_texts = _split_pairs(chunk, start=len(index))
+            chunk_ids, chunk_texts = split_pairs(chunk, start=len(index))
             given = None if vectors is None else vectors[len(index) : len(index) + len(chunk)]
             index._append(chunk_ids, chunk_texts, batch_size=batch_size, rescore=False, vectors=given)
             if bar is not None:
@@ -133,14 +133,9 @@ class PassageIndex:
     @classmethod
     def _empty(cls, model, *, M: int, ef_construction: int, capacity: int, keyword: KeywordIndex | None,
                seed: int = 0) -> "PassageIndex":
-        dim = int(model.dim)
-        hnsw = hnswlib.Index(space="ip", dim=dim)  # distance = 1 - dot: on unit vectors, 1 - cosine
-        hnsw.init_index(max_elements=capacity, M=M, ef_construction=ef_construction, random_seed=seed + 100)
-        meta = {"format": files.FORMAT, "format_version": files.FORMAT_VERSION, "space": "ip", "dim": dim, "M": M,
-                "ef_construction": ef_construction, "ef": 10, "count": 0,
-                "model": {"class": type(model).__name__, "fingerprint": model.fingerprint(),
-                          "config": getattr(model, "_hub_mixin_config", None)}}
-        return cls(hnsw, VectorStore(dim), TextStore(), TextStore(), meta, keyword=keyword, model=model)
+        hnsw = new_graph(int(model.dim), M=M, ef_construction=ef_construction, capacity=capacity, seed=seed)
+        return cls(hnsw, VectorStore(model.dim), TextStore(), TextStore(), new_meta(model, M, ef_construction),
+                   keyword=keyword, model=model)
 
     def add(self, ids: Sequence[str], texts: Sequence[str], *, batch_size: int = 64) -> dict | None:
         """Encode and append passages (dense and keyword sides). Not thread-safe.
@@ -220,28 +215,15 @@ class PassageIndex:
         n = len(self)
         if n == 0:
             return {}
-        rng = np.random.default_rng(seed)
-        rows = np.sort(rng.choice(n, size=min(samples, n), replace=False))
-        self_rows = None
-        if queries is not None:
-            q = queries if isinstance(queries, np.ndarray) else self._require_model("tune_ef").encode_queries(list(queries))
-            q, source = q[:samples], "given queries"
-        elif self.model is not None:
-            q = self.model.encode_queries(word_windows(self.passages.get(rows), rng))
-            source = "query-tower vectors of 1-6-word windows of sampled passages"
-        else:
-            q, source, self_rows = self.vectors(rows), "sampled passage vectors (self excluded)", rows
-        ef, record = choose_ef(self.hnsw, self._vectors, np.ascontiguousarray(q, dtype=np.float32), target_recall,
-                               k, self_rows)
+        if queries is not None and not isinstance(queries, np.ndarray):
+            queries = self._require_model("tune_ef").encode_queries(list(queries))
+        ef, record = tune(self.hnsw, self._vectors, self.passages.get, self.model, target_recall, queries=queries,
+                          samples=samples, k=k, seed=seed)
         if record:
             self._meta["ef"] = ef
-            self._meta["ef_tuning"] = {**record, "source": source, "count": n}
+            self._meta["ef_tuning"] = record
             if not record["reached"]:
-                warnings.warn(RecallWarning(
-                    f"ef tuning could not reach recall@{record['k']} {target_recall}: {record['recall']:.4f} at ef={ef}, "
-                    f"the largest tried, on {record['queries']} queries ({source}); searches will miss more true "
-                    f"neighbours than asked: rebuild with a larger M or ef_construction, or a lower target recall"),
-                    stacklevel=2)
+                warnings.warn(RecallWarning(unreached(record, ef)), stacklevel=2)
         return record
 
     def vectors(self, rows) -> np.ndarray:
@@ -354,7 +336,7 @@ class PassageIndex:
             tmp = staging_dir(d)
             try:
                 with writing(tmp / HNSW_NAME):
-                    _save_hnsw(self.hnsw, tmp / HNSW_NAME)
+                    save_graph(self.hnsw, tmp / HNSW_NAME)
                 for key, (blob, offsets) in STORE_FILES.items():
                     with writing(tmp / blob):
                         getattr(self, key).save(tmp / blob, tmp / offsets)
@@ -363,7 +345,7 @@ class PassageIndex:
                         self.keyword.save(tmp)
                 meta = self.meta
                 meta["files"] = files.describe_files(tmp)  # sizes and checksums of what is on disk now
-                meta["versions"] = _versions()
+                meta["versions"] = versions()
                 with writing(tmp / META_NAME):
                     files.write_json(tmp / META_NAME, meta)
                 sync_tree(tmp)
@@ -441,7 +423,22 @@ class PassageIndex:
 
 
 # -- helpers ---------------------------------------------------------------------------------------------
-def _save_hnsw(hnsw: hnswlib.Index, path: Path) -> None:
+def new_graph(dim: int, *, M: int, ef_construction: int, capacity: int, seed: int = 0) -> hnswlib.Index:
+    """An empty hnswlib graph of inner products (on unit vectors, distance = 1 - cosine) for `capacity` vectors."""
+    hnsw = hnswlib.Index(space="ip", dim=dim)
+    hnsw.init_index(max_elements=capacity, M=M, ef_construction=ef_construction, random_seed=seed + 100)
+    return hnsw
+
+
+def new_meta(model, M: int, ef_construction: int) -> dict:
+    """index.json of an empty index `model` encodes (count, ef and the rest are filled in as it grows)."""
+    return {"format": files.FORMAT, "format_version": files.FORMAT_VERSION, "space": "ip", "dim": int(model.dim),
+            "M": M, "ef_construction": ef_construction, "ef": 10, "count": 0,
+            "model": {"class": type(model).__name__, "fingerprint": model.fingerprint(),
+                      "config": getattr(model, "_hub_mixin_config", None)}}
+
+
+def save_graph(hnsw: hnswlib.Index, path: Path) -> None:
     """hnswlib's `save_index`, checked: its C++ stream ignores write errors (a full disk leaves a short
     file and no exception), so the size on disk must be the one hnswlib computes."""
     hnsw.save_index(str(path))
@@ -458,7 +455,7 @@ def _check_queries(queries) -> list[str]:
     return queries
 
 
-def _split_pairs(chunk, start: int) -> tuple[list[str], list[str]]:
+def split_pairs(chunk, start: int) -> tuple[list[str], list[str]]:
     ids, texts = [], []
     for j, pair in enumerate(chunk):
         try:
@@ -485,7 +482,7 @@ def _check_model(model, meta: dict, meta_path: Path) -> None:
                              f"model's fingerprint is {got[:12]}. Rebuild the index or load the model that built it")
 
 
-def _versions() -> dict:
+def versions() -> dict:
     import bm25s
 
     from .. import __version__
