@@ -94,9 +94,7 @@ def build(cfg: BuildConfig, show_progress: bool = True) -> dict | None:
     except BaseException:
         if not started:
             world.broadcast(None)  # the other ranks stop too, instead of waiting for chunks
-        raise
-    finally:
-        world.leave()
+        raise  # no barrier: this process exits, and torchrun stops the others (they may be mid-collective)
 
 
 def _build(cfg: BuildConfig, out: Path, world, show_progress: bool, on_start) -> dict:
@@ -131,7 +129,6 @@ def _follow(cfg: BuildConfig, world) -> None:
     model = _model(cfg, world)
     done = world.broadcast(None)  # where rank 0 starts; None: it could not start (it says why)
     if done is None:
-        world.leave()
         raise SystemExit(1)
     encode = world.sharded(lambda texts: model.encode_passages(texts, batch_size=cfg.batch_size), int(model.dim))
     if done >= 0:

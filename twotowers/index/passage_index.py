@@ -362,18 +362,24 @@ class PassageIndex:
         return int(total * 1.05) + (1 << 20)
 
     @classmethod
-    def load(cls, directory, model=None, *, mmap: bool = True, verify: bool = True) -> "PassageIndex":
+    def load(cls, directory, model=None, *, mmap: bool = True, verify: bool = True,
+             check_memory: bool = True) -> "PassageIndex":
         """Read a saved index, checking every part; `model`, if given, must be the one that built it.
 
         `verify=False` skips the content checksums (sizes, headers, the model and the graph's links are
         still checked, so a corrupt graph is refused rather than crash hnswlib): only for an index you
-        have just verified or built yourself.
+        have just verified or built yourself. An index that needs more memory than the machine has
+        available is refused first (twotowers/index/memory.py), unless `check_memory=False`.
         """
         d = files.saved_dir(Path(directory))  # or the previous index, while a save's swap was killed halfway
         meta = files.read_meta(d)
         count, dim, M = meta["count"], meta["dim"], meta["M"]
         if model is not None:
             _check_model(model, meta, d / META_NAME)
+        if check_memory and isinstance(meta["files"].get(HNSW_NAME), dict):
+            from .memory import check_fits
+
+            check_fits(meta, d)  # before gigabytes are read and the kernel kills the process halfway
         files.verify_files(d, meta["files"], files.expected_files(meta), checksums=verify)
         if verify:
             files.check_hnsw_header(d / HNSW_NAME, count=count, dim=dim, M=M)
