@@ -372,19 +372,8 @@ class PassageIndex:
         available is refused first (twotowers/index/memory.py), unless `check_memory=False`.
         """
         d = files.saved_dir(Path(directory))  # or the previous index, while a save's swap was killed halfway
-        meta = files.read_meta(d)
-        count, dim, M = meta["count"], meta["dim"], meta["M"]
-        if model is not None:
-            _check_model(model, meta, d / META_NAME)
-        if check_memory and isinstance(meta["files"].get(HNSW_NAME), dict):
-            from .memory import check_fits
-
-            check_fits(meta, d)  # before gigabytes are read and the kernel kills the process halfway
-        files.verify_files(d, meta["files"], files.expected_files(meta), checksums=verify)
-        if verify:
-            files.check_hnsw_header(d / HNSW_NAME, count=count, dim=dim, M=M)
-        else:  # no checksum vouches for the graph: check its links, or hnswlib may crash on them
-            files.check_hnsw_graph(d / HNSW_NAME, count=count, dim=dim, M=M)
+        meta = cls.check(d, model, verify=verify, check_memory=check_memory)
+        count, dim = meta["count"], meta["dim"]
         hnsw = hnswlib.Index(space=meta["space"], dim=dim)
         try:
             hnsw.load_index(str(d / HNSW_NAME), max_elements=max(count, 1))
@@ -407,6 +396,26 @@ class PassageIndex:
         for key in ("files", "versions", "keyword"):
             meta.pop(key, None)
         return cls(hnsw, vectors, stores["ids"], stores["passages"], meta, keyword=kw, model=model)
+
+    @classmethod
+    def check(cls, directory, model=None, *, verify: bool = True, check_memory: bool = False) -> dict:
+        """Every check `load` makes, without loading the graph -> index.json (e.g. before publishing an index
+        too large for this machine's memory). See `load` for `verify` and `check_memory`."""
+        d = files.saved_dir(Path(directory))
+        meta = files.read_meta(d)
+        count, dim, M = meta["count"], meta["dim"], meta["M"]
+        if model is not None:
+            _check_model(model, meta, d / META_NAME)
+        if check_memory and isinstance(meta["files"].get(HNSW_NAME), dict):
+            from .memory import check_fits
+
+            check_fits(meta, d)  # before gigabytes are read and the kernel kills the process halfway
+        files.verify_files(d, meta["files"], files.expected_files(meta), checksums=verify)
+        if verify:
+            files.check_hnsw_header(d / HNSW_NAME, count=count, dim=dim, M=M)
+        else:  # no checksum vouches for the graph: check its links, or hnswlib may crash on them
+            files.check_hnsw_graph(d / HNSW_NAME, count=count, dim=dim, M=M)
+        return meta
 
     @classmethod
     def from_pretrained(cls, repo_id_or_dir: str, revision: str | None = None, subfolder: str = "index",
