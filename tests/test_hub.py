@@ -487,6 +487,9 @@ class FakeHub(BaseHTTPRequestHandler):
             s["trees"][oid] = {**tree, **files}
             s["refs"][ref] = oid
             return self._reply(200, {"success": True, "commitOid": oid, "commitUrl": f"{base}/{m.group(2)}/commit/{oid}"})
+        if m := re.fullmatch(r"/api/spaces/([^/]+/[^/]+)/hardware", path):
+            s["hardware"] = json.loads(body)["flavor"]
+            return self._reply(200, {"stage": "BUILDING", "hardware": {"current": None, "requested": s["hardware"]}})
         if m := re.fullmatch(r"/api/spaces/([^/]+/[^/]+)/variables", path):
             req = json.loads(body)
             s["variables"][req["key"]] = req["value"]
@@ -552,7 +555,7 @@ def test_deploy_space_is_one_commit_pinned_to_the_model_commit(trained, fake_hub
     (root / "pkg" / "__init__.py").write_text("import numpy\nimport torch\n")
     (root / "demo" / "passages.jsonl").write_text('{"id": "a", "text": "x"}\n')
     (root / "requirements.txt").write_text("numpy==2.4.6\ntorch==2.13.0\ngradio==6.31.0\n")
-    url = deploy_space("me/space", "me/tiny", root=root)
+    url = deploy_space("me/space", "me/tiny", root=root, hardware="cpu-upgrade")
     commit = fake_hub["commits"][-1]
     assert commit["kind"] == "spaces" and commit["repo"] == "me/space" and url.endswith(commit["repo"] + "/commit/"
                                                                                            + url.rsplit("/", 1)[-1])
@@ -561,6 +564,7 @@ def test_deploy_space_is_one_commit_pinned_to_the_model_commit(trained, fake_hub
     sha = fake_hub["refs"][("me/tiny", "main")]
     assert fake_hub["variables"] == {"TWOTOWERS_MODEL_REPO": "me/tiny", "TWOTOWERS_MODEL_REVISION": sha}
     front = yaml.safe_load(commit["files"]["README.md"].decode().split("---\n")[1])
+    assert front["suggested_hardware"] == fake_hub["hardware"] == "cpu-upgrade"  # the memory the index needs
     (preload,) = front["preload_from_hub"]
     repo, files, revision = preload.split(" ")
     assert repo == "me/tiny" and revision == sha  # built with, and serving, exactly that commit
@@ -682,3 +686,9 @@ def test_an_interrupted_download_of_a_large_index_resumes(trained, fake_hub, tmp
     assert ("index/hnsw.bin", f"bytes={kept}-") in fake_hub["downloads"]  # continued where it stopped
     assert fake_hub["served"]["index/hnsw.bin"] == size - kept  # only the rest was sent
     assert hits(index, QUERIES) == hits(trained.index, QUERIES) and not list(cache.glob("models--me--tiny/blobs/*.part"))
+
+
+def test_an_unknown_hardware_flavor_is_one_line(capsys):
+    rc = hub_main(["deploy-space", "--space-id", "me/s", "--model-repo", "me/m", "--hardware", "cpu-huge"])
+    err = capsys.readouterr().err
+    assert rc == 1 and err.count("\n") == 1 and "--hardware 'cpu-huge' is not a Space hardware flavor: one of cpu-basic, cpu-upgrade" in err
