@@ -17,10 +17,12 @@ size and xxh3-128 checksum, verified on load):
     passages.bin       passage texts, one UTF-8 blob ... + passages_offsets.npy int64 [count + 1]
     keyword*.json/npy  the BM25 side, when built with keyword=True
 
-One job a module: `passage_index` (build, add, search, save, load), `store` (texts and vectors on
-disk), `keyword` (BM25), `fusion` (hybrid scoring: add a fusion method there), `tuning` (choosing
-ef), `ids` (unique ids), `hits` (results), `files` (the format and its checks). `python -m
-twotowers.index build|search` is the command line (`__main__`).
+One job a module: `passage_index` (build, add, search, save, load), `store` (texts on disk, vectors
+read from the graph), `keyword` (BM25), `fusion` (hybrid scoring: add a fusion method there),
+`tuning` (choosing ef), `hits` (results), `files` (the format and its checks), `memory` (will it fit).
+`python -m twotowers.index build|search` is the command line (`__main__`); its build streams a
+collection of any size into the directory, resumably, on several torchrun ranks if asked: `build`,
+`appending`, `keyword_writer`, `distributed`, `progress`.
 
 Search is safe from several threads at once (hnswlib reads are thread-safe; nothing shared is
 mutated); `add` is not, so do not call it while searching.
