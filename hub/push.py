@@ -1,11 +1,14 @@
-"""Publish a trained model, its passage index and a model card to the Hub in ONE commit.
+"""Publish a trained model, its passage index and a model card to the Hub, in one commit.
 
     python -m hub push --model runs/mean --index runs/mean-index --repo-id OWNER/NAME \
         --metrics runs/mean/eval-retrieve.json [--private] [--revision BRANCH] [--dry-run --out DIR]
 
 The repo tree is staged first (model files at the root, the index under `index/`, `README.md`);
 `--dry-run` stops there and leaves that exact tree in `--out`, otherwise every staged file goes up
-as one `HfApi.create_commit`. Training calls `push_from_training` at the end of a run.
+through `HfApi.upload_folder`: with hf_xet (huggingface_hub 2.4's default) the large-folder path,
+chunked, deduplicated and resumable by running the same push again (one commit for a tree of our
+few dozen files; it batches commits only past hundreds of files); without it one `create_commit`.
+Training calls `push_from_training` at the end of a run.
 """
 
 from __future__ import annotations
