@@ -99,7 +99,7 @@ def serve(index_dir: Path, model: Path, queries: int, k: int) -> dict:
 
     from twotowers import PassageIndex, TwoTowers
     from twotowers.index.memory import serving_bytes
-    from twotowers.topk import exact_top_k
+    from twotowers.topk import exact_top_k_blocks
 
     m = TwoTowers.from_pretrained(str(model))
     qtexts = [line.rstrip("\n").split("\t", 1)[1] for line in open(QUERIES, encoding="utf-8")][:queries]
@@ -116,7 +116,7 @@ def serve(index_dir: Path, model: Path, queries: int, k: int) -> dict:
     meta = json.loads((index_dir / "index.json").read_text())
     estimate, parts = serving_bytes(meta)
 
-    exact, _ = exact_top_k(q, index._vectors, k)  # ground truth over the graph's own vectors
+    exact, _ = exact_top_k_blocks(q, index._vectors.blocks(), k)  # ground truth: the graph file, read through
     hits = index.search(q, k=k)
     rows = [index.ids.get(e) for e in exact]
     recall = float(np.mean([len({h.id for h in row} & set(r)) / k for row, r in zip(hits, rows)]))

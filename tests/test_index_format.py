@@ -56,6 +56,13 @@ def test_rows_are_found_whatever_order_hnswlib_stored_them_in(tmp_path):
     store.extend(x[:3] * 2)  # rows appended since: from the spool
     np.testing.assert_array_equal(store[np.array([499, 500, 502])], np.stack([x[499], 2 * x[0], 2 * x[2]]))
     assert len(store) == 503
+    rows, vectors = map(np.concatenate, zip(*store.blocks(rows=64)))  # a scan: every row once, file order
+    assert sorted(rows.tolist()) == list(range(503))
+    np.testing.assert_array_equal(vectors, np.concatenate([x, 2 * x[:3]])[rows])
+    from twotowers.topk import exact_top_k, exact_top_k_blocks
+
+    q = x[:7] + 0.1
+    np.testing.assert_array_equal(exact_top_k_blocks(q, store.blocks(rows=64), 10)[0], exact_top_k(q, store, 10)[0])
 
 
 def as_format_2(d, model):

@@ -142,7 +142,8 @@ def _follow(cfg: BuildConfig, world) -> None:
 def _model(cfg: BuildConfig, world):
     from ..model import TwoTowers
 
-    return TwoTowers.from_pretrained(cfg.model).to(world.device)
+    model = TwoTowers.from_pretrained(cfg.model)
+    return model.to(world.device) if world.device is not None else model
 
 
 def _pairs(cfg: BuildConfig):

@@ -32,7 +32,7 @@ class World:
     rank: int = 0
     size: int = 1
     local_rank: int = 0
-    device: str = "cpu"
+    device: str | None = None  # alone: wherever the model already is (a GPU if there is one)
 
     @property
     def leader(self) -> bool:

@@ -153,6 +153,8 @@ class VectorStore:
         self._tail = np.zeros((0, self.dim), dtype=np.float32)  # [n - n0, dim] rows appended since
         self._path: Path | None = None  # raw float32 spool of the tail
         self._tmp: str | None = None
+        self._file: Path | None = None  # the graph file of `_graph`, and its record layout
+        self._layout: tuple[int, int, int] | None = None
 
     @classmethod
     def from_graph(cls, path, count: int, dim: int) -> "VectorStore":
@@ -162,7 +164,9 @@ class VectorStore:
 
         store = cls(dim)
         path = Path(path)
+        store._file = path
         cur, per_element, offset_data, label_offset = hnsw_layout(path)
+        store._layout = (per_element, offset_data, label_offset)
         if cur != count or path.stat().st_size < LEVEL0_START + count * per_element:
             raise IndexFileError(f"{path} is too short for {count} elements of {per_element} bytes")
         if count:
@@ -200,7 +204,27 @@ class VectorStore:
         """The same vectors, to grow apart: the first `extend` of the copy spools its tail to a file of its own."""
         out = VectorStore(self.dim)
         out._graph, out._record, out._tail = self._graph, self._record, self._tail  # arrays keep their maps alive
+        out._file, out._layout = self._file, self._layout
         return out
+
+    def blocks(self, rows: int = 1 << 16):
+        """Every vector once, as `(rows [b], vectors [b, dim])` blocks in storage order: the graph's read
+        with plain reads, record by record (a scan through the memory map would count the whole file as
+        this process's resident memory), then those appended since."""
+        n0 = len(self._graph)
+        if n0:
+            per_element, offset_data, label_offset = self._layout
+            record = np.dtype({"names": ["vector", "label"], "formats": [("<f4", (self.dim,)), "<u8"],
+                               "offsets": [offset_data, label_offset], "itemsize": per_element})
+            from .files import LEVEL0_START
+
+            with open(self._file, "rb") as f:
+                f.seek(LEVEL0_START)
+                for a in range(0, n0, rows):
+                    block = np.fromfile(f, dtype=record, count=min(rows, n0 - a))
+                    yield block["label"].astype(np.int64), block["vector"]
+        for a in range(0, len(self._tail), rows):
+            yield np.arange(n0 + a, n0 + min(a + rows, len(self._tail)), dtype=np.int64), self._tail[a : a + rows]
 
     def __getitem__(self, rows) -> np.ndarray:
         """Vectors at `rows` (an int, a slice or an int array) -> `[len(rows), dim]` float32 (a copy)."""

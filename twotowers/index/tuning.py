@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..topk import exact_top_k
+from ..topk import exact_top_k, exact_top_k_blocks
 
 EF_CANDIDATES = (10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048)
 
@@ -51,7 +51,9 @@ def choose_ef(hnsw, vectors: np.ndarray, q: np.ndarray, target_recall: float, k:
     kk = min(k, n - extra)
     if kk < 1 or not len(q):
         return int(hnsw.ef), {}
-    exact, _ = exact_top_k(q, vectors, kk + extra)
+    # ground truth: a scan of every vector (a VectorStore reads its graph file block by block)
+    exact, _ = exact_top_k_blocks(q, vectors.blocks(), kk + extra) if hasattr(vectors, "blocks") else \
+        exact_top_k(q, vectors, kk + extra)
     if self_rows is not None:
         exact = _drop_self(exact, self_rows, kk)
     # The k-th best exact score of each query: a hit scoring at least that is a true neighbour, whichever of
