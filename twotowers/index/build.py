@@ -256,6 +256,7 @@ class _Job:
                           self.settings.target_recall, samples=self.settings.tune_samples, seed=self.settings.seed)
         if record and not record["reached"]:
             warnings.warn(RecallWarning(unreached(record, ef)), stacklevel=3)
+        self.graph = None  # saved already: its memory goes before BM25's weighing maps its files
         keyword = None
         if self.keyword is not None:
             with writing(self.dir / "keyword.json"):
