@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import time
@@ -89,7 +90,7 @@ def main(argv=None) -> None:
                              save_uploads=args.save_uploads)
     except (OSError, ValueError) as e:
         raise ValueError(f"could not load the model or index: {e}") from None
-    print(f"loaded in {time.perf_counter() - t0:.1f} s: {json.dumps(engine.info())}", flush=True)
+    logging.getLogger("app").info(f"loaded in {time.perf_counter() - t0:.1f} s: {json.dumps(engine.info())}")
     serve(engine, args.host, args.port, args.allow_uploads or args.save_uploads is not None, args.concurrency)
 
 

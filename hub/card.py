@@ -1,7 +1,7 @@
 """The model card (README.md of the model repo): Hub metadata, what the model is, how it was trained,
 the measured metrics beside their baselines, and how to use it.
 
-Every figure comes from evaluation JSON files (`hub.metrics.read_metrics`), the architecture from
+Every figure comes from evaluation JSON files or the training run's own results (`hub.metrics`), the architecture from
 the saved `config.json`, and the training recipe from the run's config; nothing is typed by hand.
 """
 
@@ -12,9 +12,10 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from twotowers.metrics import display_name as pretty_metric
 from twotowers.project import INSTALL, INSTALL_CPU, PROJECT_URL
 
-from .metrics import MetricSet, metric_type, pretty_metric
+from .metrics import MetricSet, metric_type
 
 BASE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 DATASET = "microsoft/ms_marco"
@@ -234,7 +235,8 @@ def _results(metric_sets: list[MetricSet]) -> str:
         shared = {k: v for k, v in sets[0].context.items() if k not in _PER_RUN and all(s.context.get(k) == v for s in sets)}
         desc = ", ".join(f"{k}: {v}" for k, v in shared.items() if k not in _DATA_KEYS)
         model = next((s for s in sets if s.is_model), None)
-        out += [_measured(shared, model) + f" From `{Path(source).name}`" + (f" ({desc})" if desc else "") + ":", ""]
+        where = f"`{Path(source).name}`" if source.endswith(".json") else source  # a file, or the training run
+        out += [_measured(shared, model) + f" From {where}" + (f" ({desc})" if desc else "") + ":", ""]
         keys = list(dict.fromkeys(k for s in sets for k in s.metrics))
         primary = next((s.primary for s in sets if s.primary), None)
         counts = any("n_queries" in s.context for s in sets)

@@ -6,12 +6,15 @@ It is passed to `HfApi` and never printed: messages go through `redact` before t
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from huggingface_hub import HfApi, constants, get_token
 from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
 LOGIN_HINT = "set HF_TOKEN to a write token or run `hf auth login`"
+
+_log = logging.getLogger(__name__).info  # the default `log` of the functions below
 
 
 class PublishError(RuntimeError):
@@ -100,7 +103,7 @@ def check_file_sizes(tree: Path, files: list[str]) -> None:
 
 def upload_tree(api, tree: Path, files: list[str], repo_id: str, *, repo_type: str, message: str,
                 private: bool = False, revision: str | None = None, space_sdk: str | None = None,
-                prune: tuple[str, ...] = (), large: bool = False, log=print) -> str:
+                prune: tuple[str, ...] = (), large: bool = False, log=_log) -> str:
     """create_repo(exist_ok) [+ branch], then the files in one commit -> the (last) commit URL.
 
     Files already in the repo under a `prune` folder (e.g. `index/`) but not in `files` are deleted

@@ -1,4 +1,5 @@
-"""Read evaluation JSON files (`python -m twotowers.evaluate ... --json OUT`) into labelled metric sets.
+"""The model card's figures as labelled metric sets: from evaluation JSON files (`python -m twotowers.evaluate
+... --json OUT`, `read_metrics`), or from a training run's final figures as they are (`training_metric_sets`).
 
 The model card never has a figure typed by hand: every number in it comes from here. The
 evaluation CLI writes
@@ -29,8 +30,6 @@ _METRIC = re.compile(r"^(ndcg|mrr|recall|map|precision|p|r|acc|accuracy|hit|hits
 _PREFIXED = re.compile(r"^(?P<prefix>.+?)[_/.:-](?P<metric>(?:ndcg|mrr|recall|map|precision|acc|accuracy|hit|hits|success)(?:(?:@|_at_)\d+)?)$", re.I)
 # Containers that only group systems: left out of a system's display name.
 _CONTAINERS = {"results", "baselines", "metrics", "scores", "systems"}
-_PRETTY = {"ndcg": "NDCG", "mrr": "MRR", "recall": "Recall", "map": "MAP", "precision": "Precision", "p": "P",
-           "r": "R", "acc": "Accuracy", "accuracy": "Accuracy", "hit": "Hit", "hits": "Hits", "success": "Success"}
 
 
 @dataclass
@@ -53,12 +52,6 @@ def canonical_metric(key: str) -> str | None:
         return None
     name, k = m.group(1).lower(), m.group(2)
     return f"{name}@{k}" if k else name
-
-
-def pretty_metric(key: str) -> str:
-    """`ndcg@10` -> `NDCG@10` (for tables and the model-index)."""
-    name, _, k = key.partition("@")
-    return _PRETTY.get(name, name) + (f"@{k}" if k else "")
 
 
 def metric_type(key: str) -> str:
@@ -133,3 +126,44 @@ def _scalar(v) -> bool:
     return isinstance(v, (str, int, float, bool))
 def _is_metric_entry(key: str, value) -> bool:
     return _number(value) is not None and (canonical_metric(key) is not None or _PREFIXED.match(key) is not None)
+
+
+def training_metric_sets(final: dict, train_config: dict | None = None) -> list[MetricSet]:
+    """A training run's final figures (`test/ndcg@10`, `val/mrr@10`, `val/random_mrr@10`, `test/n_queries`, ...)
+    -> the model's sets (the retrieval test, the re-rank validation) and the validation's random-order
+    baseline, with what was measured taken from the run's flags (`train_config`: file names, never paths)."""
+    measured = _measured_data(train_config or {})
+    sets = []
+    for mode, prefix, source in (("retrieve", "test/", "the training run's final retrieval test"),
+                                 ("rerank", "val/", "the training run's final re-rank validation")):
+        part = {k[len(prefix):]: v for k, v in final.items() if k.startswith(prefix) and _number(v) is not None}
+        context = {"mode": mode, "source": "training run (final)", **measured[mode]}
+        model = {canonical_metric(k): float(v) for k, v in part.items() if canonical_metric(k)}
+        if not model:
+            continue
+        counts = {k: v for k, v in part.items() if not canonical_metric(k) and not k.startswith("random_")}
+        sets.append(MetricSet("model", model, source, {**context, **counts}, is_model=True))
+        random = {canonical_metric(k[len("random_"):]): float(v) for k, v in part.items()
+                  if k.startswith("random_") and canonical_metric(k[len("random_"):])}
+        if random:
+            sets.append(MetricSet("random", random, source, context))
+    return sets
+
+
+def _names(files) -> str:
+    return ", ".join(Path(f).name for f in files)
+
+
+def _measured_data(train_config: dict) -> dict:
+    """What the run's tests measured (hub.card tells it): file names from its flags, never their paths."""
+    c = train_config
+    if c.get("test_queries") and c.get("test_qrels") and c.get("test_collection"):
+        test = {"queries": _names([c["test_queries"]]), "qrels": _names([c["test_qrels"]]),
+                "corpus": _names([c["test_collection"]])}
+    elif c.get("validation_files"):
+        test = {"queries": _names(c["validation_files"]), "corpus": "the pooled candidate passages of those rows",
+                "dataset_config": "v1.1"}
+    else:
+        test = {}
+    val = {"queries": _names(c["validation_files"]), "dataset_config": "v1.1"} if c.get("validation_files") else {}
+    return {"retrieve": test, "rerank": val}

@@ -15,20 +15,23 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import sys
 import tempfile
 from pathlib import Path
 
+from twotowers.layout import (CONFIG_NAME, EXAMPLES_NAME, INDEX_SUBFOLDER, MODEL_FILES, REQUIRED_MODEL_FILES,
+                               TRAIN_CONFIG_NAME, find_index)
 from twotowers.textfiles import read_json
 from twotowers.writing import make_readable
 
 from .card import build_card
 from .connect import PublishError, check_file_sizes, explain, hub_api, upload_tree
-from .metrics import MetricSet, read_metrics
+from .metrics import MetricSet, read_metrics, training_metric_sets
 from .tree import check_empty, check_repo_id, describe, files_under, place
 
-INDEX_SUBFOLDER = "index"
+_log = logging.getLogger(__name__).info  # the default `log` of the functions below
 
 
 def stage_model_repo(model_dir, index_dir, out, *, repo_id: str, metric_sets: list[MetricSet] = (),
@@ -43,15 +46,12 @@ def stage_model_repo(model_dir, index_dir, out, *, repo_id: str, metric_sets: li
     Files are copies unless `link` (a temporary tree that is uploaded, then deleted).
     `example_queries` become `examples.json`, the examples the Space shows.
     """
-    from twotowers.model import BASE_CONFIG_NAME, MODEL_FILES, WEIGHTS_NAME  # torch only when a model is pushed
-    from twotowers.pretrained import EXAMPLES_NAME
-
     model_dir, out = Path(model_dir), Path(out)
-    missing = [f for f in (WEIGHTS_NAME, "config.json", BASE_CONFIG_NAME, "tokenizer.json") if not (model_dir / f).is_file()]
+    missing = [f for f in REQUIRED_MODEL_FILES if not (model_dir / f).is_file()]
     if missing:
         raise PublishError(f"{model_dir} is not a saved TwoTowers model: missing {', '.join(missing)}")
     check_empty(out, "repo")
-    model_config = read_json(model_dir / "config.json", "a saved TwoTowers model's config")
+    model_config = read_json(model_dir / CONFIG_NAME, "a saved TwoTowers model's config")
     index_info = _check_index(model_dir, Path(index_dir)) if index_dir is not None and check_index else None
     if index_dir is not None and index_info is None:
         index_info = {}
@@ -88,16 +88,20 @@ def _stage_sentence_transformers(model_dir: Path, out: Path) -> bool:
     return True
 
 
-def push(model_dir, index_dir, repo_id: str, *, metrics_files=(), private: bool = False, revision: str | None = None,
-         dry_run: bool = False, out=None, train_config: dict | None = None, space_id: str | None = None,
-         endpoint: str | None = None, log=print, example_queries: list[str] | None = None) -> str:
-    """Stage and upload (or, with `dry_run`, only stage into `out`) -> the commit URL or the out dir."""
+def push(model_dir, index_dir, repo_id: str, *, metrics_files=(), metric_sets: list[MetricSet] = (),
+         private: bool = False, revision: str | None = None, dry_run: bool = False, out=None,
+         train_config: dict | None = None, space_id: str | None = None, endpoint: str | None = None, log=_log,
+         example_queries: list[str] | None = None) -> str:
+    """Stage and upload (or, with `dry_run`, only stage into `out`) -> the commit URL or the out dir.
+
+    The card's figures: `metrics_files` (evaluation JSON files) and `metric_sets` (figures already at hand)."""
     check_repo_id(repo_id)
-    metric_sets = read_metrics(metrics_files) if metrics_files else []
+    api = None if dry_run else hub_api(endpoint)  # fails fast (one line) with no token, before any work
+    metric_sets = [*(read_metrics(metrics_files) if metrics_files else []), *metric_sets]
     if index_dir is None:
         log(f"note: no index given, so the repo gets no index/ (load_pretrained and the Space need one): build it with "
             f"`python -m twotowers.index build --model {model_dir} --collection FILE --out {model_dir}/index` and push again")
-    recipe = Path(model_dir) / "train_config.json"  # written by `python -m train` beside the model
+    recipe = Path(model_dir) / TRAIN_CONFIG_NAME  # written by `python -m train` beside the model
     if train_config is None and recipe.is_file():
         train_config = read_json(recipe, "the training run's settings")
     if dry_run:
@@ -110,11 +114,9 @@ def push(model_dir, index_dir, repo_id: str, *, metrics_files=(), private: bool 
         log(f"dry run: nothing was sent; the tree above is in {out}")
         return str(out)
 
-    from twotowers.pretrained import EXAMPLES_NAME
     from twotowers.st_export import OWNED_PATHS  # the export's files: pruned on a new push, so a GRU model
     # pushed over a repo that once held a mean one keeps no stale modules.json
 
-    api = hub_api(endpoint)  # fails fast (one line) with no token, before any staging work
     # The temporary tree links the index's files (a multi-GB graph is not copied): beside the index, on its disk.
     with tempfile.TemporaryDirectory(prefix=".twotowers-push-", dir=_staging_parent(index_dir)) as tmp:
         files = stage_model_repo(model_dir, index_dir, tmp, repo_id=repo_id, metric_sets=metric_sets,
@@ -138,79 +140,29 @@ def _staging_parent(index_dir) -> str | None:
 
 
 def push_from_training(cfg, output_dir, metrics: dict | None = None, *, repo_id: str | None = None,
-                       log=print, raise_errors: bool = False) -> str | None:
+                       log=_log, raise_errors: bool = False) -> str | None:
     """Called by `python -m train --push-to-hub REPO` at the end of a run.
 
     Pushes `output_dir` (the final `save_pretrained`), `output_dir/index` when one was built, a card
     with `cfg` (a dataclass) as the recipe and `metrics` (the run's evaluation dict). Returns the
     commit URL; on failure, one line and None (the trained model stays on disk), or with
-    `raise_errors` a PublishError of that line (training then exits 1).
+    `raise_errors` a PublishError of that line (training then exits 1). The metrics go to the card as
+    they are (`hub.metrics.training_metric_sets`), never through a file.
     """
     train_config = dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else dict(vars(cfg))
     repo_id = repo_id or train_config.get("push_to_hub")
     output_dir = Path(output_dir)
-    index_dir = output_dir / INDEX_SUBFOLDER
-    index_dir = index_dir if index_dir.is_dir() else None
+    index_dir = find_index(output_dir)
     try:
         if not repo_id:
             raise PublishError("push_from_training needs a repo id (cfg.push_to_hub or repo_id=)")
-        with tempfile.TemporaryDirectory(prefix="twotowers-metrics-") as tmp:
-            metrics_files = training_metrics_files(metrics or {}, Path(tmp), train_config)
-            return push(output_dir, index_dir, repo_id, metrics_files=metrics_files, train_config=train_config, log=log)
+        return push(output_dir, index_dir, repo_id, metric_sets=training_metric_sets(metrics or {}, train_config),
+                    train_config=train_config, log=log)
     except (PublishError, ValueError, OSError) as e:
         if raise_errors:
             raise PublishError(f"push to the Hub failed: {explain(e)}") from None
         print(f"error: push to the Hub failed: {explain(e)}", file=sys.stderr)
         return None
-
-
-def _names(files) -> str:
-    return ", ".join(Path(f).name for f in files)
-
-
-def _measured_data(train_config: dict) -> dict:
-    """What the run's tests measured (hub.card tells it): file names from its flags, never their paths."""
-    c = train_config
-    if c.get("test_queries") and c.get("test_qrels") and c.get("test_collection"):
-        test = {"queries": _names([c["test_queries"]]), "qrels": _names([c["test_qrels"]]),
-                "corpus": _names([c["test_collection"]])}
-    elif c.get("validation_files"):
-        test = {"queries": _names(c["validation_files"]), "corpus": "the pooled candidate passages of those rows",
-                "dataset_config": "v1.1"}
-    else:
-        test = {}
-    val = {"queries": _names(c["validation_files"]), "dataset_config": "v1.1"} if c.get("validation_files") else {}
-    return {"retrieve": test, "rerank": val}
-
-
-def training_metrics_files(final: dict, out: Path, train_config: dict | None = None) -> list[Path]:
-    """The training run's final dict (`test/ndcg@10`, `val/mrr@10`, ...) -> evaluation-CLI-shaped JSON files,
-    with what was measured taken from the run's flags (`train_config`).
-
-    `test/*` is the retrieval test over the pooled corpus, `val/*` the re-rank validation (with its
-    `random_*` baseline); anything else that looks like a metric goes in as it is.
-    """
-    groups = {"retrieve": ("test/", "final-retrieval-test.json"), "rerank": ("val/", "final-rerank-validation.json")}
-    data = _measured_data(train_config or {})
-    files = []
-    for mode, (prefix, name) in groups.items():
-        part = {k[len(prefix):]: v for k, v in final.items() if k.startswith(prefix)}
-        if part:
-            (out / name).write_text(json.dumps({"mode": mode, "source": "training run (final)", **data[mode],
-                                                "results": {"model": part}}, default=float))
-            files.append(out / name)
-    rest = {k: v for k, v in final.items() if not k.startswith(("test/", "val/"))}
-    if not files and rest:
-        (out / "final-metrics.json").write_text(json.dumps(rest, default=float))
-        files.append(out / "final-metrics.json")
-    return [f for f in files if _has_metrics(f)]
-
-
-def _has_metrics(path: Path) -> bool:
-    try:
-        return bool(read_metrics([path]))
-    except ValueError:
-        return False
 
 
 # -- helpers -------------------------------------------------------------------------------------------

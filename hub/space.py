@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import importlib.metadata as md
+import logging
 import re
 import subprocess
 import sys
@@ -32,6 +33,8 @@ MODEL_REPO_VARIABLE = "TWOTOWERS_MODEL_REPO"
 MODEL_REVISION_VARIABLE = "TWOTOWERS_MODEL_REVISION"
 # Installed by the Space itself (sdk_version), so never listed in its requirements.txt.
 _SDK_PROVIDED = {"gradio", "gradio-client"}
+
+_log = logging.getLogger(__name__).info  # the default `log` of the functions below
 
 
 def import_graph(entry: Path, root: Path) -> tuple[set[Path], set[str]]:
@@ -160,7 +163,7 @@ def space_card(space_id: str, model_repo: str, revision: str | None = None, file
 
 def model_files(names: list[str]) -> list[str]:
     """The files of a model repo the app reads (what `load_pretrained` fetches), in repo order."""
-    from twotowers.pretrained import INDEX_SUBFOLDER, REPO_FILES
+    from twotowers.layout import INDEX_SUBFOLDER, REPO_FILES
 
     return [n for n in names if n in REPO_FILES or n.startswith(f"{INDEX_SUBFOLDER}/")]
 
@@ -192,7 +195,7 @@ def check_hardware(hardware: str | None) -> None:
 
 
 def deploy_space(space_id: str, model_repo: str, *, revision: str | None = None, private: bool = False,
-                 dry_run: bool = False, out=None, root: Path = REPO_ROOT, endpoint: str | None = None, log=print,
+                 dry_run: bool = False, out=None, root: Path = REPO_ROOT, endpoint: str | None = None, log=_log,
                  model_tree=None, hardware: str | None = None) -> str:
     """Create/update the Space in one commit, pinned to the model repo's commit -> its URL (or the out dir).
 

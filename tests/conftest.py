@@ -48,7 +48,14 @@ def run_cli(main, argv: list[str], capsys) -> tuple[int, str, str]:
 
 
 def one_error_line(err: str) -> str:
-    """The single `error: ...` line a refused command prints (asserts there is exactly that)."""
+    """The single `error: ...` line a refused command prints: its last line on stderr, no traceback (the log
+    lines of what it did before may stand above it)."""
     lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), err[-2000:]
-    return lines[0]
+    errors = [line for line in lines if line.startswith("error: ")]
+    assert len(errors) == 1 and lines[-1] == errors[0] and "Traceback" not in err, err[-2000:]
+    return errors[0]
+
+
+from twotowers.cli import configure_logging  # noqa: E402
+
+configure_logging()  # log lines on stderr, as every command line shows them (run_main does the same)

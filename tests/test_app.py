@@ -1,6 +1,7 @@
-"""The Gradio app: the pure search function, the API through gradio_client, bad input, uploads, and
-the real page in headless Chromium. A small mean-tower model over the demo corpus keeps it fast; the
-default zero-shot transformer start (`python app.py`) is tested in test_app_default.py (slow)."""
+"""The Gradio app: the pure search function, the page's handlers, bad input, uploads; marked slow, the API
+through gradio_client on the running app and the real page in headless Chromium. A small mean-tower model
+over the demo corpus keeps it fast; the default zero-shot transformer start (`python app.py`) is tested in
+test_app_default.py (slow)."""
 
 import json
 import os
@@ -71,6 +72,7 @@ def _free_port() -> int:
 
 
 # -- pure functions ---------------------------------------------------------------------------------
+@pytest.mark.slow  # a fresh process
 def test_import_app_starts_no_server_and_loads_no_model():
     code = ("import sys, app, webapp.engine; assert webapp.engine._ENGINE is None; assert 'twotowers.model' not in sys.modules; "
             "assert 'torch' not in sys.modules and 'gradio' not in sys.modules; print('ok')")
@@ -164,9 +166,10 @@ def test_highlight_marks_query_terms_and_escapes_html():
 # -- your own passages ------------------------------------------------------------------------------
 @pytest.mark.parametrize("name,data,words", [
     ("bad.tsv", "a\tfirst passage\nb second passage\n", "bad.tsv line 2: expected id<TAB>text"),
-    ("bad.jsonl", '{"id": "a", "text": "ok"}\n{"id": "b", "text": \n', "bad.jsonl line 2: not valid JSON"),
+    ("bad.jsonl", '{"id": "a", "text": "ok"}\n{"id": "b", "text": \n', "bad.jsonl line 2: invalid JSON"),
     ("bad.jsonl", '{"id": "a", "text": "ok"}\n\n{"id": "a", "text": "again"}\n', "line 3: id 'a' repeats line 1"),
-    ("bad.jsonl", '{"id": "a", "body": "ok"}\n', 'line 1: expected an object with a "text" field'),
+    ("bad.jsonl", '{"id": "a", "body": "ok"}\n', "line 1: expected 'text' field, found ['body', 'id']"),
+    ("bad.jsonl", '{"id": true, "text": "ok"}\n', "line 1: 'text' must be a string and 'id' a string or number"),
     ("bad.txt", b"fine line\n\xff\xfe broken\n", "bad.txt line 2: not UTF-8"),
     ("bad.tsv", "a\t   \n", "bad.tsv line 1: the passage text is empty"),
     ("bad.tsv", "a\tok\nb\t\u200b\u200d\n", "bad.tsv line 2: the passage text is empty"),
@@ -263,6 +266,7 @@ def test_a_grown_index_gets_its_search_breadth_tuned_again(engine):
 
 
 # -- the running app through gradio_client ---------------------------------------------------------
+@pytest.mark.slow  # the running server
 def test_api_search_returns_structured_results(client):
     hits = client.predict("why is the sky blue", 3, api_name="/search")
     assert isinstance(hits, list) and len(hits) == 3
@@ -272,12 +276,14 @@ def test_api_search_returns_structured_results(client):
     assert hybrid[0]["keyword_score"] is not None and hybrid[0]["dense_score"] is not None
 
 
+@pytest.mark.slow  # the running server
 def test_api_batch_endpoint(client):
     rows = client.predict(MEAN_OK, 2, api_name="/search_batch")
     assert len(rows) == len(MEAN_OK) and all(len(r) == 2 for r in rows)
     assert rows[0][0]["id"] == "physics-04" and rows[3][0]["id"] == "energy-06"
 
 
+@pytest.mark.slow  # the running server
 def test_api_bad_input_is_a_clear_error_and_server_keeps_serving(client):
     from gradio_client.exceptions import AppError
 
@@ -289,11 +295,13 @@ def test_api_bad_input_is_a_clear_error_and_server_keeps_serving(client):
     assert client.predict("why is the sky blue \U0001F30D\x07", 1, api_name="/search")[0]["id"] == "physics-04"
 
 
+@pytest.mark.slow  # the running server
 def test_api_lists_only_the_documented_endpoints(client):
     endpoints = set(client.view_api(return_format="dict", print_info=False)["named_endpoints"])
     assert {"/search", "/search_batch"} <= endpoints
 
 
+@pytest.mark.slow  # the running server
 def test_concurrent_api_calls_are_all_served(server):
     from concurrent.futures import ThreadPoolExecutor
 
@@ -338,6 +346,7 @@ def browser_page(server):
         browser.close()
 
 
+@pytest.mark.slow  # a browser
 def test_browser_search_shows_expected_passage(browser_page):
     page = browser_page
     assert "passages" in page.locator("#tt-info").inner_text()
@@ -350,6 +359,7 @@ def test_browser_search_shows_expected_passage(browser_page):
     assert "ms" in page.locator("#tt-latency").inner_text()
 
 
+@pytest.mark.slow  # a browser
 def test_browser_bad_input_shows_a_message_then_works(browser_page):
     page = browser_page
     run_query(page, "   ")
@@ -362,6 +372,7 @@ def test_browser_bad_input_shows_a_message_then_works(browser_page):
     assert page.locator("#tt-results img").count() == 0  # the query's HTML was escaped, not rendered
 
 
+@pytest.mark.slow  # a browser
 def test_browser_example_click_searches(browser_page):
     from playwright.sync_api import expect
 
@@ -373,6 +384,7 @@ def test_browser_example_click_searches(browser_page):
     page.locator('#tt-results .tt-hit[data-id="internet-04"]').wait_for(timeout=30_000)
 
 
+@pytest.mark.slow  # a browser
 def test_browser_bad_upload_names_the_line(browser_page, engine, tmp_path):
     page = browser_page
     before = len(engine.index)

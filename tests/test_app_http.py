@@ -1,6 +1,7 @@
-"""The plain HTTP JSON API (/v1/search, /v1/info) on the running app, through a real HTTP client, and the
-self-describing Gradio API (/search's types in view_api). The same small untrained mean tower as
-test_app.py; its fixtures start the app in this process."""
+"""The plain HTTP JSON API (/v1/search, /v1/info): its routes in this process (FastAPI's test client, no
+server), and, marked slow, on the running app through a real HTTP client beside the self-describing Gradio
+API (/search's types in view_api). The same small untrained mean tower as test_app.py; its fixtures start
+the app in this process."""
 
 import json
 import sys
@@ -21,11 +22,30 @@ import app  # noqa: E402
 from test_app import MEAN_OK, client, engine, server  # noqa: E402,F401 - the running app's fixtures
 
 
-def call(server: str, path: str, params: dict | list | None = None, body: bytes | dict | list | None = None,
+@pytest.fixture(scope="module")
+def http(engine):
+    """The /v1 routes on a FastAPI app in this process, called through its test client (no server, no port)."""
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from webapp.http import router
+
+    api = FastAPI()
+    api.include_router(router(concurrency=4))
+    with TestClient(api) as test_client:
+        yield test_client
+
+
+def call(server, path: str, params: dict | list | None = None, body: bytes | dict | list | None = None,
          method: str | None = None) -> tuple[int, object, dict]:
-    """One request -> (status, decoded JSON body, headers); 4xx and 5xx are answers here, not exceptions."""
-    url = server.rstrip("/") + path + ("?" + urllib.parse.urlencode(params) if params is not None else "")
+    """One request -> (status, decoded JSON body, headers); 4xx and 5xx are answers here, not exceptions.
+    `server`: the running app's URL, or the `http` fixture's test client."""
     data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
+    if not isinstance(server, str):
+        resp = server.request(method or ("POST" if data is not None else "GET"), path, params=params, content=data,
+                              headers={"Content-Type": "application/json"} if data is not None else {})
+        return resp.status_code, resp.json(), dict(resp.headers)
+    url = server.rstrip("/") + path + ("?" + urllib.parse.urlencode(params) if params is not None else "")
     req = urllib.request.Request(url, data=data, method=method or ("POST" if data is not None else "GET"),
                                  headers={"Content-Type": "application/json"} if data is not None else {})
     try:
@@ -36,19 +56,20 @@ def call(server: str, path: str, params: dict | list | None = None, body: bytes 
 
 
 # -- GET /v1/search: one query ---------------------------------------------------------------------
-def test_get_search_returns_ranked_hits(server):
-    status, hits, headers = call(server, "/v1/search", {"q": "why is the sky blue", "k": 3})
+def test_get_search_returns_ranked_hits(http):
+    status, hits, headers = call(http, "/v1/search", {"q": "why is the sky blue", "k": 3})
     assert status == 200 and headers["content-type"] == "application/json"
     assert [h["rank"] for h in hits] == [1, 2, 3] and hits[0]["id"] == "physics-04"
     assert set(hits[0]) == {"rank", "id", "score", "text", "dense_score", "keyword_score"}
     assert hits[0]["keyword_score"] is not None  # no mode: the index's default, hybrid
-    assert hits == call(server, "/v1/search", {"q": "why is the sky blue", "k": 3, "mode": "hybrid"})[1]
-    status, hits, _ = call(server, "/v1/search", {"q": "why is the sky blue", "k": 3, "mode": "dense"})
+    assert hits == call(http, "/v1/search", {"q": "why is the sky blue", "k": 3, "mode": "hybrid"})[1]
+    status, hits, _ = call(http, "/v1/search", {"q": "why is the sky blue", "k": 3, "mode": "dense"})
     assert hits[0]["keyword_score"] is None and hits[0]["dense_score"] == hits[0]["score"]
-    status, hits, _ = call(server, "/v1/search", {"q": "why does bread dough rise"})
+    status, hits, _ = call(http, "/v1/search", {"q": "why does bread dough rise"})
     assert status == 200 and len(hits) == 10 and hits[0]["id"] == "baking-01"  # k defaults to 10
 
 
+@pytest.mark.slow  # the running server
 @pytest.mark.parametrize("params", [
     {"q": "why is the sky blue", "k": 5},
     {"q": "is chocolate dangerous for dogs", "k": 4, "mode": "hybrid", "alpha": 0.3, "fusion": "rrf"},
@@ -63,13 +84,13 @@ def test_get_search_equals_gradio_client_search(server, client, params):
 
 
 # -- POST /v1/search: a batch ----------------------------------------------------------------------
-def test_post_batch_returns_one_list_per_query(server, client):
-    status, rows, _ = call(server, "/v1/search", body={"queries": MEAN_OK, "k": 2})
+def test_post_batch_returns_one_list_per_query(http):
+    status, rows, _ = call(http, "/v1/search", body={"queries": MEAN_OK, "k": 2})
     assert status == 200 and len(rows) == len(MEAN_OK) and all(len(r) == 2 for r in rows)
     assert [r[0]["id"] for r in rows] == ["physics-04", "baking-01", "internet-04", "energy-06"]
-    assert rows == client.predict(MEAN_OK, 2, api_name="/search_batch")
+    assert rows == app.search_many(MEAN_OK, 2)
     body = {"queries": ["is chocolate dangerous for dogs"], "k": 3, "mode": "hybrid", "alpha": 0.5, "fusion": "rrf"}
-    status, rows, _ = call(server, "/v1/search", body=body)
+    status, rows, _ = call(http, "/v1/search", body=body)
     assert status == 200 and rows == app.search_many(**body)
     assert rows[0][0]["id"] == "pets-03" and rows[0][0]["keyword_score"] is not None
 
@@ -91,12 +112,12 @@ def test_post_batch_returns_one_list_per_query(server, client):
     ({"q": "sky blue", "mode": "hybrid", "alpha": "2"}, ("sky blue", 10, "hybrid", "2")),
     ({"q": "sky blue", "mode": "hybrid", "alpha": "half"}, ("sky blue", 10, "hybrid", "half")),
 ])
-def test_get_bad_input_is_400_with_the_apps_message(server, engine, params, args):
+def test_get_bad_input_is_400_with_the_apps_message(http, engine, params, args):
     with pytest.raises(app.InputError) as e:
         app.search(*args, engine=engine)
     expected = str(e.value)
     assert "query 1" not in expected
-    assert call(server, "/v1/search", params)[:2] == (400, {"error": expected})
+    assert call(http, "/v1/search", params)[:2] == (400, {"error": expected})
 
 
 @pytest.mark.parametrize("params,words", [
@@ -105,8 +126,8 @@ def test_get_bad_input_is_400_with_the_apps_message(server, engine, params, args
     ({"q": "sky", "top_k": 5}, "unknown parameter 'top_k'; the parameters are q, k, mode, alpha, fusion"),
     ([("q", "sky"), ("q", "blue")], "give 'q' once"),
 ])
-def test_get_missing_or_unknown_parameters_are_400(server, params, words):
-    status, body, _ = call(server, "/v1/search", params)
+def test_get_missing_or_unknown_parameters_are_400(http, params, words):
+    status, body, _ = call(http, "/v1/search", params)
     assert status == 400 and list(body) == ["error"] and words in body["error"]
 
 
@@ -131,13 +152,13 @@ def test_get_missing_or_unknown_parameters_are_400(server, params, words):
     ({"queries": ["sky"], "mode": "bm25"}, "mode must be one of dense, keyword, hybrid, got 'bm25'."),
     ({"queries": ["sky"], "mode": "hybrid", "fusion": "max"}, f"fusion must be one of {', '.join(FUSIONS)}, got 'max'."),
 ])
-def test_post_bad_input_is_400_with_a_message(server, body, words):
-    status, answer, _ = call(server, "/v1/search", body=body, method="POST")
+def test_post_bad_input_is_400_with_a_message(http, body, words):
+    status, answer, _ = call(http, "/v1/search", body=body, method="POST")
     assert status == 400 and list(answer) == ["error"] and words in answer["error"], answer
 
 
-def test_post_too_large_body_is_refused(server):
-    status, answer, _ = call(server, "/v1/search", body=b'{"queries": ["' + b"x" * (2 << 20) + b'"]}')
+def test_post_too_large_body_is_refused(http):
+    status, answer, _ = call(http, "/v1/search", body=b'{"queries": ["' + b"x" * (2 << 20) + b'"]}')
     assert status == 413 and "too large" in answer["error"]
 
 
@@ -168,17 +189,18 @@ def swap_index(engine):
     app.set_engine(engine)
 
 
-def test_keyword_mode_without_bm25_is_400_and_info_says_dense_only(server, engine, swap_index):
+def test_keyword_mode_without_bm25_is_400_and_info_says_dense_only(http, engine, swap_index):
     swap_index(_IndexView(engine.index, keyword=False))
-    status, body, _ = call(server, "/v1/search", {"q": "sky", "mode": "keyword"})
+    status, body, _ = call(http, "/v1/search", {"q": "sky", "mode": "keyword"})
     assert status == 400 and body["error"] == "mode 'keyword' needs an index with a keyword (BM25) side; this one has none."
-    status, info, _ = call(server, "/v1/info")
+    status, info, _ = call(http, "/v1/info")
     assert status == 200 and info["modes"] == ["dense"] and info["keyword"] is False and info["default_mode"] == "dense"
-    hit = call(server, "/v1/search", {"q": "why is the sky blue", "k": 1})[1][0]  # no mode: dense, the only one
+    hit = call(http, "/v1/search", {"q": "why is the sky blue", "k": 1})[1][0]  # no mode: dense, the only one
     assert hit["id"] == "physics-04" and hit["keyword_score"] is None
 
 
 # -- concurrency: searches in parallel, the event loop free ----------------------------------------
+@pytest.mark.slow  # the running server
 def test_concurrent_searches_run_in_parallel_off_the_event_loop(server, engine, swap_index):
     swap_index(_IndexView(engine.index, delay=0.6))  # every search takes 0.6 s more (a sleep: no CPU)
     info_times = []
@@ -202,17 +224,19 @@ def test_concurrent_searches_run_in_parallel_off_the_event_loop(server, engine, 
 
 
 # -- GET /v1/info ----------------------------------------------------------------------------------
-def test_info_gives_model_index_modes_and_limits(server, engine):
-    status, info, _ = call(server, "/v1/info")
+def test_info_gives_model_index_modes_and_limits(http, engine):
+    status, info, _ = call(http, "/v1/info")
     assert status == 200
     assert {k: info[k] for k in engine.info()} == engine.info()
     assert info["passages"] == len(engine.index) and info["tower"] == "mean" and info["keyword"] is True
     assert info["modes"] == ["dense", "keyword", "hybrid"] and info["fusions"] == list(FUSIONS)
+    assert info["routes"] == ["GET /v1/search", "POST /v1/search", "GET /v1/info"]
     assert info["default_mode"] == "hybrid" and info["fusion"]["default"] in FUSIONS  # what a search without mode does
     assert info["k"] == {"min": 1, "max": app.MAX_K, "default": 10}
     assert info["max_batch"] == app.MAX_BATCH and info["max_query_chars"] == app.MAX_QUERY_CHARS
 
 
+@pytest.mark.slow  # the running server
 def test_unknown_v1_route_is_404_and_gradio_still_serves(server, client):
     with pytest.raises(urllib.error.HTTPError) as e:
         urllib.request.urlopen(server + "v1/nothing", timeout=30)
@@ -222,6 +246,7 @@ def test_unknown_v1_route_is_404_and_gradio_still_serves(server, client):
 
 
 # -- the Gradio API describes itself ---------------------------------------------------------------
+@pytest.mark.slow  # the running server
 def test_view_api_shows_types_choices_and_docs(client):
     text = client.view_api(return_format="str", print_info=False)
     assert 'predict(query, k, mode, alpha, fusion, api_name="/search") -> hits' in text
@@ -235,7 +260,7 @@ def test_view_api_shows_types_choices_and_docs(client):
 
     from webapp.ui import Fusion, Mode
 
-    assert get_args(Mode) == app.MODES and get_args(Fusion) == app.FUSIONS  # the hints name what inputs.py accepts
+    assert get_args(Mode) == app.MODES and get_args(Fusion) == tuple(app.FUSIONS)  # the hints name what inputs.py accepts
     info = client.view_api(return_format="dict", print_info=False)["named_endpoints"]["/search"]
     assert [p["parameter_name"] for p in info["parameters"]] == ["query", "k", "mode", "alpha", "fusion"]
     assert info["parameters"][2]["type"]["oneOf"] == [{"type": "null"}, {"enum": ["dense", "keyword", "hybrid"]}]
@@ -243,6 +268,7 @@ def test_view_api_shows_types_choices_and_docs(client):
     assert info["description"].startswith("Search one query")
 
 
+@pytest.mark.slow  # the running server
 def test_single_query_errors_have_no_batch_prefix(client):
     from gradio_client.exceptions import AppError
 
@@ -261,11 +287,13 @@ def test_single_query_errors_have_no_batch_prefix(client):
 
 
 def test_api_tab_documents_the_http_routes():
-    from webapp.ui import API_HELP
+    from webapp.ui import api_help
 
-    assert "curl \"http://127.0.0.1:7860/v1/search?q=" in API_HELP and '"queries"' in API_HELP and "/v1/info" in API_HELP
+    text = api_help()
+    assert "curl \"http://127.0.0.1:7860/v1/search?q=" in text and '"queries"' in text and "/v1/info" in text
 
 
+@pytest.mark.slow  # the running server
 def test_routes_are_served_even_where_ssr_is_the_default(engine, monkeypatch):
     """Spaces set GRADIO_SSR_MODE=True; with it a Node proxy fronts the port and answers /v1/* with the page.
     serve() turns SSR off unless asked, so the JSON routes are reachable on a Space too."""

@@ -95,6 +95,7 @@ def test_the_teacher_cache_key_covers_every_file_and_the_prompts(st_base, tmp_pa
     np.testing.assert_allclose(qd, d.encode_queries(TEXTS), atol=2e-3)  # float16 storage
 
 
+@pytest.mark.slow  # a fresh process (python -m train)
 def test_a_teacher_with_pickled_weights_only_is_refused_in_one_line(st_base, tmp_path):
     pickled = tmp_path / "pickled"
     shutil.copytree(st_base, pickled)
@@ -105,9 +106,9 @@ def test_a_teacher_with_pickled_weights_only_is_refused_in_one_line(st_base, tmp
     proc = subprocess.run([sys.executable, "-m", "train", "--distill-from", str(pickled), "--distill-data", queries,
                            collection, "--no-wandb", "--no-save", "--device", "cpu"],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
-    lines = [line for line in proc.stderr.splitlines() if line.strip() and not line.startswith("distillation data")]
-    assert proc.returncode == 1 and len(lines) == 1 and lines[0].startswith("error: ") and "pickle" in lines[0], \
-        proc.stderr[-2000:]
+    from conftest import one_error_line
+
+    assert proc.returncode == 1 and "pickle" in one_error_line(proc.stderr)
 
 
 def test_a_mixed_base_model_trains_saves_loads_exports_and_indexes(base, st_base, tmp_path):
@@ -152,6 +153,27 @@ def test_a_mixed_base_model_trains_saves_loads_exports_and_indexes(base, st_base
     with pytest.raises(ValueError, match="another model"):
         PassageIndex.load(tmp_path / "idx", same_shape)
 
+    # published: the repo tree carries the passage side's base files, and loads back with equal vectors
+    import sys
+
+    sys.path.insert(0, str(ROOT))
+    from hub.push import stage_model_repo
+    from twotowers.pretrained import load_pretrained
+
+    files = stage_model_repo(tmp_path / "out", tmp_path / "idx", tmp_path / "repo", repo_id="me/mixed")
+    assert {"passage/base_config.json", "passage/tokenizer.json", "index/index.json"} <= set(files)
+    loaded, loaded_index = load_pretrained(tmp_path / "repo")
+    np.testing.assert_array_equal(loaded.encode_passages(TEXTS), model.encode_passages(TEXTS))
+    assert loaded_index.search([queries[0]], k=3)[0][0].id == index.search([queries[0]], k=3)[0][0].id
+
+    # served: the app loads the repo and answers through its search function
+    import app
+
+    engine = app.load_engine(model_dir=str(tmp_path / "repo"), index_dir=str(tmp_path / "repo" / "index"),
+                             cache=tmp_path / "app-cache", log=lambda *_: None)
+    assert engine.model.passage_tower_config.pooling == "cls" and len(engine.index) == len(passages)
+    assert engine.index.search([queries[0]], k=3)[0]
+
 
 @pytest.fixture(scope="module")
 def bge_small(tmp_path_factory):
@@ -164,6 +186,7 @@ def bge_small(tmp_path_factory):
     return proc.stdout.strip().splitlines()[-1]
 
 
+@pytest.mark.slow  # a fresh process fetches bge-small
 def test_bge_small_as_a_tower_gives_its_own_vectors(bge_small, dev_passages):
     from sentence_transformers import SentenceTransformer
 

@@ -111,6 +111,19 @@ def test_score_distill_loss_by_hand_and_good_below_bad():
     assert good.item() == pytest.approx(0.0, abs=1e-6) and good < got
 
 
+def test_student_scale_fits_a_student_whose_scores_spread_twice_the_teachers():
+    from twotowers.losses import fit_student_scale
+
+    g = torch.Generator().manual_seed(0)
+    teacher = 0.4 + 0.3 * torch.rand(64, 30, generator=g)  # bge-like: cosines packed in 0.4-0.7
+    student = 2.0 * (teacher - 0.4)  # the same ranking, spread twice as wide, shifted (softmax ignores shifts)
+    assert abs(fit_student_scale(student, teacher) - 0.5) < 0.01
+    sq = torch.nn.functional.normalize(torch.randn(8, 16, generator=g), dim=-1)
+    sp = torch.nn.functional.normalize(torch.randn(20, 16, generator=g), dim=-1)
+    scaled = ScoreDistillLoss(student_scale=0.5)(sq, sp, sq, sp)  # student = teacher: scaling makes it differ
+    assert scaled > ScoreDistillLoss()(sq, sp, sq, sp) == pytest.approx(0.0, abs=1e-6)
+
+
 def test_exact_top_k_matches_full_sort_in_blocks():
     rng = np.random.default_rng(0)
     q, p = rng.standard_normal((7, 5)).astype(np.float32), rng.standard_normal((40, 5)).astype(np.float32)
@@ -255,4 +268,4 @@ def test_word_windows_of_the_passages_join_the_queries(toy, capsys):
 
     tmp = toy[0]
     summary = run(parse_config(distill_args(tmp, "--distill-query-windows", "2", "--epochs", "1", "--no-save")))
-    assert summary["global_step"] > 0 and "2 word window(s) a passage as queries" in capsys.readouterr().out
+    assert summary["global_step"] > 0 and "2 word window(s) a passage as queries" in capsys.readouterr().err

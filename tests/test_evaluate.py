@@ -79,12 +79,23 @@ def test_cli_retrieve_with_baselines_and_json(trec, tmp_path, capsys):
         assert 0.0 <= r["ndcg@10"] <= 1.0 and r["n_queries"] == 8
 
 
+def test_cli_zero_shot_baselines_pool_and_prompt_as_their_files_say(trec, tmp_path, capsys):
+    from tinymodel import make_tiny_st_base
+
+    base = make_tiny_st_base(tmp_path / "tiny-st")  # CLS-pooled, a query prompt: bge-small's shape
+    results = main(["--zero-shot", str(base), "--mode", "retrieve", "--queries", str(trec / "q.tsv"),
+                    "--qrels", str(trec / "qrels"), "--collection", str(trec / "c.tsv")])
+    assert list(results) == ["zero-shot tiny-st"]  # named by the directory's name, never its path
+    assert "| zero-shot tiny-st |" in capsys.readouterr().out and results["zero-shot tiny-st"]["n_queries"] == 8
+
+
 def test_cli_rerank_prints_random_baseline(trec, capsys):
     results = main(["--baseline", "bm25", "--mode", "rerank", "--data-files", str(trec / "rows.jsonl")])
     assert "random order (expected)" in capsys.readouterr().out
     assert results["bm25"]["ndcg@10"] > results["bm25"]["random_ndcg@10"]
 
 
+@pytest.mark.slow  # fresh processes (python -m twotowers.evaluate)
 def test_cli_errors_are_one_line(tmp_path):
     bad = tmp_path / "q.tsv"
     bad.write_text("no tab here\n")

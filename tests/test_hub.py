@@ -24,6 +24,7 @@ import torch
 import yaml
 from huggingface_hub import ModelCard, constants
 
+from conftest import one_error_line
 from hub.__main__ import main as hub_main
 from hub.card import build_card
 from hub.metrics import canonical_metric, read_metrics
@@ -132,7 +133,7 @@ def test_dry_run_tree_loads_back_and_searches_the_same(trained, tmp_path, capsys
     rc = hub_main(["push", "--model", str(trained.model_dir), "--index", str(trained.index_dir), "--repo-id",
                    "me/tiny", "--metrics", str(trained.metrics), "--dry-run", "--out", str(out)])
     assert rc == 0
-    printed = capsys.readouterr().out
+    printed = capsys.readouterr().err  # the plan is logged
     files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
     # The printed plan lists exactly the files in the tree: one commit.
     assert re.findall(r"^  (\S+)  \(", printed, re.M) == files
@@ -177,14 +178,14 @@ def test_index_built_by_another_model_is_refused(trained, tmp_path, capsys):
     rc = hub_main(["push", "--model", str(tmp_path / "other"), "--index", str(trained.index_dir), "--repo-id", "me/x",
                    "--dry-run", "--out", str(tmp_path / "tree")])
     err = capsys.readouterr().err
-    assert rc == 1 and err.count("\n") == 1 and "does not load with the model" in err
+    assert rc == 1 and one_error_line(err) and "does not load with the model" in err
     assert not (tmp_path / "tree").exists()  # nothing staged
 
 
 def test_not_a_model_dir_is_one_line(tmp_path, capsys):
     rc = hub_main(["push", "--model", str(tmp_path), "--repo-id", "me/x", "--dry-run", "--out", str(tmp_path / "t")])
     err = capsys.readouterr().err
-    assert rc == 1 and err.count("\n") == 1 and "missing model.safetensors" in err
+    assert rc == 1 and one_error_line(err) and "missing model.safetensors" in err
 
 
 # -- the model card ------------------------------------------------------------------------------------
@@ -267,6 +268,22 @@ def test_metrics_parser_is_defensive(tmp_path):
         read_metrics([tmp_path / "empty.json"])
 
 
+def test_a_training_runs_figures_reach_the_card_as_they_are():
+    """`python -m train --push-to-hub`: the run's final dict -> metric sets (no file, no parsing) -> the card."""
+    from hub.metrics import training_metric_sets
+
+    final = {"objective": "labelled (infonce)", "global_step": 10, "val/ndcg@10": 0.61, "val/random_ndcg@10": 0.3,
+             "test/ndcg@10": 0.42, "test/recall@100": 0.9, "test/n_queries": 4, "test/corpus_passages": 100}
+    test, val, random = training_metric_sets(final, {"validation_files": ["/home/me/dev.jsonl"]})
+    assert (test.name, test.is_model, test.metrics) == ("model", True, {"ndcg@10": 0.42, "recall@100": 0.9})
+    assert test.context["n_queries"] == 4 and test.context["queries"] == "dev.jsonl"  # a file name, never its path
+    assert (val.metrics, random.name, random.is_model, random.metrics) == ({"ndcg@10": 0.61}, "random", False,
+                                                                         {"ndcg@10": 0.3})
+    card = str(build_card("me/x", {"tower": "mean"}, [test, val, random]))
+    assert "From the training run's final retrieval test" in card and "| random | 0.3000 |" in card
+    assert training_metric_sets({"global_step": 3}) == []  # no figures: the card says none were supplied
+
+
 def test_card_shows_the_hyperparameters_used_and_no_local_path(trained, tmp_path):
     """A run's config as `python -m train` saved it (defaults unresolved, paths as typed) -> the card shows the
     learning rate and widths used, file names, no output directory; an index built by the CLI names its corpus."""
@@ -311,7 +328,7 @@ def test_space_dry_run_preloads_exactly_the_files_of_the_model_tree(trained, tmp
     assert any(f.startswith("index/keyword") for f in files.split(","))  # the BM25 side the app's hybrid default needs
     assert set(in_tree) - set(files.split(",")) <= {"README.md", "modules.json", "config_sentence_transformers.json"} | {
         f for f in in_tree if f.startswith(("0_Router/", "1_Normalize/"))}
-    assert "would preload" in capsys.readouterr().out
+    assert "would preload" in capsys.readouterr().err
 
 
 def test_card_without_metrics_or_index_says_so():
@@ -324,7 +341,7 @@ def test_card_without_metrics_or_index_says_so():
 def test_missing_token_is_one_line(trained, online, capsys):
     rc = hub_main(["push", "--model", str(trained.model_dir), "--repo-id", "me/tiny"])
     err = capsys.readouterr().err
-    assert rc == 1 and err.count("\n") == 1 and "no Hugging Face token" in err and "Traceback" not in err
+    assert rc == 1 and one_error_line(err) and "no Hugging Face token" in err and "Traceback" not in err
 
 
 def test_offline_mode_is_one_line(trained, monkeypatch, capsys):
@@ -332,7 +349,7 @@ def test_offline_mode_is_one_line(trained, monkeypatch, capsys):
     monkeypatch.setenv("HF_TOKEN", TOKEN)
     rc = hub_main(["deploy-space", "--space-id", "me/space", "--model-repo", "me/tiny"])
     err = capsys.readouterr().err
-    assert rc == 1 and err.count("\n") == 1 and "HF_HUB_OFFLINE" in err and TOKEN not in err
+    assert rc == 1 and one_error_line(err) and "HF_HUB_OFFLINE" in err and TOKEN not in err
 
 
 def test_no_network_is_one_line(trained, online, monkeypatch, capsys):
@@ -345,7 +362,7 @@ def test_no_network_is_one_line(trained, online, monkeypatch, capsys):
     monkeypatch.setenv("HF_TOKEN", TOKEN)
     rc = hub_main(["push", "--model", str(trained.model_dir), "--index", str(trained.index_dir), "--repo-id", "me/tiny"])
     out, err = capsys.readouterr()
-    assert rc == 1 and err.count("\n") == 1 and "cannot reach" in err and "Traceback" not in err
+    assert rc == 1 and one_error_line(err) and "cannot reach" in err and "Traceback" not in err
     assert TOKEN not in out + err
 
 
@@ -358,7 +375,7 @@ def test_push_from_training_failure_prints_one_line_and_keeps_going(trained, onl
 
     assert push_from_training(Cfg(), trained.model_dir, {"ndcg@10": 0.1}) is None  # no token
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "no Hugging Face token" in err
+    assert one_error_line(err) and "no Hugging Face token" in err
 
 
 # -- the upload path against a local fake Hub ----------------------------------------------------------
@@ -527,7 +544,7 @@ def test_push_is_one_commit_holding_every_file(trained, fake_hub, tmp_path, caps
     expected = {p.relative_to(tree).as_posix(): p.read_bytes() for p in tree.rglob("*") if p.is_file()}
     assert commit["files"] == expected  # every file, byte for byte, in the one commit (weights via LFS)
     assert hashlib.sha256(expected["model.safetensors"]).hexdigest() in fake_hub["lfs"]  # the weights went as LFS
-    assert "pushed" in out and commit["header"]["summary"].startswith("Upload twotowers")
+    assert "pushed" in err and commit["header"]["summary"].startswith("Upload twotowers")  # logged
     assert TOKEN not in out + err + caplog.text
 
 
@@ -535,7 +552,7 @@ def test_rejected_token_is_one_line(trained, fake_hub, monkeypatch, capsys):
     monkeypatch.setenv("HF_TOKEN", "hf_wrongWRONGwrong")
     rc = hub_main(["push", "--model", str(trained.model_dir), "--repo-id", "me/tiny"])
     out, err = capsys.readouterr()
-    assert rc == 1 and err.count("\n") == 1 and "rejected the token (401" in err
+    assert rc == 1 and one_error_line(err) and "rejected the token (401" in err
     assert "hf_wrongWRONGwrong" not in out + err and not fake_hub["commits"]
 
 

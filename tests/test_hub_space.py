@@ -75,7 +75,7 @@ def test_space_tree_has_front_matter_requirements_and_the_app(tmp_path, capsys):
 
     out = tmp_path / "space"
     assert main(["deploy-space", "--space-id", "me/space", "--model-repo", "me/model", "--dry-run", "--out", str(out)]) == 0
-    printed = capsys.readouterr().out
+    printed = capsys.readouterr().err  # the plan is logged
     assert "would set Space variable TWOTOWERS_MODEL_REPO=me/model" in printed and "nothing was sent" in printed
     front = yaml.safe_load((out / "README.md").read_text().split("---\n")[1])
     assert front["sdk"] == "gradio" and front["sdk_version"] == md.version("gradio") and front["app_file"] == "app.py"
@@ -114,6 +114,7 @@ print(json.dumps({"files": local, "result": str(result)[:2000]}))
 """
 
 
+@pytest.mark.slow  # a fresh process
 def test_space_tree_runs_the_app_with_nothing_from_the_checkout(tmp_path):
     """Import app.py from the staged Space (not the checkout), load a model + index, search: every
     repo-local module that got imported must come from the Space tree."""

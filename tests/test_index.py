@@ -139,6 +139,7 @@ def test_ef_is_the_smallest_reaching_the_target(model):
     assert ef - below <= max(2, below // 16)  # bisected between the grid's steps
 
 
+@pytest.mark.slow  # a fresh process
 def test_round_trip_in_a_fresh_process_is_identical(built, saved):
     code = (f"import json, sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); sys.path.insert(0, {str(ROOT)!r});"
             "from test_index import all_modes; from twotowers import PassageIndex, TwoTowers;"
@@ -430,7 +431,7 @@ def test_cli_build_and_search(saved, tmp_path, capsys):
     assert "(dense " not in capsys.readouterr().out
     bad = tmp_path / "bad.tsv"
     bad.write_text("p1\tfine\nno tab here\n", encoding="utf-8")
-    with pytest.raises(ValueError, match=r"bad.tsv:2: expected pid<TAB>text"):
+    with pytest.raises(ValueError, match=r"bad.tsv:2: expected id<TAB>text"):
         main(["build", "--model", str(saved / "model"), "--collection", str(bad), "--out", str(tmp_path / "x")])
 
 
@@ -505,7 +506,7 @@ def test_cli_answers_bad_input_in_one_line(saved, tmp_path, capsys):
         return ["build", "--model", model, "--collection", str(collection), "--out", str(out or tmp_path / "x")]
 
     (tmp_path / "tab.tsv").write_text("p1\tfine\nno tab here\n")
-    refused(build(tmp_path / "tab.tsv"), r"tab.tsv:2: expected pid<TAB>text, found no tab")
+    refused(build(tmp_path / "tab.tsv"), r"tab.tsv:2: expected id<TAB>text, found no tab")
     (tmp_path / "latin1.tsv").write_bytes("p1\tfine\np2\tcaf\xe9\n".encode("latin-1"))
     refused(build(tmp_path / "latin1.tsv"), r"latin1.tsv:2: not UTF-8 text")
     (tmp_path / "dup.tsv").write_text("p1\tone\np2\ttwo\n\np1\tthree\n")
@@ -543,6 +544,7 @@ def test_cli_answers_bad_input_in_one_line(saved, tmp_path, capsys):
     refused(["search", str(d), "piano"], r"passages.bin is missing")
 
 
+@pytest.mark.slow  # a fresh process (python -m twotowers.index)
 def test_python_m_index_prints_one_line_and_exits_1(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "twotowers.index", "search", str(tmp_path / "nothing"), "q"],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)

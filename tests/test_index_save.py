@@ -148,6 +148,7 @@ def hold_lock(target: Path):
     return proc
 
 
+@pytest.mark.slow  # a second process holds the lock
 def test_a_second_writer_is_refused_at_once(old_and_new, model, on_disk, tmp_path, capsys):
     from twotowers.index.__main__ import main
 

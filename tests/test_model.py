@@ -102,6 +102,7 @@ def _encode_in_fresh_process(model_dir: Path, out: Path) -> np.ndarray:
     return np.load(out)
 
 
+@pytest.mark.slow  # fresh processes
 def test_save_then_load_in_a_fresh_process_gives_identical_vectors(model, tmp_path):
     model.save_pretrained(tmp_path / "m")
     files = {p.name for p in (tmp_path / "m").iterdir()}

@@ -15,6 +15,8 @@ from twotowers.project import PROJECT_URL
 
 ROOT = Path(__file__).resolve().parents[1]
 
+pytestmark = pytest.mark.slow  # fresh processes
+
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:

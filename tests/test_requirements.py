@@ -11,6 +11,8 @@ from twotowers.optional import import_optional
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN_ONLY = ("datasets", "pyarrow", "wandb")
 
+pytestmark = pytest.mark.slow  # fresh processes
+
 
 def test_app_library_and_hub_import_without_the_training_extras():
     # None in sys.modules makes `import x` raise ImportError, as if the package were not installed.

@@ -126,6 +126,7 @@ def test_texts_exercise_truncation(base):
     assert [len(ids) for ids in model.tokenize_passages([LONG_PASSAGE])] == [MAX_PASSAGE]
 
 
+@pytest.mark.slow  # a fresh process loads the exports in sentence-transformers
 @pytest.mark.parametrize("name", list(CASES))
 def test_sentence_transformers_gives_the_same_vectors(exported, name):
     case = exported[name]
@@ -151,6 +152,7 @@ def test_sentence_transformers_gives_the_same_vectors(exported, name):
     assert np.abs(q - case["before"][0]).max() > 1e-2 and np.abs(p - case["before"][1]).max() > 1e-2
 
 
+@pytest.mark.slow  # a fresh process loads the exports in sentence-transformers
 @pytest.mark.parametrize("name", list(CASES))
 def test_twotowers_files_are_untouched_and_still_load(exported, name):
     case = exported[name]
@@ -163,6 +165,7 @@ def test_twotowers_files_are_untouched_and_still_load(exported, name):
     np.testing.assert_array_equal(loaded.encode_passages(TEXTS), model.encode_passages(TEXTS))
 
 
+@pytest.mark.slow  # a fresh process loads the exports in sentence-transformers
 def test_export_again_replaces_the_previous_modules(exported, tmp_path):
     write_sentence_transformers(exported["transformer-projected"]["model"], tmp_path)
     written = write_sentence_transformers(exported["mean"]["model"], tmp_path)
@@ -182,6 +185,7 @@ def test_rnn_towers_are_refused(base, tmp_path, options):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow  # a fresh process loads the exports in sentence-transformers
 def test_owned_paths_cover_everything_written(exported):
     from twotowers.st_export import OWNED_PATHS
 
@@ -189,6 +193,7 @@ def test_owned_paths_cover_everything_written(exported):
         assert all(f.startswith(OWNED_PATHS) for f in case["written"])
 
 
+@pytest.mark.slow  # a fresh process loads the exports in sentence-transformers
 def test_the_towers_pool_and_prompt_as_their_bases_say(exported):
     # CLS pooling and the query prompt come from the base's own files, per side, and are saved
     bge_like, mixed = exported["cls-prompted"]["model"], exported["mean/cls-prompted"]["model"]

@@ -41,6 +41,7 @@ def args(data, out, *extra):
             "--num-workers", "0", "--output-dir", str(out), "--log-steps", "5", "--seed", "3", *extra]
 
 
+@pytest.mark.slow  # a fresh process (python -m train)
 def test_cli_end_to_end_with_wandb_offline(data, tmp_path):
     out = tmp_path / "run"
     proc = subprocess.run([sys.executable, "-m", "train", *args(data, out, "--validation-files", data["val"], "--epochs", "2",
@@ -51,12 +52,13 @@ def test_cli_end_to_end_with_wandb_offline(data, tmp_path):
     assert metrics["global_step"] == 2 * 8  # 64 examples / batch 8, two epochs
     for key in ("val/ndcg@10", "val/random_ndcg@10", "test/ndcg@10", "test/recall@100"):
         assert 0.0 <= metrics[key] <= 1.0
-    assert "200 rows -> 200 examples" in proc.stdout and "texts/s" in proc.stdout
+    log = proc.stderr  # the run's log lines
+    assert "200 rows -> 200 examples" in log and "texts/s" in log
     # stderr is not a terminal here: one progress line per --log-steps (5) and at the last step
-    steps = [line.split()[1] for line in proc.stdout.splitlines() if line.startswith("step ")]
-    assert steps == ["5/16", "10/16", "15/16", "16/16"], proc.stdout[-2000:]
-    assert all(w in proc.stdout for w in ("steps/s", "elapsed, ETA ", "loss ")) and "\r" not in proc.stdout + proc.stderr
-    assert not (out / "checkpoint").exists() and "--keep-checkpoint keeps it" in proc.stdout  # finished: removed
+    steps = [line.split()[1] for line in log.splitlines() if line.startswith("step ")]
+    assert steps == ["5/16", "10/16", "15/16", "16/16"], log[-2000:]
+    assert all(w in log for w in ("steps/s", "elapsed, ETA ", "loss ")) and "\r" not in proc.stdout + log
+    assert not (out / "checkpoint").exists() and "--keep-checkpoint keeps it" in log  # finished: removed
     from twotowers import TwoTowers
 
     model = TwoTowers.from_pretrained(out)  # the final model loads as a normal saved model
@@ -71,7 +73,7 @@ def test_unparsable_file_stops_before_training(data, tmp_path, capsys):
 
     with pytest.raises(DataFormatError, match=r"bad\.jsonl:2"):
         run(parse_config(args(data, tmp_path / "o", "--no-wandb") + ["--data-files", str(bad)]))
-    assert "tokenised" not in capsys.readouterr().out
+    assert "tokenised" not in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
 
 
@@ -111,6 +113,7 @@ def _state(out: Path):
     return None
 
 
+@pytest.mark.slow  # fresh processes, one killed
 def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(data, tmp_path):
     extra = ("--no-wandb", "--epochs", "2", "--batch-size", "4", "--max-samples", "96", "--save-steps", "4",
              "--no-comprehensive-test")
@@ -148,6 +151,7 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(data, tmp_path)
         torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow  # two fresh processes (torchrun)
 def test_two_process_ddp_with_gloo(data, tmp_path):
     out = tmp_path / "ddp"
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29517",
@@ -158,7 +162,7 @@ def test_two_process_ddp_with_gloo(data, tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["global_step"] == math.ceil(48 / 2 / 8)  # each process takes half of every epoch
     assert metrics["texts_seen"] == 48
-    assert "2 process(es)" in proc.stdout
+    assert "2 process(es)" in proc.stderr and proc.stderr.count("2 process(es)") == 1  # rank 0 alone logs
 
 
 def test_progress_bar_on_a_terminal_and_lines_elsewhere():
@@ -181,7 +185,7 @@ def test_progress_bar_on_a_terminal_and_lines_elsewhere():
     shown = term.getvalue().split("\r")[-1]
     assert "7/7" in shown and "step/s" in shown and "loss=0.5000" in shown and "lr=1.00e-03" in shown
     assert "<00:00" in shown  # elapsed < remaining (the ETA)
-    assert lines.getvalue() == ""  # lines go to the log (stdout), not the bar's stream
+    assert lines.getvalue() == ""  # lines go to the log (logging), not the bar's stream
 
 
 def test_help_shows_every_default():
@@ -207,8 +211,10 @@ def test_config_flags_are_field_names():
     cfg = parse_config(["--learning-rate", "3e-4", "--no-wandb", "--data-files", "a.jsonl", "b.tsv",
                         "--projection-dim", "0", "--resume=false"])
     assert cfg.learning_rate == 3e-4 and cfg.no_wandb and cfg.data_files == ["a.jsonl", "b.tsv"]
-    assert cfg.projection is None and cfg.resume is False
-    assert TrainConfig(tower="gru").projection == 256 and TrainConfig(tower="transformer").lr == 2e-5
+    assert cfg.widths(384) == (None, None) and cfg.resume is False
+    assert TrainConfig(tower="gru").widths(384) == (256, None) and TrainConfig(tower="transformer").lr == 2e-5
+    assert TrainConfig(tower="mean", passage_tower="transformer").widths(384) == (384, None)  # the sides meet
+    assert TrainConfig(tower="mean", passage_tower="gru", projection_dim=128).widths(384) == (128, 256)
     assert TrainConfig(tower="mean").lr == 1e-3 and TrainConfig(tower="mean", distill_from="minilm",
                                                                 distill_data=["q.tsv"]).lr == 1e-3  # one default
     assert parse_config(["--no-sparse-embeddings"]).sparse_embeddings is False
@@ -269,6 +275,7 @@ def _kill_after(out: Path, argv: list[str], step: int) -> dict:
     return _state(out)
 
 
+@pytest.mark.slow  # fresh processes, one killed
 def test_sigkill_mid_distillation_then_resume_matches_uninterrupted_run(data, tmp_path):
     from twotowers import TwoTowers
 
@@ -380,6 +387,7 @@ def test_a_cut_train_config_json_is_one_line_naming_it(data, tmp_path, capsys):
     assert status == 1 and f"{saved} is not valid JSON" in one_error_line(err)
 
 
+@pytest.mark.slow  # a second process holds the lock
 def test_a_second_run_into_the_same_output_dir_is_refused_at_once(data, tmp_path, capsys):
     from conftest import one_error_line, run_cli
     from test_index_save import hold_lock

@@ -66,6 +66,7 @@ def test_check_writable_creates_nothing_and_names_the_output(tmp_path):
         check_writable(tmp_path / "file" / "run", "--output-dir")
 
 
+@pytest.mark.slow  # a second process holds the lock
 def test_the_writer_lock_is_reentrant_here_and_exclusive_across_processes(tmp_path):
     from test_index_save import hold_lock
 

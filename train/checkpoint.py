@@ -18,6 +18,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, load_model, save_file
 
+from twotowers.layout import TRAIN_CONFIG_NAME as CONFIG_NAME
+from twotowers.layout import WEIGHTS_NAME
 from twotowers.textfiles import read_json
 from twotowers.writing import WriteError, make_readable, writing
 
@@ -25,7 +27,6 @@ CHECKPOINT = "checkpoint"
 STATE_NAME = "trainer_state.json"
 OPTIMIZER_NAME = "optimizer.pt"
 OBJECTIVE_NAME = "objective.safetensors"
-CONFIG_NAME = "train_config.json"
 # Flags that may change between a run and its resumption (where output goes, how it is logged).
 RESUME_FREE = {"resume", "overwrite", "output_dir", "no_wandb", "wandb_project", "wandb_entity", "log_steps",
                "save_steps", "num_workers", "eval_batch_size", "no_comprehensive_test", "push_to_hub", "device",
@@ -115,7 +116,7 @@ def load_checkpoint(path: str | Path, model, objective, optimizers, scaler=None)
     """Restore weights, the objective's weights, optimizers, schedule and RNG state in place -> the saved TrainState."""
     path = Path(path)
     try:
-        load_model(model, str(path / "model.safetensors"), strict=True, device=str(model.device))
+        load_model(model, str(path / WEIGHTS_NAME), strict=True, device=str(model.device))
         if (path / OBJECTIVE_NAME).is_file():
             objective.load_state_dict(load_file(str(path / OBJECTIVE_NAME)))
         extra = torch.load(path / OPTIMIZER_NAME, map_location="cpu", weights_only=True)

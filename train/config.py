@@ -1,9 +1,10 @@
 """`TrainConfig`: every training setting, one dataclass, one default each. Field names are the CLI flags
 (`learning_rate` -> `--learning-rate`) and the W&B sweep parameter names, so a sweep needs no glue.
 
-Two objectives share the loop: labelled training (`--data-files`: query, positive, hard negatives)
-and distillation from a teacher (`--distill-from` + `--distill-data`, unlabelled text; with
-`--data-files` too and `--distill-weight` < 1, the labelled loss is mixed in).
+The objectives share the loop (train/objectives.py `OBJECTIVES`, `--objective`): labelled training
+(`--data-files`: query, positive, hard negatives) and distillation from a teacher (`--distill-from` +
+`--distill-data`, unlabelled text; with `--data-files` too and `--distill-weight` < 1, the labelled
+loss is mixed in).
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from twotowers.cli import ArgumentParser, add_dataclass_arguments, dataclass_fro
 from twotowers.losses import LOSSES
 from twotowers.towers import TOWERS
 
+from .objectives import OBJECTIVES
+
 MIXED_PRECISION = ("auto", "bf16", "fp16", "no")
 SWEEPS = ("basic", "extensive", "quick")
-_TOWERS = ", ".join(TOWERS)
 
 
 @dataclass
@@ -39,7 +41,7 @@ class TrainConfig:
     num_negatives: int = field(default=1, metadata={"help": "hard negatives per query per batch (from unselected passages / triples)"})
     num_workers: int = field(default=0, metadata={"help": "DataLoader worker processes that pad batches (0: the main process; on a GPU, 2-4)"})
     # -- model ---------------------------------------------------------------------------------------
-    tower: str = field(default="mean", metadata={"help": f"tower type: {_TOWERS}"})
+    tower: str = field(default="mean", metadata={"help": "tower type: {choices}", "choices": TOWERS})
     base_model: str = field(default=MINILM_ID, metadata={
         "help": "base encoder (Hub id or local dir in sentence-transformers or transformers layout); a transformer "
                 "tower pools and prompts as its files say"})
@@ -50,8 +52,8 @@ class TrainConfig:
         "help": "output width; default: the tower's (256 for mean/gru/lstm, none for transformer), or the "
                 "passage tower's width under --passage-tower; 0 = no projection"})
     passage_tower: str | None = field(default=None, metadata={
-        "help": f"a different passage tower ({_TOWERS}; default: same as --tower), e.g. transformer under a "
-                "mean query tower"})
+        "help": "a different passage tower ({choices}; default: same as --tower), e.g. transformer under a "
+                "mean query tower", "choices": TOWERS})
     freeze_passage_tower: bool = field(default=False, metadata={
         "help": "train the query tower only (with distillation the frozen passage tower must be the teacher)"})
     rnn_hidden_size: int = field(default=256, metadata={"help": "GRU/LSTM hidden size per direction"})
@@ -65,7 +67,10 @@ class TrainConfig:
     freeze_embeddings: bool = field(default=False, metadata={"help": "keep the token embeddings fixed"})
     init_from: str | None = field(default=None, metadata={"help": "start from a saved TwoTowers model (dir or repo)"})
     # -- optimisation --------------------------------------------------------------------------------
-    loss: str = field(default="infonce", metadata={"help": f"labelled loss: {', '.join(LOSSES)}"})
+    objective: str | None = field(default=None, metadata={
+        "help": "what is optimised: {choices}; default: distillation where --distill-from is given, else labelled",
+        "choices": OBJECTIVES})
+    loss: str = field(default="infonce", metadata={"help": "labelled loss: {choices}", "choices": LOSSES})
     margin: float = field(default=0.2, metadata={"help": "triplet loss margin on cosine distance"})
     scale: float = field(default=20.0, metadata={"help": "infonce: similarity scale (1 / temperature)"})
     epochs: int = field(default=1, metadata={"help": "passes over the training data"})
@@ -134,7 +139,7 @@ class TrainConfig:
     save_steps: int = field(default=200, metadata={"help": "mid-epoch checkpoint every N optimizer steps (0 = epoch ends only)"})
     keep_checkpoint: bool = field(default=False, metadata={
         "help": "keep --output-dir/checkpoint/ (the weights again plus the optimizer's moments) after the run "
-                "finishes; by default a finished run removes it"})
+                "finishes; by default a finished run removes it (a run cut short by --max-seconds keeps it, to --resume)"})
     no_save: bool = field(default=False, metadata={"help": "write no model or checkpoints"})
     # -- logging and evaluation ----------------------------------------------------------------------
     no_wandb: bool = field(default=False, metadata={"help": "do not log to Weights & Biases"})
@@ -154,7 +159,11 @@ class TrainConfig:
             if getattr(self, name) not in allowed:
                 raise ValueError(f"--{name.replace('_', '-')} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
         if self.passage_tower is not None and self.passage_tower not in TOWERS:
-            raise ValueError(f"--passage-tower must be one of {_TOWERS}, got {self.passage_tower!r}")
+            raise ValueError(f"--passage-tower must be one of {', '.join(TOWERS)}, got {self.passage_tower!r}")
+        if self.objective is not None and self.objective not in OBJECTIVES:
+            raise ValueError(f"--objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
+        if self.objective == "distillation" and not self.distill_from:
+            raise ValueError("--objective distillation needs --distill-from TEACHER and --distill-data FILE [FILE ...]")
         if self.sweep is not None and self.sweep not in SWEEPS:
             raise ValueError(f"--sweep must be one of {', '.join(SWEEPS)}, got {self.sweep!r}")
         for name in ("epochs", "batch_size", "accumulation_steps", "log_steps", "distill_mine_k", "max_query_length",
@@ -186,22 +195,28 @@ class TrainConfig:
         if self.resume and self.overwrite:
             raise ValueError("--resume continues the run in --output-dir, --overwrite replaces it: give one")
 
-    # Defaults that depend on the tower (one rule each: the tower registry in twotowers/towers.py).
+    # Defaults that depend on other settings: one rule each (the towers' from the registry in twotowers/towers.py).
     @property
     def distilling(self) -> bool:
         return bool(self.distill_from)
 
     @property
+    def objective_name(self) -> str:
+        """The objective this run trains: --objective, else distillation where a teacher is named, else labelled."""
+        return self.objective or ("distillation" if self.distilling else "labelled")
+
+    @property
     def lr(self) -> float:
         return self.learning_rate if self.learning_rate is not None else TOWERS[self.tower].learning_rate
 
-    @property
-    def projection(self) -> int | None:
-        if self.projection_dim is not None:
-            return self.projection_dim or None
-        if self.passage_tower is not None and self.passage_tower != self.tower:
-            return None  # resolved against the passage tower's width when the model is built
-        return TOWERS[self.tower].projection_dim
+    def widths(self, passage_hidden: int) -> tuple[int | None, int | None]:
+        """(query projection, passage projection) widths, None = no projection. The query side: --projection-dim
+        (0 = none), else its tower's default, or under another --passage-tower that side's width (its tower's
+        default, else `passage_hidden`, its base's hidden size), so the two sides' vectors meet."""
+        if self.passage_tower is None or self.passage_tower == self.tower:
+            return (TOWERS[self.tower].projection_dim if self.projection_dim is None else self.projection_dim or None), None
+        passage = TOWERS[self.passage_tower].projection_dim
+        return (passage or passage_hidden if self.projection_dim is None else self.projection_dim or None), passage
 
     @property
     def out_dir(self) -> str:
@@ -209,7 +224,8 @@ class TrainConfig:
             return self.output_dir
         if os.environ.get("WANDB_SWEEP_ID") and os.environ.get("WANDB_RUN_ID"):  # a run `wandb agent` started
             return f"runs/sweep-{os.environ['WANDB_RUN_ID']}"
-        return f"runs/{self.tower}-{'distill' if self.distilling else self.loss}"
+        short = {"labelled": self.loss, "distillation": "distill"}.get(self.objective_name, self.objective_name)
+        return f"runs/{self.tower}-{short}"
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -11,8 +11,10 @@
   With `--data-files` and `--distill-weight` w < 1, each step adds (1 - w) x the labelled loss.
 
 Every batch is a function of (seed, epoch, batch index) alone, so `--resume` after a kill sees the
-exact batches the killed run would have. To add an objective: a class with `batches_per_epoch`,
-`batches(epoch, start_batch)`, `loss(model, batch)` and `count(batch)`, chosen in `build_objective`.
+exact batches the killed run would have. To add an objective: a subclass of `Objective` (its `name`,
+`batches_per_epoch`, `batches(epoch, start_batch)`, `loss(model, batch)`, `count(batch)`; what it needs of
+the loop: `reads_labelled_examples`, `find_unused_parameters`) and its `OBJECTIVES` entry; `--objective
+NAME` picks it (and its flags, if new, are fields of train/config.py).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import math
 import time
 
@@ -27,19 +30,32 @@ import numpy as np
 import torch
 from torch import nn
 
-from twotowers.data import Collator, TokenizedExamples, read_unlabelled
-from twotowers.index.tuning import word_windows
-from twotowers.losses import CosineToTeacherLoss, ScoreDistillLoss, build_loss
+from twotowers.data import Collator, TokenizedExamples, read_unlabelled, word_windows
+from twotowers.index.fusion import minmax
+from twotowers.losses import CosineToTeacherLoss, ScoreDistillLoss, build_loss, fit_student_scale
 from twotowers.teacher import TeacherCache, load_teacher, passage_agreement
 from twotowers.tokenizer import pad_ids
 from twotowers.topk import exact_top_k
 
-from .config import TrainConfig
-from .progress import log
+# `cfg: TrainConfig` below is train/config.py's, named in annotations only: config.py imports this module's
+# registry (OBJECTIVES) for --objective, so this module does not import it back.
+log = logging.getLogger(__name__).info
 
 
 class Objective(nn.Module):
     """Batches of an epoch and the loss on a batch; its own parameters (if any) train with the model."""
+
+    name = "objective"  # its `OBJECTIVES` key: `--objective NAME`
+    find_unused_parameters = False  # DDP: a step may leave some trainable parameters without gradients
+
+    @classmethod
+    def reads_labelled_examples(cls, cfg: TrainConfig) -> bool:
+        """Whether the loop reads --data-files (or the Hub dataset) into labelled examples for it."""
+        return True
+
+    def describe(self) -> str:
+        """What the run's log line and its final metrics call it."""
+        return self.name
 
     def batches_per_epoch(self) -> int:
         raise NotImplementedError
@@ -132,8 +148,11 @@ def labelled_loss(loss_fn: nn.Module, model: nn.Module, batch: dict, prefix: str
 class LabelledObjective(Objective):
     """In-batch negatives (or triplet) loss on labelled examples, tokenised once, padded by workers."""
 
-    def __init__(self, cfg: TrainConfig, model, examples, rank: int = 0, world_size: int = 1):
+    name = "labelled"
+
+    def __init__(self, cfg: TrainConfig, model, examples, rank: int = 0, world_size: int = 1, barrier=None):
         super().__init__()
+        self.loss_name = cfg.loss
         start = time.perf_counter()
         with training_passage_length(model, cfg.train_passage_length):
             self.dataset = TokenizedExamples(examples, model, cfg.num_negatives, cfg.seed)
@@ -141,7 +160,7 @@ class LabelledObjective(Objective):
         self.sampler = EpochSampler(len(self.dataset), cfg.batch_size, cfg.seed, rank, world_size)
         self.loader = _loader(self.dataset, cfg, model, batch_size=cfg.batch_size, sampler=self.sampler,
                               collate_fn=Collator(self.dataset.pad_id))
-        self.loss_fn = build_loss(cfg.loss, cfg.margin, cfg.scale)
+        self.loss_fn = build_loss(cfg.loss, **cfg.to_dict())
 
     def batches_per_epoch(self) -> int:
         return self.sampler.batches_per_epoch()
@@ -156,6 +175,9 @@ class LabelledObjective(Objective):
 
     def count(self, batch):
         return int(batch["query_ids"].shape[0])
+
+    def describe(self) -> str:
+        return f"labelled ({self.loss_name})"
 
 
 class DistillBatches(torch.utils.data.Dataset):
@@ -213,7 +235,7 @@ class DistillBatches(torch.utils.data.Dataset):
                 dense = self.tq[qi] @ self.tp[pi].T  # [B, N]
                 lexical = np.stack([kw.score_rows(terms[r], pi) for r in qi])  # [B, N]
                 out["teacher_scores"] = torch.from_numpy(
-                    ((1 - w) * _minmax_rows(dense) + w * _minmax_rows(lexical)).astype(np.float32))
+                    ((1 - w) * minmax(dense) + w * minmax(lexical)).astype(np.float32))  # as hybrid search does
         else:
             pi = self.p_perm[i * self.passages_per_step : (i + 1) * self.passages_per_step]
         if not (kind == self.QUERY and self.frozen):  # a frozen passage tower is the teacher: no tokens needed
@@ -227,14 +249,15 @@ class DistillBatches(torch.utils.data.Dataset):
         return out
 
 
-def _minmax_rows(x: np.ndarray) -> np.ndarray:
-    """Each row scaled to [0, 1] (a row of ties: zeros), as hybrid search's score fusion does."""
-    lo, hi = x.min(axis=1, keepdims=True), x.max(axis=1, keepdims=True)
-    return np.where(hi > lo, (x - lo) / np.maximum(hi - lo, 1e-12), 0.0)
-
-
 class DistillObjective(Objective):
     """Distillation from cached teacher vectors (see the module docstring); w < 1 mixes in labelled loss."""
+
+    name = "distillation"
+    find_unused_parameters = True  # query steps leave the passage tower, passage steps the query tower, untouched
+
+    @classmethod
+    def reads_labelled_examples(cls, cfg: TrainConfig) -> bool:
+        return bool(cfg.data_files)  # only to mix the labelled loss in
 
     def __init__(self, cfg: TrainConfig, model, labelled_examples=(), rank: int = 0, world_size: int = 1, barrier=None):
         super().__init__()
@@ -313,10 +336,31 @@ class DistillObjective(Objective):
                                       labelled=labelled, rank=rank, world_size=world_size, bm25=bm25,
                                       student_passages=self.own_passages)
         self.cos_loss = CosineToTeacherLoss(model.dim, tp.shape[1])
-        self.score_loss = ScoreDistillLoss(cfg.distill_temperature, cfg.distill_weight_kl, cfg.distill_weight_mse)
+        scale = 1.0
+        if self.own_passages is not None and queries:  # two spaces: the student's scores put on the teacher's scale
+            scale = self._student_scale(model, queries, tq, tp, mined, cfg)
+        self.score_loss = ScoreDistillLoss(cfg.distill_temperature, cfg.distill_weight_kl, cfg.distill_weight_mse,
+                                           student_scale=scale)
         self.weight_cosine = cfg.distill_weight_cosine
-        self.labelled_loss = build_loss(cfg.loss, cfg.margin, cfg.scale) if labelled is not None else None
+        self.labelled_loss = build_loss(cfg.loss, **cfg.to_dict()) if labelled is not None else None
         self.cfg = cfg
+
+    def _student_scale(self, model, queries, tq, tp, mined, cfg, n: int = 1000) -> float:
+        """The multiplier of the student's cosines that best matches the teacher's score distributions at the
+        start, on up to `n` training queries (seeded) over their mined candidates and as many random ones."""
+        rng = np.random.default_rng(cfg.seed)
+        rows = np.sort(rng.choice(len(queries), size=min(n, len(queries)), replace=False))
+        width = mined.shape[1] if mined is not None else cfg.distill_mine_k
+        cand = rng.integers(0, len(tp), size=(len(rows), 2 * width))  # [n, c] passage rows
+        if mined is not None:
+            cand[:, :width] = mined[rows]
+        with evaluating(model):
+            sq = model.encode_queries([queries[r] for r in rows])
+        student = torch.from_numpy(np.einsum("nd,ncd->nc", sq, self.own_passages[cand]))
+        teacher = torch.from_numpy(np.einsum("nd,ncd->nc", tq[rows], tp[cand]))
+        scale = fit_student_scale(student, teacher, cfg.distill_temperature)
+        log(f"student cosines scaled by {scale:.3f} to the teacher's (fitted on {len(rows):,} queries)")
+        return scale
 
     def batches_per_epoch(self) -> int:
         return len(self.dataset)
@@ -346,6 +390,9 @@ class DistillObjective(Objective):
 
     def count(self, batch):
         return int(batch["teacher_p"].shape[0]) + (int(batch["teacher_q"].shape[0]) if "teacher_q" in batch else 0)
+
+    def describe(self) -> str:
+        return self.name + (" + labelled" if self.labelled_loss is not None else "")
 
     def finish(self, model) -> dict:
         if not self.fit:
@@ -387,9 +434,15 @@ class _FrozenPassageSide:
             return self.model.encode_passages(texts, **kwargs)
 
 
+OBJECTIVES: dict[str, type[Objective]] = {"labelled": LabelledObjective, "distillation": DistillObjective}
+
+
+def objective_class(cfg: TrainConfig) -> type[Objective]:
+    """The objective `cfg` asks for (`--objective`, else distillation where a teacher is named, else labelled)."""
+    return OBJECTIVES[cfg.objective_name]
+
+
 def build_objective(cfg: TrainConfig, model, labelled_examples, rank: int = 0, world_size: int = 1,
                     barrier=None) -> Objective:
-    """The objective `cfg` asks for: distillation (maybe mixed with labels) or labelled training."""
-    if cfg.distilling:
-        return DistillObjective(cfg, model, labelled_examples, rank, world_size, barrier)
-    return LabelledObjective(cfg, model, labelled_examples, rank, world_size)
+    """The objective `cfg` asks for, built for `model` (this process's share of the data under torchrun)."""
+    return objective_class(cfg)(cfg, model, labelled_examples, rank, world_size, barrier)

@@ -8,13 +8,15 @@ table E0 least, is a ridge least-squares problem with a closed form:
     E = E0 + A^T X,   (A A^T + ridge I) X = T - A E0          # X: [passages, dim]
 
 solved by conjugate gradients on all `dim` columns at once (A stays sparse: memory is a few copies of
-`[passages, dim]`). Starting from the trained query tower's table (projected), passages outside the
-corpus still get the query tower's reading of their words, and the corpus's own get the teacher's
-vectors to within the ridge (cosine ~0.99 on dev600's 11,809 passages).
+`[passages, dim]`). Starting from the trained query tower's table (projected), the corpus's passages
+get the teacher's vectors to within the ridge (cosine ~0.99 on dev600's 11,809 passages). The result
+is a model of that corpus: passages outside it rank below where no fit would put them
+(bench/fit_unseen.py), so it is refitted, by training again, when the corpus changes.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 import warnings
 
@@ -22,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .progress import log
+log = logging.getLogger(__name__).info
 
 
 def token_frequencies(token_ids: list[list[int]], vocab_size: int) -> torch.Tensor:

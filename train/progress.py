@@ -1,11 +1,11 @@
-"""What a training run shows: one line per event on the main process, and its progress.
+"""A training run's progress display (the run's other lines are logging's: twotowers/cli.py).
 
 On a terminal (stderr a tty), a tqdm bar over the planned optimizer steps, with the rate and ETA, and
 loss / lr / texts per second from the last `--log-steps` steps:
 
     train:  28%|███▏       | 120/434 [00:57<02:29, 2.10step/s, epoch=1.28/4, loss=0.4211, lr=1.83e-03, texts/s=5,212]
 
-Otherwise (a log file, CI), one line per `--log-steps` steps and at the last step:
+Otherwise (a log file, CI), one log line per `--log-steps` steps and at the last step:
 
     step 120/434 (epoch 1.28/4): loss 0.4211, lr 1.83e-03, 5,212 texts/s, 2.10 steps/s, 0:57 elapsed, ETA 2:29
 
@@ -14,18 +14,14 @@ The same figures go to W&B (train/tracking.py) as `train/loss`, `train/lr`, `tra
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
 
 from tqdm import tqdm
 
-
-def log(msg: str) -> None:
-    """Print on rank 0 only (above the progress bar, when one is shown)."""
-    if int(os.environ.get("RANK", "0")) == 0:
-        tqdm.write(msg, file=sys.stdout)
-        sys.stdout.flush()
+log = logging.getLogger(__name__).info
 
 
 class Progress:

@@ -1,9 +1,13 @@
-"""What every command line shares: flags from a config dataclass, and bad input as one `error:` line.
+"""What every command line shares: flags from a config dataclass, bad input as one `error:` line, and logging.
 
     parser = ArgumentParser(...)
     add_dataclass_arguments(parser, BuildConfig)     # --field-name for each field; help from metadata
     cfg = dataclass_from_args(BuildConfig, args, parser)
     sys.exit(run_main(main))                          # ValueError / OSError -> "error: ..." on stderr, exit 1
+
+Every module logs through `logging.getLogger(__name__)`; `configure_logging` (which `run_main` calls)
+shows this project's INFO lines on stderr, one line each, above a progress bar where one is drawn (a
+bar is train/progress.py's own; it is not logging).
 
 A failure the user can fix (a bad file, a wrong value, a missing download) is one line naming the
 file, line or value; anything else is a bug and keeps its traceback. `TWOTOWERS_TRACEBACK=1` shows
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 import os
 import sys
 import typing
@@ -51,7 +56,8 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls, exclude: tuple
 
     bool: `--flag`, `--flag=false` and `--no-flag`; list[T]: `--flag A B ...`; `T | None`: 'none' -> None.
     A field without a default is a required flag. `--help` shows each default (unless the help text
-    already says what it is).
+    already says what it is). metadata["choices"], a registry (a dict by name), fills "{choices}" in the
+    help with its names as they are when the parser is built (the field's own check refuses others).
     """
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
@@ -60,7 +66,10 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls, exclude: tuple
         typ, flag = hints[f.name], "--" + f.name.replace("_", "-")
         required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
         default = None if required else f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        kwargs = {"help": _with_default(f.metadata.get("help", ""), default, required), "dest": f.name}
+        help_text = f.metadata.get("help", "")
+        if "choices" in f.metadata:
+            help_text = help_text.replace("{choices}", ", ".join(f.metadata["choices"]))
+        kwargs = {"help": _with_default(help_text, default, required), "dest": f.name}
         args = typing.get_args(typ)
         if typ is bool:
             parser.add_argument(flag, nargs="?", const=True, default=default, type=str2bool, **kwargs)
@@ -97,12 +106,41 @@ def dataclass_from_args(cls, args: argparse.Namespace, parser: argparse.Argument
         parser.error(str(e))
 
 
+LOGGERS = ("twotowers", "train", "hub", "webapp", "app", "bench")  # this project's top-level packages and scripts
+
+
+class _LineHandler(logging.Handler):
+    """A record a line on stderr as it is when written (a redirect, a test's capture), through tqdm's writer
+    so that a progress bar on the same terminal is redrawn below the line, not broken by it."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            from tqdm import tqdm
+
+            tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:  # noqa: BLE001 - logging's own convention: a failed write is reported, never raised
+            self.handleError(record)
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    """Show this project's log lines (`LOGGERS`) at `level` on stderr, the message alone; under torchrun, only
+    rank 0's (the other processes' warnings and errors still show). Safe to call again."""
+    rank = int(os.environ.get("RANK", "0"))
+    for name in LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(h, _LineHandler) for h in logger.handlers):
+            logger.addHandler(_LineHandler())
+        logger.setLevel(level if rank == 0 else max(level, logging.WARNING))
+
+
 def run_main(main: Callable[[], object], *, also: tuple[type[BaseException], ...] = (),
              describe: Callable[[BaseException], str] = str) -> int:
-    """Run a command line's `main`; a user-fixable failure becomes one `error:` line and exit status 1.
+    """Run a command line's `main` with logging configured; a user-fixable failure becomes one `error:`
+    line and exit status 1.
 
     `also`: more exception types that mean bad input or an unreachable service; `describe` turns an
     error into its line (e.g. with a token redacted)."""
+    configure_logging()
     try:
         main()
     except (ValueError, OSError, MissingExtra, *also) as e:

@@ -4,12 +4,16 @@ A collection is `pid<TAB>text` lines (.tsv / .txt, MS MARCO's collection.tsv), `
 `.parquet` rows with an id and a text column, or a Hugging Face dataset (a `save_to_disk` directory
 or a Hub id); it is read as a stream, and an id that repeats an earlier one is refused (line named).
 Queries are `qid<TAB>text`; qrels are TREC's `qid 0 pid relevance` (or `qid pid [relevance]`).
+
+`passage_rows` is the one reader of a passage file's lines (`id<TAB>text`, JSON objects, or plain
+lines): collections here and the app's uploads (webapp/inputs.py) split and check them alike.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+import json
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from .checks import BLANK, is_blank
@@ -25,9 +29,10 @@ def iter_collection(source: str | Path, *, id_column: str = "id", text_column: s
     """(id, text) pairs of a collection file or dataset, streamed; a repeated id is a DataFormatError."""
     path = Path(source)
     if path.is_file() and path.suffix in (".tsv", ".txt", ""):
-        rows = _tsv_rows(path)
+        rows = passage_rows(text_lines(path), "tsv", lambda n: f"{path}:{n}")
     elif path.is_file() and path.suffix in (".jsonl", ".json", ".parquet"):
-        rows = _record_rows(path, id_column, text_column)
+        rows = ((n, *record_id_text(row, f"{path}:{n}", id_column, text_column, _COLUMN_HINT))
+                for n, row in iter_records(path))
     elif path.is_file():
         raise DataFormatError(f"{path}: unknown collection format {path.suffix!r}: use .tsv (pid<TAB>text), .jsonl or .parquet")
     else:
@@ -83,19 +88,27 @@ def _at(source, where: int) -> str:
     return f"{source}:{where}" if source is not None else f"line {where}"
 
 
-def _tsv_rows(path: Path) -> Iterator[tuple[int, str, str]]:
-    for lineno, line in text_lines(path):
+def passage_rows(lines: Iterable[tuple[int, str]], kind: str, where: Callable[[int], str],
+                 ids: bool = True) -> Iterator[tuple[int, str | None, str]]:
+    """(line number, id, text) of a passage file's non-blank lines: `kind` "tsv" (`id<TAB>text`), "jsonl"
+    (one `{"id": ..., "text": ...}` object a line) or "txt" (one passage a line, no ids). With `ids=False`
+    a JSON object may leave its id out (None). A malformed line is a DataFormatError at `where(line)`."""
+    for n, line in lines:
         if not line.strip():
             continue
-        pid, sep, text = line.partition("\t")
-        if not sep:
-            raise DataFormatError(f"{path}:{lineno}: expected pid<TAB>text, found no tab")
-        yield lineno, pid, text
-
-
-def _record_rows(path: Path, id_col: str, text_col: str) -> Iterator[tuple[int, str, str]]:
-    for n, row in iter_records(path):
-        yield n, *_id_text(row, id_col, text_col, f"{path}:{n}")
+        if kind == "txt":
+            yield n, None, line
+        elif kind == "tsv":
+            pid, sep, text = line.partition("\t")
+            if not sep:
+                raise DataFormatError(f"{where(n)}: expected id<TAB>text, found no tab")
+            yield n, pid, text
+        else:
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataFormatError(f"{where(n)}: invalid JSON: {e.msg} (column {e.colno})") from None
+            yield n, *record_id_text(row, where(n), ids=ids)
 
 
 def _dataset_rows(name: str, id_col: str, text_col: str, split: str) -> Iterator[tuple[int, str, str]]:
@@ -114,17 +127,25 @@ def _dataset_rows(name: str, id_col: str, text_col: str, split: str) -> Iterator
             raise OSError(f"collection {name!r}: no such file, and loading it as a Hugging Face dataset failed "
                           f"({type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''})") from e
     for n, row in enumerate(ds, 1):
-        yield n, *_id_text(row, id_col, text_col, f"{name} row {n}")
+        yield n, *record_id_text(row, f"{name} row {n}", id_col, text_col, _COLUMN_HINT)
 
 
-def _id_text(row, id_col: str, text_col: str, where: str) -> tuple[str, str]:
-    if not isinstance(row, dict) or id_col not in row or text_col not in row:
+_COLUMN_HINT = " (set --id-column / --text-column)"
+
+
+def record_id_text(row, where: str, id_col: str = "id", text_col: str = "text", hint: str = "",
+                   ids: bool = True) -> tuple[str | None, str]:
+    """A record's (id, text): the text a string, the id a string or number (None where `ids=False` lets it
+    be left out); else a DataFormatError at `where`, `hint` appended where a field is missing."""
+    need = (id_col, text_col) if ids else (text_col,)
+    if not isinstance(row, dict) or any(c not in row for c in need):
         cols = sorted(row) if isinstance(row, dict) else type(row).__name__
-        raise DataFormatError(f"{where}: expected {id_col!r} and {text_col!r} fields, found {cols} "
-                              "(set --id-column / --text-column)")
-    if not isinstance(row[text_col], str) or isinstance(row[id_col], (dict, list)) or row[id_col] is None:
+        raise DataFormatError(f"{where}: expected {' and '.join(map(repr, need))} field{'s' * ids}, found {cols}{hint}")
+    pid = row.get(id_col)
+    if not isinstance(row[text_col], str) or (pid is not None or ids) and (
+            isinstance(pid, bool) or not isinstance(pid, (str, int, float))):
         raise DataFormatError(f"{where}: {text_col!r} must be a string and {id_col!r} a string or number")
-    return str(row[id_col]), row[text_col]
+    return (None if pid is None else str(pid)), row[text_col]
 
 
 def read_queries(path: str | Path) -> dict[str, str]:
@@ -186,4 +207,4 @@ def _lines(path: str | Path) -> Iterator[tuple[int, str]]:
     return ((n, line) for n, line in text_lines(path) if line.strip())
 
 
-__all__ = ["iter_collection", "read_collection", "read_queries", "read_qrels"]
+__all__ = ["iter_collection", "passage_rows", "read_collection", "read_queries", "read_qrels", "record_id_text"]

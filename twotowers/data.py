@@ -10,6 +10,9 @@ Training examples (`Example(query, positive, negatives)`, plain strings) come fr
 A malformed row (missing field, empty passage list, wrong type) is skipped and counted in
 `LoadStats`; a file that does not parse raises `DataFormatError` naming the file and line.
 
+Unlabelled text (distillation): queries and passages from any of these files (`read_unlabelled`), and
+query-like word windows of passages (`word_windows`).
+
 Evaluation sets from v1.1 rows: re-rank lists (`load_rerank_queries`) and their pooled corpus
 (`pooled_corpus`); TREC files (collection, queries, qrels) are read by `twotowers.collection`.
 
@@ -300,6 +303,18 @@ def read_unlabelled(paths: Sequence[str | Path]) -> tuple[list[str], list[str]]:
                 raise DataFormatError(f"{path}:{n}: cannot read ({type(e).__name__}: {e})") from None
     # Blank texts (no letters or digits: `twotowers.checks.is_blank`) teach nothing: dropped.
     return [q for q in queries if not is_blank(q)], [p for p in passages if not is_blank(p)]
+
+
+def word_windows(texts: list[str], rng) -> list[str]:
+    """One random window of 1-6 words from each text (`rng`: a numpy Generator): query-like texts of a corpus,
+    the unlabelled queries `--distill-query-windows` adds; ef tuning probes an index with them too."""
+    windows = []
+    for text in texts:
+        words = text.split() or [""]
+        size = int(rng.integers(1, 7))
+        start = int(rng.integers(0, max(len(words) - size, 0) + 1))
+        windows.append(" ".join(words[start : start + size]))
+    return windows
 
 
 # -- tokenised dataset and collator ----------------------------------------------------------------

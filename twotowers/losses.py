@@ -2,8 +2,9 @@
 (`compute_loss_from_embeddings`), tested on hand-made tensors.
 
 Labelled losses (a query, its positive, hard negatives); `python -m train --loss NAME` picks one of
-`LOSSES` (to add one: a module here and an entry in `LOSSES`). Inputs (all L2-normalised, as
-`TwoTowers.forward` returns them):
+`LOSSES` (to add one: a module here and an entry in `LOSSES`; its constructor's arguments are named
+after the training flags that set them, e.g. `margin` <- `--margin`, so a new one is a field of
+train/config.py's TrainConfig). Inputs (all L2-normalised, as `TwoTowers.forward` returns them):
     q          [B, D]  queries
     p          [B, D]  each query's positive passage (row i belongs to query i)
     n          [M, D]  hard negatives (M >= 0), of any queries
@@ -24,11 +25,12 @@ Distillation losses (a student's vectors against a teacher's, `python -m train -
 
 from __future__ import annotations
 
+import inspect
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-
 
 class TripletLoss(nn.Module):
     """Cosine-distance triplet loss with a margin (the seed's loss)."""
@@ -107,19 +109,25 @@ class ScoreDistillLoss(nn.Module):
     `kl`: KL(teacher || student) over each query's candidates, softmax at `temperature` (both sides),
     the listwise signal that matters for ranking. `mse`: mean squared error of the raw cosine matrices.
     `weight_kl`/`weight_mse` mix them. The teacher's scores are `tq @ tp.T`, or `teacher_scores` when
-    given (e.g. the teacher's cosines fused with BM25)."""
+    given (e.g. the teacher's cosines fused with BM25). `student_scale` multiplies the student's cosines
+    first: where the two score in different spaces (bge-small's cosines span ~0.4-0.7, MiniLM's ~0-0.5),
+    the scale that best matches them (`fit_student_scale`) spares the student distorting its vectors
+    to match a spread it need not have."""
 
-    def __init__(self, temperature: float = 0.05, weight_kl: float = 1.0, weight_mse: float = 0.0):
+    def __init__(self, temperature: float = 0.05, weight_kl: float = 1.0, weight_mse: float = 0.0,
+                 student_scale: float = 1.0):
         super().__init__()
         self.temperature, self.weight_kl, self.weight_mse = temperature, weight_kl, weight_mse
+        self.student_scale = student_scale
 
     @staticmethod
     def compute_loss_from_embeddings(sq: torch.Tensor, sp: torch.Tensor, tq: torch.Tensor, tp: torch.Tensor,
                                      temperature: float = 0.05, weight_kl: float = 1.0, weight_mse: float = 0.0,
-                                     teacher_scores: torch.Tensor | None = None) -> torch.Tensor:
+                                     teacher_scores: torch.Tensor | None = None,
+                                     student_scale: float = 1.0) -> torch.Tensor:
         """Student `sq [B, d]`, `sp [N, d]`, teacher `tq [B, D]`, `tp [N, D]`, all unit vectors (or the
         teacher's `teacher_scores [B, N]`) -> scalar."""
-        s = sq @ sp.T  # [B, N] student cosines
+        s = student_scale * (sq @ sp.T)  # [B, N] student cosines, on the teacher's scale
         t = tq @ tp.T if teacher_scores is None else teacher_scores  # [B, N] teacher scores
         loss = s.new_zeros(())
         if weight_kl:
@@ -132,16 +140,43 @@ class ScoreDistillLoss(nn.Module):
 
     def forward(self, sq, sp, tq, tp, teacher_scores=None):
         return self.compute_loss_from_embeddings(sq, sp, tq, tp, self.temperature, self.weight_kl, self.weight_mse,
-                                                 teacher_scores)
+                                                 teacher_scores, self.student_scale)
 
 
-LOSSES = {"infonce": InBatchNegativesLoss, "triplet": TripletLoss}  # labelled losses by --loss name
+def fit_student_scale(student_scores: torch.Tensor, teacher_scores: torch.Tensor, temperature: float = 0.05,
+                      low: float = 0.05, high: float = 4.0, steps: int = 40) -> float:
+    """The multiplier of the student's scores `[B, N]` that minimises KL(teacher || student) against the
+    teacher's `[B, N]` at `temperature` (golden-section search on log scale over [low, high])."""
+    log_p_t = F.log_softmax(teacher_scores / temperature, dim=-1)
+
+    def kl(log_scale: float) -> float:
+        log_p_s = F.log_softmax(student_scores * float(np.exp(log_scale)) / temperature, dim=-1)
+        return float(F.kl_div(log_p_s, log_p_t, log_target=True, reduction="batchmean"))
+
+    a, b = np.log(low), np.log(high)
+    g = (np.sqrt(5) - 1) / 2
+    c, d = b - g * (b - a), a + g * (b - a)
+    fc, fd = kl(c), kl(d)
+    for _ in range(steps):
+        if fc < fd:
+            b, d, fd = d, c, fc
+            c = b - g * (b - a)
+            fc = kl(c)
+        else:
+            a, c, fc = c, d, fd
+            d = a + g * (b - a)
+            fd = kl(d)
+    return float(np.exp((a + b) / 2))
 
 
-def build_loss(name: str, margin: float = 0.2, scale: float = 20.0) -> nn.Module:
-    """'triplet' -> TripletLoss(margin); 'infonce' -> InBatchNegativesLoss(scale)."""
-    if name == "triplet":
-        return TripletLoss(margin)
-    if name == "infonce":
-        return InBatchNegativesLoss(scale)
-    raise ValueError(f"unknown loss {name!r}: use one of {', '.join(LOSSES)}")
+LOSSES: dict[str, type[nn.Module]] = {"infonce": InBatchNegativesLoss, "triplet": TripletLoss}  # by --loss name
+
+
+def build_loss(name: str, **settings) -> nn.Module:
+    """The labelled loss `name` of `LOSSES`, built with the `settings` its constructor names (e.g. every
+    training flag: `build_loss(cfg.loss, **cfg.to_dict())`); the others are ignored."""
+    if name not in LOSSES:
+        raise ValueError(f"unknown loss {name!r}: use one of {', '.join(LOSSES)}")
+    cls = LOSSES[name]
+    wanted = inspect.signature(cls).parameters
+    return cls(**{k: v for k, v in settings.items() if k in wanted})

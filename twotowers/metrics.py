@@ -15,6 +15,16 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
+# How tables and model cards name a metric (the keys are the lower-case names results use: `ndcg@10`).
+METRIC_NAMES = {"ndcg": "NDCG", "mrr": "MRR", "recall": "Recall", "map": "MAP", "precision": "Precision", "p": "P",
+                "r": "R", "acc": "Accuracy", "accuracy": "Accuracy", "hit": "Hit", "hits": "Hits", "success": "Success"}
+
+
+def display_name(key: str) -> str:
+    """`ndcg@10` -> `NDCG@10` (tables, the model card and its model-index)."""
+    name, _, k = key.partition("@")
+    return METRIC_NAMES.get(name, name) + (f"@{k}" if k else "")
+
 
 def _check_k(k: int) -> None:
     if not isinstance(k, int) or k < 1:

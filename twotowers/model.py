@@ -31,15 +31,10 @@ from .base import MINILM_ID, encoder_settings, resolve_base_model
 from .checks import BASE_CONFIG_LIMITS, MAX_WIDTH, check_config_types, check_positive_int, check_sizes, check_texts
 from .project import DOCS_URL, PROJECT_URL
 from .textfiles import check_readable, read_json
-from .tokenizer import TOKENIZER_FILES, TextTokenizer
+from .layout import BASE_CONFIG_NAME, CONFIG_NAME, MODEL_FILES, PASSAGE_BASE_DIR, REQUIRED_MODEL_FILES, WEIGHTS_NAME
+from .tokenizer import TextTokenizer
 from .towers import TowerConfig, build_tower
 from .writing import make_readable, writing
-
-WEIGHTS_NAME = "model.safetensors"
-BASE_CONFIG_NAME = "base_config.json"  # the base encoder's HF config: vocab and shapes, no weights
-PASSAGE_BASE_DIR = "passage"  # a passage side on another base: its base config and tokenizer files
-MODEL_FILES = [WEIGHTS_NAME, "config.json", BASE_CONFIG_NAME, *TOKENIZER_FILES,
-               *(f"{PASSAGE_BASE_DIR}/{name}" for name in (BASE_CONFIG_NAME, *TOKENIZER_FILES))]
 
 # Set while `from_pretrained` builds the skeleton: the towers take shapes and tokenizer from the
 # saved directory and skip loading base weights (the saved weights replace them).
@@ -66,6 +61,25 @@ def _option_defaults(cls) -> dict:
             defaults.update((k, p.default) for k, p in inspect.signature(c.__init__).parameters.items()
                             if p.default is not inspect.Parameter.empty)
     return defaults
+
+
+def _settings_from_bases(query_kind: str, passage_kind: str, query_base: Path, passage_base: Path,
+                         given: dict) -> dict:
+    """The pooling and prompts each transformer tower's base asks for (its sentence-transformers files),
+    for the options `given` leaves None -> {option: value}, only where they differ from mean pooling and
+    no prompt (what a model without those options does)."""
+    resolved = {}
+    for kind, base, pooling, prompt, prompt_of in (
+            (query_kind, query_base, "pooling", "query_prompt", "query_prompt"),
+            (passage_kind, passage_base, "passage_pooling", "passage_prompt", "document_prompt")):
+        if kind != "transformer":  # a word average learns its own reading: no prompt, nothing to pool by
+            continue
+        settings = encoder_settings(base)
+        if given[pooling] is None and settings.pooling != "mean":
+            resolved[pooling] = settings.pooling
+        if given[prompt] is None and getattr(settings, prompt_of):
+            resolved[prompt] = getattr(settings, prompt_of)
+    return resolved
 
 
 class TwoTowers(
@@ -129,7 +143,7 @@ class TwoTowers(
                       "rnn_hidden_size": rnn_hidden_size, "rnn_layers": rnn_layers},
                      dict.fromkeys(("projection_dim", "passage_projection_dim", "rnn_hidden_size"), MAX_WIDTH)
                      | {"rnn_layers": 1024}, "TwoTowers" if _PRETRAINED_DIR.get() is None else
-                     str(_PRETRAINED_DIR.get() / "config.json"))
+                     str(_PRETRAINED_DIR.get() / CONFIG_NAME))
         self.base_model = base_model
         self.passage_base_model = passage_base_model or base_model
         self.max_query_length = max_query_length
@@ -146,22 +160,13 @@ class TwoTowers(
             q_source = resolve_base_model(base_model)
             p_source = resolve_base_model(self.passage_base_model) if separate else q_source
             config_name = "config.json"
-            # Pooling and prompts a transformer tower's base asks for, recorded in the config (so a
-            # saved model needs no base files): only where they differ from mean pooling and no prompt.
-            q_kind, p_kind = tower, passage_tower or tower
-            q_set = encoder_settings(q_source)
-            p_set = encoder_settings(p_source) if separate else q_set
-            resolved = {}
-            if q_kind == "transformer":
-                if pooling is None and q_set.pooling != "mean":
-                    pooling = resolved["pooling"] = q_set.pooling
-                if query_prompt is None and q_set.query_prompt:
-                    query_prompt = resolved["query_prompt"] = q_set.query_prompt
-            if p_kind == "transformer":
-                if passage_pooling is None and p_set.pooling != "mean":
-                    passage_pooling = resolved["passage_pooling"] = p_set.pooling
-                if passage_prompt is None and p_set.document_prompt:
-                    passage_prompt = resolved["passage_prompt"] = p_set.document_prompt
+            # Recorded in the config, so that a saved model needs no base files
+            resolved = _settings_from_bases(tower, passage_tower or tower, q_source, p_source, dict(
+                pooling=pooling, query_prompt=query_prompt, passage_pooling=passage_pooling,
+                passage_prompt=passage_prompt))
+            pooling, query_prompt = resolved.get("pooling", pooling), resolved.get("query_prompt", query_prompt)
+            passage_pooling = resolved.get("passage_pooling", passage_pooling)
+            passage_prompt = resolved.get("passage_prompt", passage_prompt)
             if self._hub_mixin_config is not None:
                 self._hub_mixin_config.update(resolved)
         self.query_prompt, self.passage_prompt = query_prompt or "", passage_prompt or ""
@@ -343,7 +348,7 @@ class TwoTowers(
         local = local_or_download(pretrained_model_name_or_path, what="model", revision=revision, cache_dir=cache_dir,
                                   token=token, force_download=force_download, local_files_only=local_files_only,
                                   allow_patterns=MODEL_FILES)
-        config_path = local / "config.json"
+        config_path = local / CONFIG_NAME
         if config_path.is_file():
             config = read_json(config_path, "a saved TwoTowers model's config")
             if not isinstance(config, dict):
@@ -359,7 +364,7 @@ class TwoTowers(
         local = local_or_download(model_id, what="model", revision=revision, cache_dir=cache_dir, token=token,
                                   force_download=force_download, local_files_only=local_files_only,
                                   allow_patterns=MODEL_FILES)
-        needed = [WEIGHTS_NAME, "config.json", BASE_CONFIG_NAME, "tokenizer.json"]
+        needed = list(REQUIRED_MODEL_FILES)
         if model_kwargs.get("passage_base_model") not in (None, model_kwargs.get("base_model", MINILM_ID)):
             needed += [f"{PASSAGE_BASE_DIR}/{BASE_CONFIG_NAME}", f"{PASSAGE_BASE_DIR}/tokenizer.json"]
         missing = [f for f in needed if not (local / f).is_file()]

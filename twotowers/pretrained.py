@@ -5,20 +5,20 @@
     hits = index.search(["what is the reserve bank of australia"], k=10)
 
 A Hub repo written by `python -m hub push` holds the model files at its root and the index under
-`index/`. Both come from ONE `snapshot_download` of one revision (so they always match), through
+`index/` (twotowers/layout.py). Both come from ONE `snapshot_download` of one revision (so they always match), through
 huggingface_hub's cache; offline (`HF_HUB_OFFLINE=1`) the cached copy is used.
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
+from .checks import is_blank
 from .download import local_or_download
-from .model import MODEL_FILES, TwoTowers
-
-INDEX_SUBFOLDER = "index"
-EXAMPLES_NAME = "examples.json"  # example queries shipped with the model (`hub push --example-queries`)
-REPO_FILES = [*MODEL_FILES, EXAMPLES_NAME]  # besides index/: what the app and load_pretrained read
+from .layout import EXAMPLES_NAME, INDEX_SUBFOLDER, REPO_FILES, find_index
+from .model import TwoTowers
+from .textfiles import read_json
 
 
 def load_pretrained(repo_id_or_dir: str | os.PathLike, revision: str | None = None, *,
@@ -33,8 +33,8 @@ def load_pretrained(repo_id_or_dir: str | os.PathLike, revision: str | None = No
 
     root = local_or_download(repo_id_or_dir, what="model repo", revision=revision, cache_dir=cache_dir, token=token,
                              local_files_only=local_files_only, allow_patterns=[*REPO_FILES, f"{subfolder}/*"])
-    index_dir = root / subfolder
-    if not index_dir.is_dir():
+    index_dir = find_index(root, subfolder)
+    if index_dir is None:
         raise FileNotFoundError(f"{repo_id_or_dir}: no passage index under '{subfolder}/' "
                                 "(push one with `python -m hub push --index DIR`)")
     model = TwoTowers.from_pretrained(str(root))
@@ -43,14 +43,8 @@ def load_pretrained(repo_id_or_dir: str | os.PathLike, revision: str | None = No
 
 def example_queries(root: str | os.PathLike) -> list[str]:
     """The example queries a model repo (or directory) ships in `examples.json`, or [] when it has none."""
-    from pathlib import Path
-
-    from .textfiles import read_json
-
     path = Path(root) / EXAMPLES_NAME
     if not path.is_file():
         return []
     data = read_json(path, "the model's example queries")
-    from .checks import is_blank
-
     return [q for q in data.get("queries", []) if isinstance(q, str) and not is_blank(q)] if isinstance(data, dict) else []

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,8 +29,7 @@ from .download import cache_dir
 ZERO_SHOT_NAMES = ("minilm", "all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
 
 
-def _log(msg: str) -> None:
-    print(f"[teacher] {msg}", file=sys.stderr, flush=True)
+_log = logging.getLogger(__name__).info
 
 
 class SentenceTransformerTeacher:

@@ -15,7 +15,8 @@ import numpy as np
 import torch
 from tokenizers import Tokenizer
 
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")
+from .layout import TOKENIZER_FILES
+
 # A WordPiece token never spans more than 100 characters (longer words become [UNK]), so cutting a
 # text at 100 chars per allowed token changes nothing but the cost of tokenising a 1 MB string.
 _CHARS_PER_TOKEN_BOUND = 100

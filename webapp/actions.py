@@ -9,7 +9,7 @@ from typing import TypedDict
 from twotowers.index.tuning import RecallWarning
 
 from .engine import Engine, get_engine
-from .inputs import DEFAULT_ALPHA, DEFAULT_FUSION, MAX_BATCH, InputError, assign_ids, clean_k, clean_mode, clean_query, parse_passages
+from .inputs import DEFAULT_ALPHA, DEFAULT_FUSION, DEFAULT_K, MAX_BATCH, InputError, assign_ids, clean_k, clean_mode, clean_query, parse_passages
 
 
 class SaveError(RuntimeError):
@@ -45,7 +45,7 @@ def _search_texts(texts: list[str], k, mode, alpha, fusion, engine: Engine) -> l
     return [[_hit_dict(r + 1, h) for r, h in enumerate(row)] for row in hits]
 
 
-def search_many(queries: list, k=10, mode=None, alpha=DEFAULT_ALPHA, fusion=DEFAULT_FUSION, engine: Engine | None = None) -> list[list[Hit]]:
+def search_many(queries: list, k=DEFAULT_K, mode=None, alpha=DEFAULT_ALPHA, fusion=DEFAULT_FUSION, engine: Engine | None = None) -> list[list[Hit]]:
     """Several queries in one encode -> per query, a ranked list of result dicts (see `search`).
 
     A bad query's message names it: "query 2: Enter a query: it is empty."
@@ -66,7 +66,7 @@ def search_many(queries: list, k=10, mode=None, alpha=DEFAULT_ALPHA, fusion=DEFA
     return _search_texts(texts, k, mode, alpha, fusion, engine)
 
 
-def search(query: str, k=10, mode=None, alpha=DEFAULT_ALPHA, fusion=DEFAULT_FUSION, engine: Engine | None = None) -> list[Hit]:
+def search(query: str, k=DEFAULT_K, mode=None, alpha=DEFAULT_ALPHA, fusion=DEFAULT_FUSION, engine: Engine | None = None) -> list[Hit]:
     """One query -> ranked results: [{rank, id, score, text, dense_score, keyword_score}, ...].
 
     `mode` is "dense" (the towers), "keyword" (BM25) or "hybrid"; None (the default) is the engine's

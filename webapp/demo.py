@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import shutil
 import time
 from pathlib import Path
@@ -15,6 +16,8 @@ from .inputs import parse_passages
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_PASSAGES = ROOT / "demo" / "passages.jsonl"
 DEMO_QUERIES = ROOT / "demo" / "queries.json"
+
+_log = logging.getLogger(__name__).info  # the default `log` of the functions below
 
 
 def read_demo_corpus(path: Path = DEMO_PASSAGES) -> tuple[list[str], list[str], str]:
@@ -38,7 +41,7 @@ def demo_model():
     return TwoTowers.zero_shot()
 
 
-def load_demo_index(model, cache: Path | None = None, corpus: Path = DEMO_PASSAGES, log=print):
+def load_demo_index(model, cache: Path | None = None, corpus: Path = DEMO_PASSAGES, log=_log):
     """The demo corpus indexed by `model`: loaded from the cache, or built and cached.
 
     The cache dir is named by the model fingerprint and the corpus hash, so a stale index is never

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .demo import DEMO_PASSAGES, ROOT, demo_model, demo_queries, load_demo_index
+
+_log = logging.getLogger(__name__).info  # the default `log` of the functions below
 
 
 class _RWLock:
@@ -83,7 +86,7 @@ class Engine:
 
 
 def load_engine(model_repo: str | None = None, revision: str | None = None, model_dir: str | None = None,
-                index_dir: str | None = None, cache: Path | None = None, model=None, log=print,
+                index_dir: str | None = None, cache: Path | None = None, model=None, log=_log,
                 verify: bool = True, save_uploads: str | Path | None = None) -> Engine:
     """Load what the app serves, once: a Hub repo, local dirs, or the embedded demo.
 
@@ -123,7 +126,8 @@ def set_save_dir(engine: Engine, directory: str | Path, index_dir: str | Path | 
 def _load(model_repo, revision, model_dir, index_dir, cache, model, log, verify) -> Engine:
     from twotowers import PassageIndex, TwoTowers
     from twotowers.download import local_or_download
-    from twotowers.pretrained import EXAMPLES_NAME, INDEX_SUBFOLDER, example_queries, load_pretrained
+    from twotowers.layout import EXAMPLES_NAME, find_index
+    from twotowers.pretrained import example_queries, load_pretrained
 
     if model_repo:
         # One snapshot of one revision holds both, so the index always matches the model.
@@ -138,8 +142,8 @@ def _load(model_repo, revision, model_dir, index_dir, cache, model, log, verify)
     for flag, d in (("--model", model_dir), ("--index", index_dir)):
         if d and not Path(d).is_dir():
             raise FileNotFoundError(f"{flag} {d}: no such directory" + (" (for a Hub repo use --model-repo)" if flag == "--model" else ""))
-    if model_dir and not index_dir and (Path(model_dir) / INDEX_SUBFOLDER).is_dir():
-        index_dir = str(Path(model_dir) / INDEX_SUBFOLDER)  # a `hub push --dry-run` tree: model + index/
+    if model_dir and not index_dir and (found := find_index(model_dir)) is not None:
+        index_dir = str(found)  # a `hub push --dry-run` tree: model + index/
     if model_dir:
         model = TwoTowers.from_pretrained(model_dir)
         name = str(model_dir)

@@ -1,10 +1,13 @@
 """The plain HTTP JSON API, served beside Gradio's on the same server and port (a Space included).
 
-    GET  /v1/search?q=QUERY&k=10[&mode=dense|keyword|hybrid&alpha=A&fusion=tm2c2|score|rrf]   (defaults: /v1/info)
+    GET  /v1/search?q=QUERY&k=K[&mode=MODE&alpha=A&fusion=NAME]   (the defaults and the names: /v1/info)
          -> [{"rank", "id", "score", "text", "dense_score", "keyword_score"}, ...]   (what /search returns)
-    POST /v1/search  {"queries": [...], "k": 10, "mode"?, "alpha"?, "fusion"?}
+    POST /v1/search  {"queries": [...], "k": K, "mode"?, "alpha"?, "fusion"?}
          -> one such list per query, in order                                     (what /search_batch returns)
-    GET  /v1/info    -> the model and index facts, the modes this index allows and its default, the limits
+    GET  /v1/info    -> the model and index facts, the routes, the modes and fusion methods, the defaults, the limits
+
+To add a route: an `async def handler(request, limiter) -> Response` here and a `Route` in `ROUTES`;
+the server, `/v1/info` and the page's API tab pick it up.
 
 Bad input is HTTP 400 with {"error": "<message>"}: the app's own checks and messages (inputs.py).
 The handlers call `actions.search` / `search_many` directly, with no Gradio queue: each search runs
@@ -19,6 +22,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 import anyio
 import orjson
@@ -27,12 +32,11 @@ from fastapi.responses import Response
 
 from .actions import search, search_many
 from .engine import get_engine
-from .inputs import DEFAULT_ALPHA, DEFAULT_FUSION, FUSIONS, MAX_BATCH, MAX_K, MAX_QUERY_CHARS, MODES, InputError
+from .inputs import DEFAULT_ALPHA, DEFAULT_FUSION, DEFAULT_K, FUSIONS, MAX_BATCH, MAX_K, MAX_QUERY_CHARS, MODES, InputError
 
 log = logging.getLogger(__name__)
 
 PREFIX = "/v1"
-DEFAULT_K = 10
 MAX_BODY_BYTES = 1 << 20   # 64 queries of 1,000 characters are ~64 KB of JSON; 1 MiB is plenty
 DRAIN_BYTES = 64 << 20     # a larger body is cut off without reading it all
 GET_PARAMS = ("q", "k", "mode", "alpha", "fusion")
@@ -51,9 +55,10 @@ def info(engine=None) -> dict:
     """What GET /v1/info answers: `Engine.info()` (with `default_mode`, what a search without `mode` does) plus
     the modes this index allows, the hybrid defaults and the limits."""
     engine = engine or get_engine()
-    return {**engine.info(), "modes": [m for m in MODES if m == "dense" or engine.has_keyword],
-            "fusions": list(FUSIONS), "alpha": {"default": DEFAULT_ALPHA}, "fusion": {"default": DEFAULT_FUSION}, "k": {"min": 1, "max": MAX_K, "default": DEFAULT_K},
-            "max_batch": MAX_BATCH, "max_query_chars": MAX_QUERY_CHARS}
+    return {**engine.info(), "routes": [f"{r.method} {PREFIX}{r.path}" for r in ROUTES],
+            "modes": [m for m in MODES if m == "dense" or engine.has_keyword],
+            "fusions": list(FUSIONS), "alpha": {"default": DEFAULT_ALPHA}, "fusion": {"default": DEFAULT_FUSION},
+            "k": {"min": 1, "max": MAX_K, "default": DEFAULT_K}, "max_batch": MAX_BATCH, "max_query_chars": MAX_QUERY_CHARS}
 
 
 def _get_args(request: Request) -> dict:
@@ -130,31 +135,67 @@ async def _answer(limiter: anyio.CapacityLimiter, fn, arguments) -> Response:
         return _error("internal error: the search failed; see the server log.", 500)
 
 
+# -- the routes ------------------------------------------------------------------------------------
+async def get_search(request: Request, limiter: anyio.CapacityLimiter) -> Response:
+    """One query: ?q=...&k=10[&mode=&alpha=&fusion=] -> its ranked hits."""
+    return await _answer(limiter, search, lambda: _get_args(request))
+
+
+async def post_search(request: Request, limiter: anyio.CapacityLimiter) -> Response:
+    """A batch: {"queries": [...], "k": ..., ...} -> one list of hits per query."""
+    try:
+        body = await _read_body(request)
+    except InputError as e:
+        return _error(str(e), 413)
+    return await _answer(limiter, search_many, lambda: _post_args(body))
+
+
+async def get_info(request: Request, limiter: anyio.CapacityLimiter) -> Response:
+    """The model, the index, the routes, the modes it allows and the limits."""
+    return _json(info())
+
+
+Handler = Callable[[Request, anyio.CapacityLimiter], Awaitable[Response]]
+
+
+@dataclass(frozen=True)
+class Route:
+    """One JSON route: what serves it, and how the API tab shows it (a curl example and what it answers)."""
+
+    method: str        # "GET" or "POST"
+    path: str          # under PREFIX, e.g. "/search"
+    handler: Handler
+    example: str       # the part of a curl command line after `curl `, with {url} for the server's address
+    answers: str       # one line: what comes back
+
+
+ROUTES: list[Route] = [
+    Route("GET", "/search", get_search, '"{url}/v1/search?q=why+is+the+sky+blue&k=5"',
+          'the hits, best first: [{"rank":1,"id":"...","score":0.93,"text":"...","dense_score":0.71,"keyword_score":8.2}, ...]'),
+    Route("POST", "/search", post_search,
+          '{url}/v1/search -H "Content-Type: application/json" -d \'{{"queries": ["query one", "query two"], "k": 5}}\'',
+          "one list of hits per query"),
+    Route("GET", "/info", get_info, "{url}/v1/info", "the model, the index, the routes, the modes and the default, the limits"),
+]
+
+
 def router(concurrency: int = 4) -> APIRouter:
-    """The /v1 routes; at most `concurrency` searches run at once (the rest wait for a worker)."""
+    """The routes of `ROUTES` under PREFIX; at most `concurrency` searches run at once (the rest wait for a worker)."""
     limiter = anyio.CapacityLimiter(max(1, int(concurrency)))
     api = APIRouter(prefix=PREFIX)
-
-    @api.get("/search")
-    async def get_search(request: Request) -> Response:
-        """One query: ?q=...&k=10[&mode=&alpha=&fusion=] -> its ranked hits."""
-        return await _answer(limiter, search, lambda: _get_args(request))
-
-    @api.post("/search")
-    async def post_search(request: Request) -> Response:
-        """A batch: {"queries": [...], "k": ..., ...} -> one list of hits per query."""
-        try:
-            body = await _read_body(request)
-        except InputError as e:
-            return _error(str(e), 413)
-        return await _answer(limiter, search_many, lambda: _post_args(body))
-
-    @api.get("/info")
-    def get_info() -> Response:
-        """The model, the index, the modes it allows and the limits."""
-        return _json(info())
-
+    for route in ROUTES:
+        api.add_api_route(route.path, _bound(route.handler, limiter), methods=[route.method])
     return api
+
+
+def _bound(handler: Handler, limiter: anyio.CapacityLimiter):
+    """`handler` as FastAPI calls it: with the request alone."""
+    async def endpoint(request: Request) -> Response:
+        return await handler(request, limiter)
+
+    endpoint.__name__ = endpoint.__qualname__ = handler.__name__
+    endpoint.__doc__ = handler.__doc__
+    return endpoint
 
 
 def lifespan(concurrency: int = 4, then=None):
@@ -177,4 +218,4 @@ def lifespan(concurrency: int = 4, then=None):
     return add_routes
 
 
-__all__ = ["DEFAULT_K", "MAX_BODY_BYTES", "PREFIX", "info", "lifespan", "router"]
+__all__ = ["DEFAULT_K", "MAX_BODY_BYTES", "PREFIX", "ROUTES", "Route", "info", "lifespan", "router"]

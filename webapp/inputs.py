@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import unicodedata
 from pathlib import Path
 
 from twotowers.checks import is_blank
-from twotowers.index.fusion import DEFAULT_ALPHA, DEFAULT_FUSION
-from twotowers.index.fusion import FUSIONS as _FUSIONS
-from twotowers.index.fusion import MODES as _MODES
+from twotowers.collection import passage_rows
+from twotowers.index.fusion import DEFAULT_ALPHA, DEFAULT_FUSION, DEFAULT_K, FUSIONS, MODES
 from twotowers.textfiles import DataFormatError, decode_lines
 
 MAX_QUERY_CHARS = 1000   # queries are truncated to 64 tokens anyway; longer input is a mistake
@@ -17,8 +15,6 @@ MAX_K = 100
 MAX_BATCH = 64           # queries per /search_batch call
 MAX_UPLOAD_PASSAGES = 20_000
 MAX_PASSAGE_CHARS = 20_000
-MODES = _MODES  # the index's search modes and fusion methods (twotowers/index/fusion.py)
-FUSIONS = tuple(_FUSIONS)
 
 
 class InputError(ValueError):
@@ -85,10 +81,12 @@ def clean_mode(mode, alpha, fusion, engine) -> tuple[str, float, str]:
     return mode, alpha, fusion
 
 
-def _decode_lines(name: str, data: bytes) -> list[str]:
-    """The library's one line reader (a byte-order mark dropped, bad bytes naming the line) over an upload."""
+def _rows(name: str, data: bytes, kind: str):
+    """The library's readers over an upload (a byte-order mark dropped, ids optional); a line they refuse is an
+    InputError naming it."""
+    where = lambda lineno: f"{name} line {lineno}"  # noqa: E731
     try:
-        return [line for _, line in decode_lines(data.split(b"\n"), lambda lineno: f"{name} line {lineno}")]
+        yield from passage_rows(decode_lines(data.split(b"\n"), where), kind, where, ids=False)
     except DataFormatError as e:
         raise InputError(f"{e}.") from None
 
@@ -107,8 +105,10 @@ def _check_passage(name: str, lineno: int, text) -> str:
 def parse_passages(name: str, data: bytes | str) -> tuple[list[str | None], list[str]]:
     """A .txt, .tsv or .jsonl file (or pasted text, name "pasted text") -> (ids, texts), all checked.
 
-    .txt / pasted text: one passage per non-empty line, id None (see `assign_ids`). .tsv: `id<TAB>text` per line. .jsonl: one `{"id": ..., "text": ...}` object per line
-    ("id" optional). Any bad line raises `InputError` naming the file and line; nothing is returned.
+    .txt / pasted text: one passage per non-empty line, id None (see `assign_ids`). .tsv: `id<TAB>text` per
+    line. .jsonl: one `{"id": ..., "text": ...}` object per line ("id" optional). The lines are read as the
+    library reads a collection's (`twotowers.collection.passage_rows`). Any bad line raises `InputError`
+    naming the file and line; nothing is returned.
     """
     if isinstance(data, str):
         data = data.encode("utf-8", errors="surrogatepass")
@@ -116,27 +116,8 @@ def parse_passages(name: str, data: bytes | str) -> tuple[list[str | None], list
     if suffix not in (".txt", ".tsv", ".jsonl") and name != "pasted text":
         raise InputError(f"{name}: unsupported file type {suffix or '(none)'}; use .txt, .tsv or .jsonl.")
     ids, texts, seen = [], [], {}
-    for lineno, line in enumerate(_decode_lines(name, data), 1):
-        if not line.strip():
-            continue
-        if suffix == ".tsv":
-            if "\t" not in line:
-                raise InputError(f"{name} line {lineno}: expected id<TAB>text, found no tab.")
-            pid, text = line.split("\t", 1)
-            pid = pid.strip()
-        elif suffix == ".jsonl":
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise InputError(f"{name} line {lineno}: not valid JSON ({e.msg} at column {e.colno}).") from None
-            if not isinstance(row, dict) or "text" not in row:
-                raise InputError(f'{name} line {lineno}: expected an object with a "text" field.')
-            pid, text = row.get("id"), row["text"]
-            if pid is not None and (isinstance(pid, bool) or not isinstance(pid, (str, int))):
-                raise InputError(f'{name} line {lineno}: "id" must be a string or an integer.')
-            pid = None if pid is None else str(pid).strip()
-        else:
-            pid, text = None, line
+    for lineno, pid, text in _rows(name, data, suffix.lstrip(".") or "txt"):
+        pid = None if pid is None else pid.strip()
         if pid is not None:
             if not pid:
                 raise InputError(f"{name} line {lineno}: the id is empty.")

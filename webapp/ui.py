@@ -9,10 +9,12 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from twotowers.index.fusion import describe_fusions
+
 from .actions import Hit, SaveError, add_passages, search, search_many
 from .engine import Engine, get_engine, set_engine
-from .inputs import (DEFAULT_ALPHA, DEFAULT_FUSION, FUSIONS, MAX_BATCH, MAX_K, MAX_QUERY_CHARS, MODES, InputError,
-                     clean_query)
+from .inputs import (DEFAULT_ALPHA, DEFAULT_FUSION, DEFAULT_K, FUSIONS, MAX_BATCH, MAX_K, MAX_QUERY_CHARS, MODES,
+                     InputError, clean_query)
 from .render import _error_html, info_markdown, render_results
 
 if TYPE_CHECKING:  # the annotations only; gradio itself is imported on first use
@@ -32,7 +34,7 @@ def ui_search(query, k, mode_label, alpha, fusion_label):
     """The Search button: (results HTML, latency line). Bad input is shown, not raised."""
     engine = get_engine()
     mode = _MODE_LABELS.get(mode_label)  # None: the engine's default
-    fusion = _FUSION_LABELS.get(fusion_label, DEFAULT_FUSION)
+    fusion = _fusion_labels().get(fusion_label, DEFAULT_FUSION)
     t0 = time.perf_counter()
     try:
         text = clean_query(query)
@@ -49,19 +51,21 @@ def ui_search(query, k, mode_label, alpha, fusion_label):
 
 
 Mode = Literal[MODES]  # Literal["dense", "keyword", "hybrid"], from the index's own list
-Fusion = Literal[FUSIONS]
+Fusion = Literal[tuple(FUSIONS)]  # the fusion registry's names (refreshed by `_read_registries`)
+
+_SEARCH_ARGS = """
+        k: how many passages to return%(per_query)s, 1 to %(max_k)d
+        mode: dense = the towers (semantic), keyword = BM25, hybrid = both fused; none = the index's default (hybrid where it has BM25, else dense)
+        alpha: hybrid only: the semantic weight, 0 = keyword only, 1 = dense only
+        fusion: hybrid only: %(fusions)s"""
 
 
-def api_search(query: str, k: int = 10, mode: Mode | None = None, alpha: float = DEFAULT_ALPHA,
+def api_search(query: str, k: int = DEFAULT_K, mode: Mode | None = None, alpha: float = DEFAULT_ALPHA,
                fusion: Fusion = DEFAULT_FUSION) -> list[Hit]:
     """Search one query: its top-k passages, best first.
 
     Args:
-        query: the question or keywords, up to 1000 characters
-        k: how many passages to return, 1 to 100
-        mode: dense = the towers (semantic), keyword = BM25, hybrid = both fused; none = the index's default (hybrid where it has BM25, else dense)
-        alpha: hybrid only: the semantic weight, 0 = keyword only, 1 = dense only
-        fusion: hybrid only: tm2c2 = scores from each side's minimum, score = min-max normalised scores, rrf = reciprocal rank fusion
+        query: the question or keywords, up to %(max_chars)s characters%(args)s
     Returns:
         the hits, best first: rank (1 = best), id, score (what ranked it), text, dense_score and keyword_score (None where the mode did not compute it)
     """
@@ -71,16 +75,12 @@ def api_search(query: str, k: int = 10, mode: Mode | None = None, alpha: float =
         raise _gr().Error(str(e), print_exception=False) from None
 
 
-def api_search_batch(queries: list[str], k: int = 10, mode: Mode | None = None, alpha: float = DEFAULT_ALPHA,
+def api_search_batch(queries: list[str], k: int = DEFAULT_K, mode: Mode | None = None, alpha: float = DEFAULT_ALPHA,
                      fusion: Fusion = DEFAULT_FUSION) -> list[list[Hit]]:
-    """Search several queries in one call (up to 64): one ranked hit list per query, in order.
+    """Search several queries in one call (up to %(max_batch)d): one ranked hit list per query, in order.
 
     Args:
-        queries: 1 to 64 queries; an error names the bad one, e.g. "query 2: ..."
-        k: how many passages to return per query, 1 to 100
-        mode: dense = the towers (semantic), keyword = BM25, hybrid = both fused; none = the index's default (hybrid where it has BM25, else dense)
-        alpha: hybrid only: the semantic weight, 0 = keyword only, 1 = dense only
-        fusion: hybrid only: tm2c2 = scores from each side's minimum, score = min-max normalised scores, rrf = reciprocal rank fusion
+        queries: 1 to %(max_batch)d queries; an error names the bad one, e.g. "query 2: ..."%(args)s
     Returns:
         one list of hits per query, as /search returns them
     """
@@ -88,6 +88,25 @@ def api_search_batch(queries: list[str], k: int = 10, mode: Mode | None = None, 
         return search_many(queries, k, mode, alpha, fusion)
     except InputError as e:
         raise _gr().Error(str(e), print_exception=False) from None
+
+
+_API_DOCS = {fn: fn.__doc__ for fn in (api_search, api_search_batch)}  # templates: filled from the registries
+
+
+def _read_registries() -> None:
+    """The API functions' fusion hint and argument docs from `FUSIONS` as it is now: a fusion method added
+    there shows in `view_api`, the page and the API tab with no change here."""
+    global Fusion
+    Fusion = Literal[tuple(FUSIONS)]
+    for fn, doc in _API_DOCS.items():
+        per_query = " per query" if fn is api_search_batch else ""
+        values = {"max_k": MAX_K, "max_batch": MAX_BATCH, "max_chars": f"{MAX_QUERY_CHARS:,}",
+                  "fusions": describe_fusions(), "per_query": per_query}
+        fn.__doc__ = doc % {**values, "args": _SEARCH_ARGS % values}
+        fn.__annotations__["fusion"] = Fusion
+
+
+_read_registries()
 
 
 def _describe_api(blocks, dependency, fn, returns_label: str) -> None:
@@ -138,8 +157,11 @@ def ui_add(pasted, file):
 
 
 # -- the page --------------------------------------------------------------------------------------
-_FUSION_LABELS = {"scores": "score", "ranks (RRF)": "rrf", "scores from 0 (TM2C2)": "tm2c2"}
-assert set(_FUSION_LABELS.values()) == set(FUSIONS), "a fusion method without a label on the page"
+def _fusion_labels() -> dict[str, str]:
+    """The page's fusion choices: each method's label (the registry's) -> its name."""
+    return {f.label: name for name, f in FUSIONS.items()}
+
+
 _MODE_LABELS = {"semantic (towers)": "dense", "keyword (BM25)": "keyword", "hybrid": "hybrid"}
 
 CSS = """
@@ -158,6 +180,7 @@ def build_demo(engine: Engine, allow_uploads: bool = False, examples: list[str] 
     """The Blocks app for `engine` (set as the engine `search` uses)."""
     gr = _gr()
     set_engine(engine)
+    _read_registries()
     if examples is None:
         examples = list(engine.examples)
     with gr.Blocks(title="twotowers search") as demo:
@@ -168,7 +191,7 @@ def build_demo(engine: Engine, allow_uploads: bool = False, examples: list[str] 
             with gr.Row(equal_height=True):
                 query = gr.Textbox(label="Query", placeholder="Ask a question, e.g. why is the sky blue",
                                    scale=5, max_lines=1, elem_id="tt-query")
-                k = gr.Number(value=10, label="top-k", precision=0, scale=1, min_width=90, elem_id="tt-k")
+                k = gr.Number(value=DEFAULT_K, label="top-k", precision=0, scale=1, min_width=90, elem_id="tt-k")
                 button = gr.Button("Search", variant="primary", scale=1, elem_id="tt-search")
             if examples:
                 ex = gr.Examples(examples=[[q] for q in examples], inputs=[query], label="Example queries (click to search)",
@@ -178,8 +201,8 @@ def build_demo(engine: Engine, allow_uploads: bool = False, examples: list[str] 
                                 value=next(k for k, v in _MODE_LABELS.items() if v == engine.default_mode))
                 alpha = gr.Slider(0, 1, value=DEFAULT_ALPHA, step=0.05, scale=2,
                                   label="Hybrid: semantic weight (0 = keyword only, 1 = semantic only)")
-                fusion = gr.Radio(list(_FUSION_LABELS), label="Hybrid fusion", scale=1,
-                                  value=next(k for k, v in _FUSION_LABELS.items() if v == DEFAULT_FUSION))
+                fusion = gr.Radio(list(_fusion_labels()), label="Hybrid fusion", scale=1,
+                                  value=FUSIONS[DEFAULT_FUSION].label)
             latency = gr.Markdown(elem_id="tt-latency")
             results = gr.HTML(elem_id="tt-results")
             inputs, outputs = [query, k, mode, alpha, fusion], [results, latency]
@@ -201,25 +224,27 @@ def build_demo(engine: Engine, allow_uploads: bool = False, examples: list[str] 
                 status = gr.Markdown(elem_id="tt-add-status")
                 add.click(ui_add, [pasted, upload], [status, info], api_visibility="private", concurrency_limit=1)
         with gr.Tab("API"):
-            gr.Markdown(API_HELP)
+            gr.Markdown(api_help())
         for fn, name, result in ((api_search, "search", "hits"), (api_search_batch, "search_batch", "hits_per_query")):
             _describe_api(demo, gr.api(fn, api_name=name, concurrency_id="search"), fn, result)
     return demo
 
 
-API_HELP = """
+def api_help(url: str = "http://127.0.0.1:7860") -> str:
+    """The API tab: the JSON routes (webapp/http.py `ROUTES`), Gradio's client, and what the arguments may be
+    (the search modes and fusion methods as the registries list them now)."""
+    from .http import ROUTES
+
+    curls = "\n".join(f"curl {r.example.format(url=url)}\n# -> {r.answers}" for r in ROUTES)
+    modes = ", ".join(f"`{m}`" for m in MODES)
+    return f"""
 **Plain HTTP (JSON)**, on this same server and port: no client library needed.
 
 ```bash
-curl "http://127.0.0.1:7860/v1/search?q=why+is+the+sky+blue&k=5"
-# [{"rank":1,"id":"...","score":0.93,"text":"...","dense_score":0.71,"keyword_score":8.2}, ...]
-curl "http://127.0.0.1:7860/v1/search?q=rba+rate&k=10&mode=dense"
-curl "http://127.0.0.1:7860/v1/search?q=rba+rate&k=10&mode=hybrid&alpha=0.5&fusion=rrf"
-curl http://127.0.0.1:7860/v1/search -H "Content-Type: application/json" \\
-     -d '{"queries": ["query one", "query two"], "k": 5}'    # one list per query
-curl http://127.0.0.1:7860/v1/info                           # model, index, modes and the default, limits
+{curls}
+curl "{url}/v1/search?q=rba+rate&k=10&mode=hybrid&alpha=0.5&fusion={DEFAULT_FUSION}"
 ```
-Bad input is HTTP 400 with `{"error": "..."}` saying what to change. On a Space, use its URL
+Bad input is HTTP 400 with `{{"error": "..."}}` saying what to change. On a Space, use its URL
 (`https://OWNER-SPACE.hf.space/v1/search?q=...`).
 
 **Python, through Gradio's client** (`pip install gradio_client`):
@@ -227,17 +252,18 @@ Bad input is HTTP 400 with `{"error": "..."}` saying what to change. On a Space,
 ```python
 from gradio_client import Client
 
-client = Client("http://127.0.0.1:7860/")       # or the Space id, e.g. "OWNER/SPACE"
+client = Client("{url}/")       # or the Space id, e.g. "OWNER/SPACE"
 hits = client.predict("why is the sky blue", 5, api_name="/search")
-# [{"rank": 1, "id": "...", "score": 0.93, "text": "...", "dense_score": 0.71, "keyword_score": 8.2}, ...]
+# [{{"rank": 1, "id": "...", "score": 0.93, "text": "...", "dense_score": 0.71, "keyword_score": 8.2}}, ...]
 client.predict("rba rate", 10, "hybrid", 0.5, api_name="/search")        # mode, semantic weight
 client.predict(["query one", "query two"], 5, api_name="/search_batch")  # one list per query
 client.view_api()                                                        # the arguments and the hit's fields
 ```
-`k` is 1 to %(max_k)d; `mode` is `dense`, `keyword` or `hybrid` (the last two where the index has a
-keyword side; without `mode`, hybrid where it has one, else dense); `fusion` is `tm2c2`, `score` or `rrf`; up to %(max_batch)d queries per batch, %(max_chars)s
-characters per query. An empty or over-long query, or a bad `k`, is an error with a message saying why.
-""" % {"max_k": MAX_K, "max_batch": MAX_BATCH, "max_chars": f"{MAX_QUERY_CHARS:,}"}
+`k` is 1 to {MAX_K} (default {DEFAULT_K}); `mode` is {modes} (the last two where the index has a keyword side;
+without `mode`, hybrid where it has one, else dense); `fusion` (hybrid only): {describe_fusions()}; up to
+{MAX_BATCH} queries per batch, {MAX_QUERY_CHARS:,} characters per query. An empty or over-long query, or a
+bad `k`, is an error with a message saying why.
+"""
 
 
 def serve(engine: Engine, host: str | None = None, port: int | None = None, allow_uploads: bool = False,

@@ -49,7 +49,7 @@ def dense_retriever(model, pids: Sequence[str], texts: Sequence[str], batch_size
 
 
 def bm25_retriever(pids: Sequence[str], texts: Sequence[str]) -> Retriever:
-    """BM25 (`twotowers.keyword.KeywordIndex`, bm25s scoring) over the corpus."""
+    """BM25 (`twotowers.index.keyword.KeywordIndex`, bm25s scoring) over the corpus."""
     from ..index.keyword import KeywordIndex
 
     index = KeywordIndex.build(list(texts))

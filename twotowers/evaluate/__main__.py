@@ -18,9 +18,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..base import MINILM_ID
 from ..cli import ArgumentParser, run_main
+from ..metrics import display_name
 from ..writing import check_writable, replacing
-from ..index.fusion import FUSIONS, MODES
+from ..index.fusion import DEFAULT_FUSION, FUSIONS, MODES, describe_fusions
 from ..towers import TOWERS
 from . import (PRIMARY, RERANK_METRICS, RETRIEVAL_METRICS, bm25_rerank_scores, bm25_retriever, dense_retriever,
                evaluate_rerank, evaluate_rerank_scores, evaluate_retrieval, index_retriever, untrained_like)
@@ -33,6 +35,10 @@ def _parser() -> ArgumentParser:
     who.add_argument("--tower", choices=tuple(TOWERS), help="evaluate an untrained tower of this type instead of --model")
     who.add_argument("--baseline", nargs="+", default=[], choices=("bm25", "untrained"),
                      help="baselines to print beside it (untrained = same config, fresh weights)")
+    who.add_argument("--zero-shot", nargs="+", default=[], metavar="BASE",
+                     help="encoders measured zero-shot beside it: minilm (all-MiniLM-L6-v2) or a Hub id / directory "
+                          "in sentence-transformers layout (e.g. BAAI/bge-small-en-v1.5), pooled and prompted as "
+                          "their files say")
     data = ap.add_argument_group("data (TREC files or v1.1 rows)")
     data.add_argument("--queries", help="qid<TAB>query file")
     data.add_argument("--qrels", help="TREC qrels: qid 0 pid relevance")
@@ -48,7 +54,8 @@ def _parser() -> ArgumentParser:
     idx.add_argument("--search-mode", choices=MODES, default=None,
                      help="default: the index's (hybrid where it has a BM25 side, else dense)")
     idx.add_argument("--alpha", type=float, help="hybrid weight of the dense side (index default if unset)")
-    idx.add_argument("--fusion", choices=tuple(FUSIONS), default=None, help="hybrid fusion (index default if unset)")
+    idx.add_argument("--fusion", choices=tuple(FUSIONS), default=None,
+                     help=f"hybrid fusion (default {DEFAULT_FUSION}): {describe_fusions()}")
     return ap
 
 
@@ -83,8 +90,7 @@ def describe_data(args, n_passages: int) -> dict:
 
 def _print_table(results: dict[str, dict], mode: str) -> None:
     metrics = RETRIEVAL_METRICS if mode == "retrieve" else RERANK_METRICS
-    names = {"ndcg": "NDCG", "mrr": "MRR", "recall": "Recall"}
-    print("| system | " + " | ".join(names[m.split("@")[0]] + "@" + m.split("@")[1] for m in metrics) + " | queries |")
+    print("| system | " + " | ".join(map(display_name, metrics)) + " | queries |")
     print("|---" * (len(metrics) + 2) + "|")
     for name, r in results.items():
         print(f"| {name} | " + " | ".join(f"{r[m]:.4f}" for m in metrics) + f" | {r['n_queries']} |")
@@ -104,8 +110,8 @@ def _print_table(results: dict[str, dict], mode: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> dict:
     args = _parser().parse_args(argv)
-    if args.model is None and args.tower is None and not args.baseline:
-        raise ValueError("give --model DIR_OR_REPO, --tower TYPE, or --baseline bm25")
+    if args.model is None and args.tower is None and not args.baseline and not args.zero_shot:
+        raise ValueError("give --model DIR_OR_REPO, --tower TYPE, --zero-shot BASE or --baseline bm25")
     if args.index and args.mode != "retrieve":
         raise ValueError("--index works in --mode retrieve only")
     if args.k < 1:
@@ -128,6 +134,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
     elif args.tower:
         model = untrained_like(tower=args.tower)
         models[f"untrained {args.tower}"] = model
+    for base in args.zero_shot:
+        named = MINILM_ID if base in ("minilm", MINILM_ID) else base
+        models[f"zero-shot {_name(named)}"] = TwoTowers.zero_shot(named)
 
     results: dict[str, dict] = {}
     pids = []

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import logging
 import sys
 import warnings
 from dataclasses import dataclass, field
@@ -29,8 +30,10 @@ from ..textfiles import read_json
 from ..cli import ArgumentParser, add_dataclass_arguments, dataclass_from_args, run_main
 from ..writing import writer_lock
 from .files import META_NAME, check_replaceable, saved_dir
-from .fusion import DEFAULT_ALPHA, DEFAULT_FUSION, FUSIONS, MODES
+from .fusion import DEFAULT_ALPHA, DEFAULT_FUSION, DEFAULT_K, FUSIONS, MODES, describe_fusions
 from .tuning import RecallWarning
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -157,16 +160,16 @@ def find_index_and_model(index: str, model: str | None, need_model: bool, verify
     """(PassageIndex, model) for `search`: the index dir, or a Hub repo (model at its root, index
     under index/); the model from --model, else beside (or above) the index, else index.json's source."""
     from ..download import local_or_download
-    from ..model import MODEL_FILES, TwoTowers
+    from ..layout import INDEX_SUBFOLDER, MODEL_FILES, find_index, find_model
+    from ..model import TwoTowers
     from .passage_index import PassageIndex
 
-    root = local_or_download(index, what="index", allow_patterns=[*MODEL_FILES, "index/*"])
-    index_dir = root / "index" if (root / "index" / META_NAME).is_file() else root
+    root = local_or_download(index, what="index", allow_patterns=[*MODEL_FILES, f"{INDEX_SUBFOLDER}/*"])
+    index_dir = find_index(root) or root  # not an index at all: `load` says what is missing
     if model is None and need_model:
-        for cand in (index_dir, index_dir.parent):
-            if (cand / "model.safetensors").is_file() and (cand / "config.json").is_file():
-                model = str(cand)
-                break
+        beside = find_model(index_dir)
+        if beside is not None:
+            model = str(beside)
         else:
             meta_path = saved_dir(index_dir) / META_NAME
             meta = read_json(meta_path, "a saved index's description") if meta_path.is_file() else {}
@@ -226,13 +229,14 @@ def parser() -> argparse.ArgumentParser:
     p_search = sub.add_parser("search", help="search a saved index")
     p_search.add_argument("index", help="index directory (or Hub repo id with an index/ folder)")
     p_search.add_argument("query", nargs="+", help="query text(s)")
-    p_search.add_argument("-k", type=_k, default=10, help="results per query")
+    p_search.add_argument("-k", type=_k, default=DEFAULT_K, help="results per query")
     p_search.add_argument("--model", help="model dir/Hub id (default: the repo/dir holding the index, "
                                           "else the dir named in index.json)")
     p_search.add_argument("--mode", choices=MODES, default=None,
                           help="default: hybrid (dense + BM25 fused) where the index has a BM25 side, else dense")
     p_search.add_argument("--alpha", type=_alpha, default=DEFAULT_ALPHA, help="hybrid: weight of the dense side")
-    p_search.add_argument("--fusion", choices=tuple(FUSIONS), default=DEFAULT_FUSION)
+    p_search.add_argument("--fusion", choices=tuple(FUSIONS), default=DEFAULT_FUSION,
+                          help=f"hybrid: how the two sides' scores combine ({describe_fusions()})")
     p_search.add_argument("--json", action="store_true", help="print JSON lines instead of text")
     p_search.add_argument("--no-verify", dest="verify", action="store_false",
                           help="skip the files' checksums (an index you have just built or verified)")
@@ -250,13 +254,12 @@ def main(argv: list[str] | None = None) -> None:
         if meta is None:  # a torchrun rank other than 0: rank 0 reports
             return
         tuning = meta.get("ef_tuning") or {}
-        print(f"wrote {cfg.out}: {meta['count']:,} passages, dim {meta['dim']}, M {meta['M']}, ef {meta['ef']}"
-              + (f" (recall@{tuning['k']} {tuning['recall']:.4f} on {tuning['queries']} queries, target "
-                 f"{tuning['target_recall']})" if tuning else "")
-              + f", keyword {'yes' if meta.get('keyword') else 'no'}, {meta.get('build_seconds', 0):,.0f} s of building",
-              file=sys.stderr)
+        log.info(f"wrote {cfg.out}: {meta['count']:,} passages, dim {meta['dim']}, M {meta['M']}, ef {meta['ef']}"
+                 + (f" (recall@{tuning['k']} {tuning['recall']:.4f} on {tuning['queries']} queries, target "
+                    f"{tuning['target_recall']})" if tuning else "")
+                 + f", keyword {'yes' if meta.get('keyword') else 'no'}, {meta.get('build_seconds', 0):,.0f} s of building")
         for w in caught:  # the build could not reach its target recall: said on a line of its own
-            print(f"warning: {w.message}", file=sys.stderr)
+            log.warning(f"warning: {w.message}")
     else:
         search(args)
 

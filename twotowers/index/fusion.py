@@ -1,14 +1,20 @@
-"""Hybrid search: how the dense and keyword (BM25) scores of one query's candidates become one score.
+"""Search options, and hybrid search: how the dense and keyword (BM25) scores of one query's candidates
+become one score.
 
-To add a fusion method, write `f(dense, keyword, alpha) -> fused` here and add it to `FUSIONS`;
-`PassageIndex.search(mode="hybrid", fusion=name)`, the command lines and the app pick it up.
+To add a fusion method, write `f(dense, keyword, alpha) -> fused` here and give it a `FUSIONS` entry
+(a `Fusion`: the function, the label the app shows, a one-line description); `PassageIndex.search(
+mode="hybrid", fusion=name)`, the command lines, the app's page and APIs and their help pick it up.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import NamedTuple
+
 import numpy as np
 
 MODES = ("dense", "keyword", "hybrid")
+DEFAULT_K = 10  # passages a search returns unless told: the library, the command line, the app and its APIs
 RRF_K = 60  # reciprocal rank fusion constant (Cormack et al. 2009)
 # Chosen on dev600's validation half (docs/results.md, `python bench/hybrid.py --tower transformer`): the
 # best fusion and weight there for zero-shot MiniLM (TM2C2 was also best for six of nine small query towers).
@@ -17,9 +23,12 @@ DEFAULT_FUSION = "tm2c2"
 
 
 def minmax(x: np.ndarray) -> np.ndarray:
-    """Scale to [0, 1] over the candidates (all zeros when they tie)."""
-    lo, hi = (float(x.min()), float(x.max())) if len(x) else (0.0, 0.0)
-    return (x - lo) / (hi - lo) if hi > lo else np.zeros_like(x, dtype=np.float64)
+    """Scale to [0, 1] along the last axis: over one query's candidates, or each row of `[B, N]` scores
+    (all zeros where they tie). The dtype is kept: float32 scores stay float32."""
+    if not x.shape[-1]:
+        return np.zeros_like(x, dtype=np.float64)
+    lo, hi = x.min(axis=-1, keepdims=True), x.max(axis=-1, keepdims=True)
+    return np.where(hi > lo, (x - lo) / np.maximum(hi - lo, 1e-12), 0.0)
 
 
 def score_fusion(dense: np.ndarray, keyword: np.ndarray, alpha: float) -> np.ndarray:
@@ -49,7 +58,25 @@ def rrf_fusion(dense: np.ndarray, keyword: np.ndarray, alpha: float) -> np.ndarr
     return alpha / (RRF_K + _ranks(dense)) + (1 - alpha) * np.where(keyword > 0, 1.0 / (RRF_K + _ranks(keyword)), 0.0)
 
 
-FUSIONS = {"score": score_fusion, "rrf": rrf_fusion, "tm2c2": theoretical_fusion}
+class Fusion(NamedTuple):
+    """A fusion method: the function, and how the app and the API help name and describe it."""
+
+    fn: Callable[[np.ndarray, np.ndarray, float], np.ndarray]
+    label: str        # the app's radio button
+    description: str  # one line: the API docs and help
+
+
+FUSIONS: dict[str, Fusion] = {  # by name (`fusion=NAME`, `--fusion NAME`); the default first
+    "tm2c2": Fusion(theoretical_fusion, "scores from 0 (TM2C2)", "scores scaled from each side's theoretical minimum"),
+    "score": Fusion(score_fusion, "scores", "min-max normalised scores"),
+    "rrf": Fusion(rrf_fusion, "ranks (RRF)", "reciprocal rank fusion"),
+}
+
+
+def describe_fusions() -> str:
+    """`tm2c2 = scores scaled from ..., score = ..., rrf = ...`: every fusion method in one line, the default first."""
+    names = sorted(FUSIONS, key=lambda name: name != DEFAULT_FUSION)
+    return ", ".join(f"{name} = {FUSIONS[name].description}" for name in names)
 
 
 def check_mode(mode: str, alpha: float, fusion: str) -> None:
@@ -64,4 +91,4 @@ def check_mode(mode: str, alpha: float, fusion: str) -> None:
 
 def fuse(dense: np.ndarray, keyword: np.ndarray, alpha: float, fusion: str) -> np.ndarray:
     """Fused scores of one query's candidates from their dense and keyword scores."""
-    return FUSIONS[fusion](dense, keyword, alpha)
+    return FUSIONS[fusion].fn(dense, keyword, alpha)

@@ -19,9 +19,10 @@ from ..checks import BLANK, check_positive_int, check_texts, is_blank
 from . import files
 from ..writing import WriteError, free_bytes, human_size, staging_dir, swap_in, sync_tree, writer_lock, writing
 from .files import HNSW_NAME, META_NAME, STORE_FILES, IndexFileError, load_array
-from .fusion import DEFAULT_ALPHA, DEFAULT_FUSION, check_mode, fuse
+from .fusion import DEFAULT_ALPHA, DEFAULT_FUSION, DEFAULT_K, check_mode, fuse
 from .hits import SearchHit, array_hits, dense_hits
 from ..ids import IdSet
+from ..layout import INDEX_SUBFOLDER, find_index
 from .keyword import KeywordIndex
 from .store import TextStore, VectorStore
 from .tuning import RecallWarning, tune, unreached
@@ -87,7 +88,7 @@ class PassageIndex:
     def build(cls, model, ids, texts: Sequence[str] | None = None, *, M: int = 32, ef_construction: int = 200,
               target_recall: float = 0.99, chunk_size: int = 10_000, keyword: bool = True,
               show_progress: bool = False, tune_queries: Sequence[str] | np.ndarray | None = None,
-              tune_samples: int = 200, tune_k: int = 10, batch_size: int = 64, stemmer: str | None = "english",
+              tune_samples: int = 200, tune_k: int = DEFAULT_K, batch_size: int = 64, stemmer: str | None = "english",
               k1: float = 0.9, b: float = 0.4, seed: int = 0, vectors: np.ndarray | None = None) -> "PassageIndex":
         """Encode passages with `model` in chunks and index them (dense and, by default, BM25).
 
@@ -204,12 +205,12 @@ class PassageIndex:
             out._id_set = self._id_set.copy(out.ids.__getitem__)
         return out
 
-    def tune_ef(self, target_recall: float = 0.99, *, queries=None, samples: int = 200, k: int = 10,
+    def tune_ef(self, target_recall: float = 0.99, *, queries=None, samples: int = 200, k: int = DEFAULT_K,
                 seed: int = 0) -> dict:
         """Set `ef` to the smallest value reaching recall@k >= target against exact search; returns the record.
 
         Queries: `queries` (texts or query vectors) when given; else the query tower's vectors of
-        1-6-word windows cut from sampled passages (see twotowers/index/tuning.py); else, without a
+        1-6-word windows cut from sampled passages (twotowers/data.py `word_windows`); else, without a
         model, sampled passage vectors, each excluding itself from both result lists.
         """
         n = len(self)
@@ -231,7 +232,7 @@ class PassageIndex:
         return self._vectors[np.asarray(rows, dtype=np.int64)]
 
     # -- search --------------------------------------------------------------------------------------
-    def search(self, queries: Sequence[str] | np.ndarray, k: int = 10, *, mode: str | None = None,
+    def search(self, queries: Sequence[str] | np.ndarray, k: int = DEFAULT_K, *, mode: str | None = None,
                alpha: float = DEFAULT_ALPHA, fusion: str = DEFAULT_FUSION, depth: int | None = None) -> list[list[SearchHit]]:
         """Top-k passages per query, best first (fewer when the index holds fewer).
 
@@ -239,9 +240,8 @@ class PassageIndex:
               or "hybrid" (both; texts only). A text query with no words is refused. Default:
               `default_mode` ("hybrid" where the index has a keyword side) for texts, "dense" for vectors.
         alpha: hybrid weight of the dense side (1 = dense only, 0 = keyword only).
-        fusion: "tm2c2" (the default: scores scaled from each side's theoretical minimum, then weighted),
-              "score" (min-max over the candidates, then weighted) or "rrf" (weighted reciprocal rank
-              fusion, constant 60); see twotowers/index/fusion.py.
+        fusion: a name in twotowers/index/fusion.py's `FUSIONS` (the default: `DEFAULT_FUSION`; what each
+              does: `describe_fusions()`).
         depth: hybrid candidates = the union of each side's top-`depth` (default max(k, 100)); every
               candidate gets its exact dense and BM25 scores before fusing.
         """
@@ -418,7 +418,7 @@ class PassageIndex:
         return meta
 
     @classmethod
-    def from_pretrained(cls, repo_id_or_dir: str, revision: str | None = None, subfolder: str = "index",
+    def from_pretrained(cls, repo_id_or_dir: str, revision: str | None = None, subfolder: str = INDEX_SUBFOLDER,
                         model=None, *, verify: bool = True) -> "PassageIndex":
         """Load an index from a local directory or a Hub repo's `subfolder` (JSON/numpy/hnswlib files only).
 
@@ -433,8 +433,7 @@ class PassageIndex:
             model = TwoTowers.from_pretrained(str(model), revision=revision)
         root = local_or_download(repo_id_or_dir, revision=revision, what="index",
                                  allow_patterns=[f"{subfolder}/*" if subfolder else "*"])
-        d = root / subfolder if subfolder and (root / subfolder / META_NAME).is_file() else root
-        return cls.load(d, model=model, verify=verify)
+        return cls.load(find_index(root, subfolder) or root, model=model, verify=verify)
 
 
 # -- helpers ---------------------------------------------------------------------------------------------
@@ -500,6 +499,6 @@ def _check_model(model, meta: dict, meta_path: Path) -> None:
 def versions() -> dict:
     import bm25s
 
-    from .. import __version__
+    from ..project import __version__
 
     return {"twotowers": __version__, "hnswlib": getattr(hnswlib, "__version__", "0.8.0"), "bm25s": bm25s.__version__}

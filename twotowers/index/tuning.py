@@ -2,8 +2,8 @@
 
 Why pseudo-queries: passage vectors sit on the graph and overstate recall (untrained mean tower, dev600
 collection, M=32: recall@10 0.99 at ef=32 for passages, but ef=384 for the real dev600 queries); the
-query tower's vectors of 1-6-word windows cut from sampled passages are a little harder than those
-queries (ef=512), 3-12-word ones a little easier.
+query tower's vectors of 1-6-word windows cut from sampled passages (`twotowers.data.word_windows`) are
+a little harder than those queries (ef=512), 3-12-word ones a little easier.
 """
 
 from __future__ import annotations
@@ -17,17 +17,6 @@ EF_CANDIDATES = (10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024,
 
 class RecallWarning(UserWarning):
     """ef tuning could not reach its target recall: searches miss more true neighbours than asked for."""
-
-
-def word_windows(texts: list[str], rng: np.random.Generator) -> list[str]:
-    """One random window of 1-6 words from each text: query-like probes of the corpus."""
-    windows = []
-    for text in texts:
-        words = text.split() or [""]
-        size = int(rng.integers(1, 7))
-        start = int(rng.integers(0, max(len(words) - size, 0) + 1))
-        windows.append(" ".join(words[start : start + size]))
-    return windows
 
 
 def _drop_self(labels: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
@@ -110,6 +99,8 @@ def tune(hnsw, vectors, texts_at, model, target_recall: float, *, queries: np.nd
     if queries is not None:
         q, source = queries[:samples], "given queries"
     elif model is not None:
+        from ..data import word_windows  # a model is here, so torch is loaded already
+
         q = model.encode_queries(word_windows(texts_at(rows), rng))
         source = "query-tower vectors of 1-6-word windows of sampled passages"
     else:

@@ -13,7 +13,7 @@ reads as triples.
 
 from __future__ import annotations
 
-import sys
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -66,8 +66,7 @@ def mine_hard_negatives(query_vecs: np.ndarray, positive_vecs: np.ndarray, passa
     return out, stats
 
 
-def log(msg: str) -> None:
-    print(f"[mine] {msg}", file=sys.stderr, flush=True)
+log = logging.getLogger(__name__).info
 
 
 def mine_texts(model, queries: Sequence[str], positives: Sequence[Sequence[str]], pool: Sequence[str],
