@@ -3,7 +3,7 @@
     python -m hub push --model DIR --index DIR --repo-id OWNER/NAME [--metrics EVAL.json ...]
                        [--private] [--revision BRANCH] [--space-id OWNER/SPACE] [--dry-run --out DIR]
     python -m hub deploy-space --space-id OWNER/SPACE --model-repo OWNER/NAME [--model-revision COMMIT]
-                               [--private] [--dry-run --out DIR [--model-tree PUSH_DRY_RUN_DIR]]
+                               [--hardware cpu-upgrade] [--private] [--dry-run --out DIR [--model-tree PUSH_DRY_RUN_DIR]]
 
 The token comes from HF_TOKEN or `hf auth login`; it is never printed. Any failure is one line on
 stderr and exit code 1 (2 for bad arguments).
@@ -45,6 +45,8 @@ def _parser() -> ArgumentParser:
     space.add_argument("--model-revision", help="the model repo's commit (or branch/tag, resolved to a commit) the "
                                                 "Space serves; default: what main is at deploy time")
     space.add_argument("--private", action="store_true", help="create the Space private")
+    space.add_argument("--hardware", help="Space hardware flavor to request, e.g. cpu-upgrade (32 GB): what the index "
+                                          "needs, docs/benchmarks.md (default: the Space's current, cpu-basic if new)")
     space.add_argument("--dry-run", action="store_true", help="write the tree to --out; no network")
     space.add_argument("--model-tree", metavar="DIR",
                        help="dry run: a local copy of the model repo (the tree `hub push --dry-run --out DIR` wrote), "
@@ -89,7 +91,7 @@ def _run(args) -> None:
         if args.model_tree and not args.dry_run:
             raise PublishError("--model-tree is for --dry-run: a deploy lists the model repo's own files")
         deploy_space(args.space_id, args.model_repo, revision=args.model_revision, private=args.private,
-                     dry_run=args.dry_run, out=args.out, model_tree=args.model_tree)
+                     dry_run=args.dry_run, out=args.out, model_tree=args.model_tree, hardware=args.hardware)
 
 
 if __name__ == "__main__":

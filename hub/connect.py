@@ -83,23 +83,46 @@ def _root(err: BaseException) -> str:
     return f"{type(err).__name__}: {err}".strip().rstrip(":")
 
 
+# The Hub's limit on one file (huggingface_hub 2.4.0: `HfApi.upload_file` "up to 50 GB", and
+# `constants.MAX_HTTP_DOWNLOAD_SIZE`, the most a plain HTTP download fetches).
+HUB_FILE_LIMIT = 50 * 1000**3
+
+
+def check_file_sizes(tree: Path, files: list[str]) -> None:
+    """PublishError naming the first file over the Hub's per-file limit."""
+    from twotowers.writing import human_size
+
+    for f in files:
+        size = (tree / f).stat().st_size
+        if size > HUB_FILE_LIMIT:
+            hint = ("build the index with a lower dim or M (docs/benchmarks.md gives each one's size)"
+                    if f.startswith("index/") else "nothing of that size can be pushed")
+            raise PublishError(f"{f} is {human_size(size)}, over the Hub's limit of 50 GB for one file: {hint}; "
+                               "nothing was sent")
+
+
 def upload_tree(api, tree: Path, files: list[str], repo_id: str, *, repo_type: str, message: str,
                 private: bool = False, revision: str | None = None, space_sdk: str | None = None,
-                prune: tuple[str, ...] = (), log=_log) -> str:
-    """create_repo(exist_ok) [+ branch] then ONE create_commit adding every file -> commit URL.
+                prune: tuple[str, ...] = (), large: bool = False, log=_log) -> str:
+    """create_repo(exist_ok) [+ branch], then the files in one commit -> the (last) commit URL.
 
     Files already in the repo under a `prune` folder (e.g. `index/`) but not in `files` are deleted
     in the same commit, so the folder on the Hub is exactly the new tree, not a mix of two pushes.
+    `large`: through `HfApi.upload_folder`, huggingface_hub 2.4's path for large folders: with hf_xet
+    (installed with huggingface_hub) files are chunked, deduplicated and uploaded in the background,
+    and a run interrupted halfway resumes when called again (what was uploaded is not sent twice); a
+    folder of thousands of files would be committed in several batches. Else one `create_commit`.
     """
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete
     from huggingface_hub.errors import HfHubHTTPError
 
     what = f"{repo_type} repo {repo_id}"
+    check_file_sizes(tree, files)
     try:
         api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True, space_sdk=space_sdk)
         if revision and revision != "main":
             api.create_branch(repo_id, branch=revision, repo_type=repo_type, exist_ok=True)
-        ops = [CommitOperationAdd(path_in_repo=f, path_or_fileobj=str(tree / f)) for f in files]
+        stale = []
         if prune:
             try:
                 remote = api.list_repo_files(repo_id, repo_type=repo_type, revision=revision)
@@ -110,8 +133,13 @@ def upload_tree(api, tree: Path, files: list[str], repo_id: str, *, repo_type: s
             stale = sorted(f for f in remote if f.startswith(prune) and f not in set(files))
             if stale:
                 log(f"deleting {len(stale)} stale file(s) in the same commit: {', '.join(stale)}")
+        if large:
+            info = api.upload_folder(repo_id=repo_id, folder_path=str(tree), repo_type=repo_type, revision=revision,
+                                     commit_message=message, delete_patterns=stale or None)
+        else:
+            ops = [CommitOperationAdd(path_in_repo=f, path_or_fileobj=str(tree / f)) for f in files]
             ops += [CommitOperationDelete(path_in_repo=f) for f in stale]
-        info = api.create_commit(repo_id, ops, commit_message=message, repo_type=repo_type, revision=revision)
+            info = api.create_commit(repo_id, ops, commit_message=message, repo_type=repo_type, revision=revision)
     except Exception as e:  # noqa: BLE001 - every failure becomes one line
         raise PublishError(explain(e, api, what)) from None
     return info.commit_url

@@ -1,11 +1,14 @@
-"""Publish a trained model, its passage index and a model card to the Hub in ONE commit.
+"""Publish a trained model, its passage index and a model card to the Hub, in one commit.
 
     python -m hub push --model runs/mean --index runs/mean-index --repo-id OWNER/NAME \
         --metrics runs/mean/eval-retrieve.json [--private] [--revision BRANCH] [--dry-run --out DIR]
 
 The repo tree is staged first (model files at the root, the index under `index/`, `README.md`);
 `--dry-run` stops there and leaves that exact tree in `--out`, otherwise every staged file goes up
-as one `HfApi.create_commit`. Training calls `push_from_training` at the end of a run.
+through `HfApi.upload_folder`: with hf_xet (huggingface_hub 2.4's default) the large-folder path,
+chunked, deduplicated and resumable by running the same push again (one commit for a tree of our
+few dozen files; it batches commits only past hundreds of files); without it one `create_commit`.
+Training calls `push_from_training` at the end of a run.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -23,7 +27,7 @@ from twotowers.textfiles import read_json
 from twotowers.writing import make_readable
 
 from .card import build_card
-from .connect import PublishError, explain, hub_api, upload_tree
+from .connect import PublishError, check_file_sizes, explain, hub_api, upload_tree
 from .metrics import MetricSet, read_metrics, training_metric_sets
 from .tree import check_empty, check_repo_id, describe, files_under, place
 
@@ -106,22 +110,33 @@ def push(model_dir, index_dir, repo_id: str, *, metrics_files=(), metric_sets: l
         files = stage_model_repo(model_dir, index_dir, out, repo_id=repo_id, metric_sets=metric_sets,
                                  train_config=train_config, space_id=space_id, example_queries=example_queries)
         describe(log, "would create (exist_ok) model repo", repo_id, private, revision, Path(out), files)
+        check_file_sizes(Path(out), files)
         log(f"dry run: nothing was sent; the tree above is in {out}")
         return str(out)
 
     from twotowers.st_export import OWNED_PATHS  # the export's files: pruned on a new push, so a GRU model
     # pushed over a repo that once held a mean one keeps no stale modules.json
 
-    with tempfile.TemporaryDirectory(prefix="twotowers-push-") as tmp:
+    # The temporary tree links the index's files (a multi-GB graph is not copied): beside the index, on its disk.
+    with tempfile.TemporaryDirectory(prefix=".twotowers-push-", dir=_staging_parent(index_dir)) as tmp:
         files = stage_model_repo(model_dir, index_dir, tmp, repo_id=repo_id, metric_sets=metric_sets,
                                  train_config=train_config, space_id=space_id, link=True,
                                  example_queries=example_queries)
         describe(log, "creating (exist_ok) model repo", repo_id, private, revision, Path(tmp), files)
+        log("an interrupted upload resumes where it stopped: run the same command again")
         url = upload_tree(api, Path(tmp), files, repo_id, repo_type="model", private=private, revision=revision,
                           message=f"Upload twotowers model + index ({len(files)} files)",
-                          prune=(f"{INDEX_SUBFOLDER}/", EXAMPLES_NAME, *OWNED_PATHS), log=log)
-    log(f"pushed {len(files)} files in one commit: {url}")
+                          prune=(f"{INDEX_SUBFOLDER}/", EXAMPLES_NAME, *OWNED_PATHS), large=True, log=log)
+    log(f"pushed {len(files)} files: {url}")
     return url
+
+
+def _staging_parent(index_dir) -> str | None:
+    """Where the temporary tree goes: beside the index (hard links need its disk), else the system's tmp."""
+    if index_dir is None:
+        return None
+    parent = Path(index_dir).resolve().parent
+    return str(parent) if os.access(parent, os.W_OK) else None
 
 
 def push_from_training(cfg, output_dir, metrics: dict | None = None, *, repo_id: str | None = None,
@@ -159,14 +174,15 @@ def _check_index(model_dir: Path, index_dir: Path) -> dict:
         from twotowers import PassageIndex, TwoTowers
 
         model = TwoTowers.from_pretrained(str(model_dir))
-        index = PassageIndex.load(index_dir, model=model)
+        # every check `load` makes (checksums, the model's fingerprint), without loading a graph that may be
+        # larger than this machine's memory
+        meta = PassageIndex.check(index_dir, model=model)
     except PublishError:
         raise
     except Exception as e:  # noqa: BLE001 - the loader's message names the file; keep it
         raise PublishError(f"the index in {index_dir} does not load with the model in {model_dir}: {e}") from None
-    meta = getattr(index, "meta", None) or {}
-    corpus = meta.get("corpus")  # recorded by `python -m twotowers.index build`
-    info = {"passages": f"{len(index):,} from `{corpus}`" if corpus else f"{len(index):,} (the corpus was not recorded)"}
+    corpus, count = meta.get("corpus"), meta["count"]  # corpus: recorded by `python -m twotowers.index build`
+    info = {"passages": f"{count:,} from `{corpus}`" if corpus else f"{count:,} (the corpus was not recorded)"}
     for key in ("dim", "space", "M", "ef_construction", "ef"):
         if isinstance(meta.get(key), (int, float, str)):
             info[key] = meta[key]

@@ -127,11 +127,13 @@ def space_requirements(external: set[str], root: Path = REPO_ROOT) -> list[str]:
     return ([f"--extra-index-url {TORCH_CPU_INDEX}"] if any(x.startswith("torch==") for x in lines) else []) + lines
 
 
-def space_card(space_id: str, model_repo: str, revision: str | None = None, files: list[str] | None = None) -> SpaceCard:
+def space_card(space_id: str, model_repo: str, revision: str | None = None, files: list[str] | None = None,
+               hardware: str | None = None) -> SpaceCard:
     """README.md with the front matter Spaces reads (sdk, sdk_version = the installed gradio, app_file, ...).
 
     `preload_from_hub` downloads the model repo while the Space is built, not at every start: the `files`
-    the app reads when they are known (pinned to `revision` when it is), else the whole repo at main."""
+    the app reads when they are known (pinned to `revision` when it is), else the whole repo at main.
+    `hardware`: the flavor the index needs (`suggested_hardware`, what a duplicate of the Space asks for)."""
     preload = f"{model_repo} {','.join(files)}" + (f" {revision}" if revision else "") if files else model_repo
     data = SpaceCardData(
         title="twotowers passage search", sdk="gradio", sdk_version=md.version("gradio"),
@@ -139,7 +141,7 @@ def space_card(space_id: str, model_repo: str, revision: str | None = None, file
         license="apache-2.0", models=[model_repo], datasets=["microsoft/ms_marco"],
         tags=["dense-retrieval", "two-tower", "ms-marco"], preload_from_hub=[preload],
         emoji="🔎", colorFrom="indigo", colorTo="green", pinned=False,
-        short_description="Two-tower dense passage search over an hnswlib index",
+        short_description="Two-tower dense passage search over an hnswlib index", suggested_hardware=hardware,
     )
     pinned = f" at commit `{revision}`" if revision else ""
     body = (f"# twotowers passage search\n\nQuery-to-passage search with the two-tower model "
@@ -167,7 +169,7 @@ def model_files(names: list[str]) -> list[str]:
 
 
 def stage_space(out, space_id: str, model_repo: str, root: Path = REPO_ROOT, revision: str | None = None,
-                preload: list[str] | None = None) -> list[str]:
+                preload: list[str] | None = None, hardware: str | None = None) -> list[str]:
     """Write the Space's tree into `out` (empty or absent) -> its relative paths."""
     out = Path(out)
     check_empty(out, "Space")
@@ -179,23 +181,34 @@ def stage_space(out, space_id: str, model_repo: str, root: Path = REPO_ROOT, rev
     (out / "requirements.txt").write_text(
         "# The Space's runtime (computed from app.py's imports by `python -m hub deploy-space`;\n"
         "# gradio itself comes from sdk_version in README.md).\n" + "\n".join(reqs) + "\n")
-    (out / "README.md").write_text(str(space_card(space_id, model_repo, revision, preload)), encoding="utf-8")
+    (out / "README.md").write_text(str(space_card(space_id, model_repo, revision, preload, hardware)), encoding="utf-8")
     return sorted(p.relative_to(out).as_posix() for p in files_under(out))
+
+
+def check_hardware(hardware: str | None) -> None:
+    """PublishError unless `hardware` is a Space hardware flavor huggingface_hub knows (cpu-basic, cpu-upgrade, ...)."""
+    from huggingface_hub import SpaceHardware
+
+    flavors = [h.value for h in SpaceHardware]
+    if hardware is not None and hardware not in flavors:
+        raise PublishError(f"--hardware {hardware!r} is not a Space hardware flavor: one of {', '.join(flavors)}")
 
 
 def deploy_space(space_id: str, model_repo: str, *, revision: str | None = None, private: bool = False,
                  dry_run: bool = False, out=None, root: Path = REPO_ROOT, endpoint: str | None = None, log=_log,
-                 model_tree=None) -> str:
+                 model_tree=None, hardware: str | None = None) -> str:
     """Create/update the Space in one commit, pinned to the model repo's commit -> its URL (or the out dir).
 
     The commit is `revision` resolved on the Hub (default: what `main` is now); the Space variables
     name the repo and that commit, and its front matter preloads exactly the files of that commit the
     app reads. A dry run cannot ask the Hub: it lists the files of `model_tree` (a local copy of the
     model repo, e.g. the tree `hub push --dry-run` wrote), pinned to `revision` if given; without a
-    tree it preloads the whole repo, unpinned, and says so.
+    tree it preloads the whole repo, unpinned, and says so. `hardware`: the flavor to run on (requested
+    after the commit: an index of 8.8M passages needs more memory than the free tier's, docs/benchmarks.md).
     """
     check_repo_id(space_id)
     check_repo_id(model_repo)
+    check_hardware(hardware)
     if dry_run:
         if out is None:
             raise PublishError("--dry-run needs --out DIR to write the Space tree into")
@@ -211,8 +224,10 @@ def deploy_space(space_id: str, model_repo: str, *, revision: str | None = None,
         elif revision:
             raise PublishError("a dry run cannot list the model repo's files at a commit: pass --model-tree DIR, the "
                                "tree `python -m hub push --dry-run --out DIR` wrote for it")
-        names = stage_space(out, space_id, model_repo, root, revision, files)
+        names = stage_space(out, space_id, model_repo, root, revision, files, hardware)
         describe(log, "would create (exist_ok) gradio Space", space_id, private, None, Path(out), names)
+        if hardware:
+            log(f"would request the hardware {hardware}")
         log(f"would set Space variable {MODEL_REPO_VARIABLE}={model_repo}")
         log(f"would set Space variable {MODEL_REVISION_VARIABLE}={revision}" if revision else
             f"not pinned: a dry run cannot resolve {model_repo}'s commit (pass --model-revision COMMIT to pin)")
@@ -228,7 +243,7 @@ def deploy_space(space_id: str, model_repo: str, *, revision: str | None = None,
         raise PublishError(explain(e, api, f"model repo {model_repo}" + (f" at {revision}" if revision else ""))) from None
     sha, files = info.sha, model_files([s.rfilename for s in info.siblings or []])
     with tempfile.TemporaryDirectory(prefix="twotowers-space-") as tmp:
-        names = stage_space(tmp, space_id, model_repo, root, sha, files)
+        names = stage_space(tmp, space_id, model_repo, root, sha, files, hardware)
         describe(log, "creating (exist_ok) gradio Space", space_id, private, None, Path(tmp), names)
         url = upload_tree(api, Path(tmp), names, space_id, repo_type="space", private=private, space_sdk="gradio",
                           message=f"Deploy twotowers app ({len(names)} files), serving {model_repo}@{sha[:12]}",
@@ -240,6 +255,12 @@ def deploy_space(space_id: str, model_repo: str, *, revision: str | None = None,
                                description="the model repo's commit the Space serves (set at deploy time)")
     except Exception as e:  # noqa: BLE001
         raise PublishError(explain(e, api, f"Space {space_id} (setting its variables)")) from None
+    if hardware:
+        try:
+            api.request_space_hardware(space_id, hardware)
+        except Exception as e:  # noqa: BLE001 - e.g. paid hardware without billing set up
+            raise PublishError(explain(e, api, f"Space {space_id} (requesting {hardware})")) from None
+        log(f"requested the hardware {hardware}")
     log(f"deployed {len(names)} files in one commit: {url}")
     log(f"set {MODEL_REPO_VARIABLE}={model_repo}, {MODEL_REVISION_VARIABLE}={sha}; the Space: "
         f"{api.endpoint}/spaces/{space_id}")

@@ -223,7 +223,7 @@ def test_an_upload_the_disk_cannot_take_changes_neither_disk_nor_memory(engine, 
     app.set_save_dir(engine, tmp_path / "saved")
     try:
         def full(self, directory, **kwargs):
-            raise WriteError(f"disk full: could not write {directory}/.x.new/vectors.npy (0 bytes free on its disk)")
+            raise WriteError(f"disk full: could not write {directory}/.x.new/hnsw.bin (0 bytes free on its disk)")
 
         before, served = len(engine.index), engine.index
         with monkeypatch.context() as m:

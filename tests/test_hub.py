@@ -2,7 +2,8 @@
 
 No test touches the network: the upload tests run huggingface_hub's real HfApi code against a small
 fake Hub served on 127.0.0.1 (create repo, validate-yaml, preupload, LFS batch + upload + verify,
-NDJSON commit, branch, Space variables), built from how huggingface_hub 2.4 sends each request.
+NDJSON commit, branch, Space variables, downloads with Range), built from how huggingface_hub 2.4 sends
+each request.
 """
 
 from __future__ import annotations
@@ -420,14 +421,25 @@ class FakeHub(BaseHTTPRequestHandler):
                                      for f, b in sorted(files.items())])
         if m := re.fullmatch(r"/([^/]+/[^/]+)/resolve/([^/]+)/(.+)", path):
             oid, files = self._tree(m.group(1), m.group(2))
-            data = files[m.group(3)]
-            self.send_response(200)
+            name, data = m.group(3), files[m.group(3)]
+            start = int(r.group(1)) if (r := re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range", ""))) else 0
+            if not head:
+                self.state["downloads"].append((name, self.headers.get("Range")))
+                if name in self.state["down"]:  # the network went away
+                    return self._reply(503, {"error": "Service Unavailable"})
+            self.send_response(206 if start else 200)
             self.send_header("X-Repo-Commit", oid)
             self.send_header("ETag", f'"{hashlib.sha256(data).hexdigest()}"')
-            self.send_header("Content-Length", str(len(data)))
+            self.send_header("Content-Length", str(len(data) - start))
+            if start:
+                self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
             self.end_headers()
             if not head:
-                self.wfile.write(data)
+                cut = self.state["cut"].pop(name, None)  # send this many bytes, then drop the connection
+                self.wfile.write(data[start : start + cut] if cut is not None else data[start:])
+                self.state["served"][name] = self.state["served"].get(name, 0) + len(data[start:][:cut])
+                if cut is not None:
+                    self.state["down"].add(name)
             return
         self._reply(404, {"error": f"fake hub: no route {path}"})
 
@@ -492,6 +504,9 @@ class FakeHub(BaseHTTPRequestHandler):
             s["trees"][oid] = {**tree, **files}
             s["refs"][ref] = oid
             return self._reply(200, {"success": True, "commitOid": oid, "commitUrl": f"{base}/{m.group(2)}/commit/{oid}"})
+        if m := re.fullmatch(r"/api/spaces/([^/]+/[^/]+)/hardware", path):
+            s["hardware"] = json.loads(body)["flavor"]
+            return self._reply(200, {"stage": "BUILDING", "hardware": {"current": None, "requested": s["hardware"]}})
         if m := re.fullmatch(r"/api/spaces/([^/]+/[^/]+)/variables", path):
             req = json.loads(body)
             s["variables"][req["key"]] = req["value"]
@@ -502,7 +517,7 @@ class FakeHub(BaseHTTPRequestHandler):
 @pytest.fixture
 def fake_hub(online, monkeypatch):
     FakeHub.state = {"token": TOKEN, "requests": [], "repos": {}, "lfs": {}, "commits": [], "branches": [], "variables": {},
-                     "trees": {}, "refs": {}}
+                     "trees": {}, "refs": {}, "downloads": [], "cut": {}, "down": set(), "served": {}}
     server = ThreadingHTTPServer(("127.0.0.1", 0), FakeHub)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -557,7 +572,7 @@ def test_deploy_space_is_one_commit_pinned_to_the_model_commit(trained, fake_hub
     (root / "pkg" / "__init__.py").write_text("import numpy\nimport torch\n")
     (root / "demo" / "passages.jsonl").write_text('{"id": "a", "text": "x"}\n')
     (root / "requirements.txt").write_text("numpy==2.4.6\ntorch==2.13.0\ngradio==6.31.0\n")
-    url = deploy_space("me/space", "me/tiny", root=root)
+    url = deploy_space("me/space", "me/tiny", root=root, hardware="cpu-upgrade")
     commit = fake_hub["commits"][-1]
     assert commit["kind"] == "spaces" and commit["repo"] == "me/space" and url.endswith(commit["repo"] + "/commit/"
                                                                                            + url.rsplit("/", 1)[-1])
@@ -566,6 +581,7 @@ def test_deploy_space_is_one_commit_pinned_to_the_model_commit(trained, fake_hub
     sha = fake_hub["refs"][("me/tiny", "main")]
     assert fake_hub["variables"] == {"TWOTOWERS_MODEL_REPO": "me/tiny", "TWOTOWERS_MODEL_REVISION": sha}
     front = yaml.safe_load(commit["files"]["README.md"].decode().split("---\n")[1])
+    assert front["suggested_hardware"] == fake_hub["hardware"] == "cpu-upgrade"  # the memory the index needs
     (preload,) = front["preload_from_hub"]
     repo, files, revision = preload.split(" ")
     assert repo == "me/tiny" and revision == sha  # built with, and serving, exactly that commit
@@ -644,3 +660,52 @@ def test_a_second_push_leaves_no_stale_index_files(trained, fake_hub, tmp_path):
     assert second["deleted"] == ["index/extra-from-an-old-format.npy"]  # removed in the same (one) commit
     latest = fake_hub["trees"][fake_hub["refs"][("me/tiny", "main")]]
     assert not [f for f in latest if f.startswith("index/") and f not in second["files"]]
+
+
+def test_push_goes_the_large_upload_way_and_refuses_a_file_over_the_hubs_limit(trained, fake_hub, monkeypatch, capsys):
+    from huggingface_hub import HfApi
+
+    import hub.connect
+
+    calls = []
+    real = HfApi.upload_folder
+    monkeypatch.setattr(HfApi, "upload_folder", lambda self, **kw: calls.append(kw) or real(self, **kw))
+    assert push(trained.model_dir, trained.index_dir, "me/tiny", log=lambda *_: None)
+    (call,) = calls  # huggingface_hub's resumable path (with hf_xet; one create_commit without it, as here)
+    assert call["repo_type"] == "model" and call["repo_id"] == "me/tiny" and len(fake_hub["commits"]) == 1
+    monkeypatch.setattr(hub.connect, "HUB_FILE_LIMIT", 1000)  # as if the graph were over 50 GB
+    capsys.readouterr()
+    rc = hub_main(["push", "--model", str(trained.model_dir), "--index", str(trained.index_dir), "--repo-id", "me/tiny"])
+    err = capsys.readouterr().err
+    assert rc == 1 and err.count("\n") == 1 and re.search(r"error: \S+ is [\d.]+ [KM]B, over the Hub's limit of 50 GB", err)
+    assert len(fake_hub["commits"]) == 1  # nothing more was sent
+
+
+def test_an_interrupted_download_of_a_large_index_resumes(trained, fake_hub, tmp_path, monkeypatch):
+    from twotowers import download
+    from twotowers.pretrained import load_pretrained
+
+    monkeypatch.setattr(download, "RESUMABLE_BYTES", 1000)  # the tiny graph counts as large
+    monkeypatch.setattr(constants, "DOWNLOAD_CHUNK_SIZE", 1024)  # written to disk a KB at a time (10 MB on the Hub)
+    monkeypatch.setattr("time.sleep", lambda s: None)  # huggingface_hub's retry pause
+    push(trained.model_dir, trained.index_dir, "me/tiny", log=lambda *_: None)
+    size = (trained.index_dir / "hnsw.bin").stat().st_size
+    fake_hub["cut"]["index/hnsw.bin"] = size // 2  # half of it arrives, then the connection drops for good
+    cache = tmp_path / "hf-cache"
+    with pytest.raises(OSError, match=r"model repo 'me/tiny': .*downloading it from the Hugging Face Hub failed"):
+        load_pretrained("me/tiny", cache_dir=str(cache))
+    (part,) = cache.glob("models--me--tiny/blobs/*.part")
+    kept = part.stat().st_size
+    assert kept == size // 2 // 1024 * 1024 > 0  # the whole chunks that arrived, kept for the next call
+    fake_hub["down"].clear()  # the network is back
+    fake_hub["served"].clear()
+    model, index = load_pretrained("me/tiny", cache_dir=str(cache))
+    assert ("index/hnsw.bin", f"bytes={kept}-") in fake_hub["downloads"]  # continued where it stopped
+    assert fake_hub["served"]["index/hnsw.bin"] == size - kept  # only the rest was sent
+    assert hits(index, QUERIES) == hits(trained.index, QUERIES) and not list(cache.glob("models--me--tiny/blobs/*.part"))
+
+
+def test_an_unknown_hardware_flavor_is_one_line(capsys):
+    rc = hub_main(["deploy-space", "--space-id", "me/s", "--model-repo", "me/m", "--hardware", "cpu-huge"])
+    err = capsys.readouterr().err
+    assert rc == 1 and err.count("\n") == 1 and "--hardware 'cpu-huge' is not a Space hardware flavor: one of cpu-basic, cpu-upgrade" in err

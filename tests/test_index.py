@@ -80,7 +80,7 @@ def test_build_records_what_it_is(built, model):
     assert m["space"] == "ip" and m["M"] == 16 and m["ef_construction"] == 100 and m["count"] == 400
     assert m["ef"] == built.ef >= 10 and m["ef_tuning"]["recall"] >= 0.99
     assert m["model"]["fingerprint"] == model.fingerprint() and m["model"]["config"]["tower"] == "mean"
-    assert m["keyword"]["count"] == 400 and m["format_version"] == 2
+    assert m["keyword"]["count"] == 400 and m["format_version"] == 3
 
 
 def test_dense_scores_are_cosines_and_vectors_equal_texts(built, model, corpus):
@@ -305,7 +305,7 @@ def test_load_refuses_wrong_dim_in_index_json(saved, tmp_path):
         PassageIndex.load(d)
 
 
-@pytest.mark.parametrize("name", ["hnsw.bin", "vectors.npy", "passages.bin", "ids_offsets.npy", "keyword_csc_data.npy"])
+@pytest.mark.parametrize("name", ["hnsw.bin", "passages.bin", "ids_offsets.npy", "keyword_csc_data.npy"])
 def test_load_names_a_truncated_file(saved, tmp_path, name):
     d = copy_index(saved, tmp_path)
     data = (d / name).read_bytes()
@@ -334,7 +334,7 @@ def test_load_refuses_missing_or_foreign_keyword_part(saved, model, tmp_path):
         PassageIndex.load(d)
 
 
-@pytest.mark.parametrize("name", ["vectors.npy", "hnsw.bin", "ids.bin", "passages.bin", "ids_offsets.npy",
+@pytest.mark.parametrize("name", ["hnsw.bin", "ids.bin", "passages.bin", "ids_offsets.npy",
                                   "keyword_csc_data.npy", "keyword_vocab.json"])
 def test_load_refuses_a_file_altered_in_place(saved, tmp_path, name):
     """A few bytes changed in the middle (same size): served wrong scores, wrong ids or a crash before."""
@@ -347,15 +347,14 @@ def test_load_refuses_a_file_altered_in_place(saved, tmp_path, name):
         PassageIndex.load(d)
 
 
-def test_load_refuses_graph_and_vectors_of_another_model(saved, tmp_path):
+def test_load_refuses_the_graph_of_another_model(saved, tmp_path):
     torch.manual_seed(1)
     other_model = TwoTowers()  # same shapes, other weights: its index has files of the same sizes
     ids, texts = synthetic_corpus(400)
     other = PassageIndex.build(other_model, ids, texts, M=16, ef_construction=100, tune_samples=50)
     other.save(tmp_path / "other")
     d = copy_index(saved, tmp_path)
-    for name in ("hnsw.bin", "vectors.npy"):
-        shutil.copyfile(tmp_path / "other" / name, d / name)
+    shutil.copyfile(tmp_path / "other" / "hnsw.bin", d / "hnsw.bin")
     with pytest.raises(ValueError, match=r"hnsw.bin does not match the checksum"):
         PassageIndex.load(d)
 

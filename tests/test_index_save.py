@@ -20,7 +20,7 @@ from test_index import synthetic_corpus
 from twotowers import PassageIndex, TwoTowers
 from twotowers import writing
 from twotowers.index import passage_index
-from twotowers.index.store import VectorStore
+from twotowers.index.store import TextStore
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -101,12 +101,12 @@ def test_a_kill_at_every_rename_of_a_save_leaves_the_old_or_the_new_index(old_an
 def test_a_full_disk_is_one_line_naming_the_file_and_replaces_nothing(old_and_new, model, on_disk, monkeypatch):
     _, new = old_and_new
 
-    def full(self, path):
-        Path(path).write_bytes(b"\x93NUMPY")
+    def full(self, blob, offsets):
+        Path(blob).write_bytes(b"half")
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(VectorStore, "save", full)
-    with pytest.raises(OSError, match=r"^disk full: could not write .*\.idx\.new/vectors\.npy \(.* free on its disk\)"):
+    monkeypatch.setattr(TextStore, "save", full)
+    with pytest.raises(OSError, match=r"^disk full: could not write .*\.idx\.new/ids\.bin \(.* free on its disk\)"):
         new.save(on_disk)
     monkeypatch.undo()
     assert len(PassageIndex.load(on_disk, model)) == 120  # the index on disk is untouched, its checksums hold

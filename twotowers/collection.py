@@ -52,6 +52,28 @@ def iter_collection(source: str | Path, *, id_column: str = "id", text_column: s
         yield from ((pid, text) for _, pid, text in chunk)
 
 
+def collection_size(source: str | Path, *, split: str = "train") -> int | None:
+    """About how many passages a collection holds, cheaply (a progress bar's total and ETA): the lines of a
+    .tsv or .jsonl file (blank ones too), a parquet file's rows, a saved dataset's length; None where that
+    is unknown (a JSON array, a dataset streamed from the Hub)."""
+    path = Path(source)
+    if path.is_file() and path.suffix in (".tsv", ".txt", "", ".jsonl"):
+        lines, last = 0, b"\n"
+        with open(path, "rb") as f:
+            while block := f.read(1 << 24):
+                lines += block.count(b"\n")
+                last = block[-1:]
+        return lines + (last != b"\n")
+    if path.is_file() and path.suffix == ".parquet":
+        pq = import_optional("pyarrow.parquet", f"reading {path.name}")
+        return pq.ParquetFile(path).metadata.num_rows
+    if path.is_dir() and ((path / "dataset_info.json").is_file() or (path / "dataset_dict.json").is_file()):
+        datasets = import_optional("datasets", "reading a Hugging Face dataset collection")
+        ds = datasets.load_from_disk(str(path))
+        return len(ds[split] if isinstance(ds, datasets.DatasetDict) else ds)
+    return None
+
+
 def read_collection(source: str | Path, **kwargs) -> tuple[list[str], list[str]]:
     """(ids, texts) of a whole collection, in file order (see `iter_collection`)."""
     ids, texts = [], []

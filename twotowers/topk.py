@@ -39,3 +39,22 @@ def exact_top_k(queries: np.ndarray, passages: np.ndarray, k: int, *, block: int
             best_r, best_s = np.take_along_axis(cand_r, order, 1), np.take_along_axis(cand_s, order, 1)
         rows[qa : qa + len(q)], scores[qa : qa + len(q)] = best_r, best_s
     return rows, scores
+
+
+def exact_top_k_blocks(queries: np.ndarray, blocks, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """`exact_top_k` over passages given as `(rows [b], vectors [b, d])` blocks, in any order (a graph
+    file read record by record): the same results, ties broken by row."""
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    best_r = np.zeros((len(queries), 0), dtype=np.int64)
+    best_s = np.zeros((len(queries), 0), dtype=np.float32)
+    for rows, vectors in blocks:
+        s = queries @ np.asarray(vectors, dtype=np.float32).T  # [q, b]
+        kk = min(k, s.shape[1])
+        if not kk:
+            continue
+        part = np.argpartition(-s, kk - 1, axis=1)[:, :kk] if kk < s.shape[1] else np.broadcast_to(np.arange(s.shape[1]), s.shape)
+        cand_r = np.concatenate([best_r, np.asarray(rows, dtype=np.int64)[part]], axis=1)
+        cand_s = np.concatenate([best_s, np.take_along_axis(s, part, 1)], axis=1)
+        order = np.lexsort((cand_r, -cand_s), axis=1)[:, :k]  # score descending, then row ascending
+        best_r, best_s = np.take_along_axis(cand_r, order, 1), np.take_along_axis(cand_s, order, 1)
+    return best_r, best_s

@@ -5,8 +5,12 @@
         --id-column pid --text-column text --out my-index
     python -m twotowers.index search my-index "what is the rba" -k 10 [--mode dense|keyword|hybrid --alpha 0.5]
 
+    torchrun --nproc-per-node 8 -m twotowers.index build ...   # each rank (GPU) encodes its shard; rank 0 builds
+
 A collection is a `pid<TAB>text` file (MS MARCO's collection.tsv), a .jsonl/.parquet file, or a
-Hugging Face dataset (a `save_to_disk` directory or a Hub id), read as a stream. Bad input (a
+Hugging Face dataset (a `save_to_disk` directory or a Hub id), read as a stream, encoded and indexed
+a chunk at a time (memory: the graph plus a constant), with a progress bar (passages/s, ETA). A
+killed build resumes from its last checkpoint when the same command runs again. Bad input (a
 malformed line, a repeated id, an index that fails its checks) is one `error:` line.
 """
 
@@ -49,8 +53,15 @@ class BuildConfig:
     batch_size: int = field(default=64, metadata={"help": "encoding batch size"})
     keyword: bool = field(default=True, metadata={"help": "also build the BM25 side (--no-keyword to skip)"})
     stemmer: str = field(default="english", metadata={"help": "BM25 stemmer language (PyStemmer); none for no stemming"})
+    threads: int = field(default=0, metadata={"help": "graph insertion threads (0: every core)"})
+    checkpoint_minutes: float = field(default=10.0, metadata={
+        "help": "save a checkpoint after the chunk that ends this long after the last: a killed build, run again with "
+                "the same command, resumes from it"})
+    restart: bool = field(default=False, metadata={"help": "discard an unfinished build of --out instead of resuming it"})
 
     def __post_init__(self):
+        if self.threads < 0 or self.checkpoint_minutes < 0:
+            raise ValueError(f"--threads and --checkpoint-minutes must be >= 0, got {self.threads} and {self.checkpoint_minutes}")
         for name in ("M", "ef_construction", "chunk_size", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
@@ -60,42 +71,89 @@ class BuildConfig:
             raise ValueError(f"--target-recall must be in (0, 1], got {self.target_recall}")
 
 
-def build(cfg: BuildConfig, show_progress: bool = True):
-    """Build the index `cfg` describes and save it into `cfg.out` -> the PassageIndex."""
-    out = Path(cfg.out)
-    # One writer: the lock is taken before any work (a second build into --out is refused at once, not
-    # after hours of encoding) and held until the new index is swapped in.
-    with writer_lock(out, "the index"):
-        if (saved_dir(out) / META_NAME).exists() and not cfg.overwrite:
-            raise FileExistsError(f"{out} already holds an index: pass --overwrite to replace it, or choose another --out")
-        check_replaceable(out, overwrite=True)  # a directory of other files is refused now, not after the build
-        return _build(cfg, out, show_progress)
+def build(cfg: BuildConfig, show_progress: bool = True) -> dict | None:
+    """Build the index `cfg` describes into `cfg.out` (resuming an unfinished build of it) -> its index.json.
+
+    Under torchrun every rank encodes its shard of each chunk and rank 0 builds; the others return None."""
+    from .distributed import join
+
+    world = join()
+    if not world.leader:
+        return _follow(cfg, world)
+    out, started = Path(cfg.out), []
+
+    def on_start(done: int) -> None:
+        started.append(done)
+        world.broadcast(done)  # the other ranks skip what an earlier run did
+
+    try:
+        # One writer: the lock is taken before any work (a second build into --out is refused at once, not
+        # after hours of encoding) and held until the new index is swapped in.
+        with writer_lock(out, "the index"):
+            if (saved_dir(out) / META_NAME).exists() and not cfg.overwrite:
+                raise FileExistsError(f"{out} already holds an index: pass --overwrite to replace it, or choose another --out")
+            check_replaceable(out, overwrite=True)  # a directory of other files is refused now, not after the build
+            return _build(cfg, out, world, show_progress, on_start)
+    except BaseException:
+        if not started:
+            world.broadcast(None)  # the other ranks stop too, instead of waiting for chunks
+        raise  # no barrier: this process exits, and torchrun stops the others (they may be mid-collective)
 
 
-def _build(cfg: BuildConfig, out: Path, show_progress: bool):
-    from ..collection import iter_collection
-    from ..model import TwoTowers
-    from .passage_index import PassageIndex
+def _build(cfg: BuildConfig, out: Path, world, show_progress: bool, on_start) -> dict:
+    from ..collection import collection_size
+    from .build import BuildSettings, build_directory
 
-    model = TwoTowers.from_pretrained(cfg.model)
-    pairs = iter_collection(cfg.collection, id_column=cfg.id_column, text_column=cfg.text_column, split=cfg.split)
-    if cfg.limit is not None:
-        pairs = itertools.islice(pairs, cfg.limit)
+    model = _model(cfg, world)
+    pairs = _pairs(cfg)
     first = next(pairs, None)
     if first is None:
         raise ValueError(f"{cfg.collection} holds no passages: nothing to index")
-    index = PassageIndex.build(model, itertools.chain([first], pairs), M=cfg.M, ef_construction=cfg.ef_construction,
-                               target_recall=cfg.target_recall, chunk_size=cfg.chunk_size, keyword=cfg.keyword,
-                               show_progress=show_progress, batch_size=cfg.batch_size,
-                               stemmer=None if cfg.stemmer.lower() == "none" else cfg.stemmer)
+    total = collection_size(cfg.collection, split=cfg.split)
+    total = min(total, cfg.limit) if total is not None and cfg.limit is not None else total or cfg.limit
+    settings = BuildSettings(M=cfg.M, ef_construction=cfg.ef_construction, target_recall=cfg.target_recall,
+                             chunk_size=cfg.chunk_size, keyword=cfg.keyword,
+                             stemmer=None if cfg.stemmer.lower() == "none" else cfg.stemmer)
     # what it holds, by name (a file's name, or a dataset id and split), and where `search` finds the model
     # again: a local directory made absolute, a Hub id as given
     source = Path(cfg.collection)
-    index.set_corpus(source.name if source.is_file() else f"{source.name if source.exists() else cfg.collection} "
-                     f"({cfg.split})")
-    index.set_model_source(str(Path(cfg.model).resolve()) if Path(cfg.model).is_dir() else cfg.model)
-    index.save(out, overwrite=cfg.overwrite)
-    return index
+    corpus = source.name if source.is_file() else f"{source.name if source.exists() else cfg.collection} ({cfg.split})"
+    encode = world.sharded(lambda texts: model.encode_passages(texts, batch_size=cfg.batch_size), int(model.dim))
+    return build_directory(out, model, itertools.chain([first], pairs), settings=settings, total=total, encode=encode,
+                           threads=cfg.threads or -1, checkpoint_seconds=60 * cfg.checkpoint_minutes,
+                           overwrite=cfg.overwrite, restart=cfg.restart, corpus=corpus,
+                           model_source=str(Path(cfg.model).resolve()) if Path(cfg.model).is_dir() else cfg.model,
+                           source_bytes=source.stat().st_size if source.is_file() else None,
+                           show_progress=show_progress, on_start=on_start, on_encoded=world.leave)
+
+
+def _follow(cfg: BuildConfig, world) -> None:
+    """A rank other than 0: encode its shard of every chunk rank 0 indexes, then leave."""
+    model = _model(cfg, world)
+    done = world.broadcast(None)  # where rank 0 starts; None: it could not start (it says why)
+    if done is None:
+        raise SystemExit(1)
+    encode = world.sharded(lambda texts: model.encode_passages(texts, batch_size=cfg.batch_size), int(model.dim))
+    if done >= 0:
+        pairs = itertools.islice(_pairs(cfg), done, None)
+        while chunk := list(itertools.islice(pairs, cfg.chunk_size)):
+            encode([text for _, text in chunk])
+    world.leave()
+    return None
+
+
+def _model(cfg: BuildConfig, world):
+    from ..model import TwoTowers
+
+    model = TwoTowers.from_pretrained(cfg.model)
+    return model.to(world.device) if world.device is not None else model
+
+
+def _pairs(cfg: BuildConfig):
+    from ..collection import iter_collection
+
+    pairs = iter_collection(cfg.collection, id_column=cfg.id_column, text_column=cfg.text_column, split=cfg.split)
+    return itertools.islice(pairs, cfg.limit) if cfg.limit is not None else pairs
 
 
 def find_index_and_model(index: str, model: str | None, need_model: bool, verify: bool = True):
@@ -192,12 +250,14 @@ def main(argv: list[str] | None = None) -> None:
         cfg = dataclass_from_args(BuildConfig, args, p)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", RecallWarning)
-            index = build(cfg)
-        tuning = index.meta.get("ef_tuning") or {}
-        log.info(f"wrote {cfg.out}: {len(index):,} passages, dim {index.dim}, M {index.meta['M']}, ef {index.ef}"
+            meta = build(cfg)
+        if meta is None:  # a torchrun rank other than 0: rank 0 reports
+            return
+        tuning = meta.get("ef_tuning") or {}
+        log.info(f"wrote {cfg.out}: {meta['count']:,} passages, dim {meta['dim']}, M {meta['M']}, ef {meta['ef']}"
                  + (f" (recall@{tuning['k']} {tuning['recall']:.4f} on {tuning['queries']} queries, target "
                     f"{tuning['target_recall']})" if tuning else "")
-                 + f", keyword {'yes' if index.keyword is not None else 'no'}")
+                 + f", keyword {'yes' if meta.get('keyword') else 'no'}, {meta.get('build_seconds', 0):,.0f} s of building")
         for w in caught:  # the build could not reach its target recall: said on a line of its own
             log.warning(f"warning: {w.message}")
     else:

@@ -17,12 +17,16 @@ import numpy as np
 import xxhash
 
 FORMAT = "twotowers-passage-index"
-FORMAT_VERSION = 2  # 2: checksums of every file; 1 (sizes only) is refused with a rebuild hint
+# 3: one copy of each vector (hnsw.bin's own; exact scores are read from it); 2: the vectors again in
+# vectors.npy (still loaded: that file is checked and left unread; the next save drops it); 1 (sizes only,
+# no checksums) is refused with a rebuild hint.
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (2, 3)
 META_NAME = "index.json"
 HNSW_NAME = "hnsw.bin"
-VECTORS_NAME = "vectors.npy"
+LEGACY_VECTORS_NAME = "vectors.npy"  # format 2's second copy of the vectors
 STORE_FILES = {"ids": ("ids.bin", "ids_offsets.npy"), "passages": ("passages.bin", "passages_offsets.npy")}
-CORE_FILES = (HNSW_NAME, VECTORS_NAME, *(name for pair in STORE_FILES.values() for name in pair))
+CORE_FILES = (HNSW_NAME, *(name for pair in STORE_FILES.values() for name in pair))
 CHECKSUM = "xxh3_128"
 _CHUNK = 1 << 24  # 16 MiB reads
 
@@ -95,7 +99,7 @@ def check_replaceable(d: Path, overwrite: bool) -> None:
         return
     if not d.is_dir():
         raise FileExistsError(f"{d} is a file, not a directory: an index is saved as a directory of its own")
-    own = {META_NAME, *CORE_FILES, *KEYWORD_FILES}
+    own = {META_NAME, *CORE_FILES, LEGACY_VECTORS_NAME, *KEYWORD_FILES}
     foreign = sorted(p.name for p in d.iterdir() if p.name not in own and p.name != ".writer.lock"
                      and not p.name.startswith(".tmp-save-"))  # the lock, when the parent is read-only; the old save's leftovers
     if foreign:
@@ -114,9 +118,10 @@ def read_meta(directory: Path) -> dict:
     meta = read_json(path)
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise IndexFileError(f"{path} does not describe a twotowers passage index")
-    if meta.get("format_version") != FORMAT_VERSION:
+    if meta.get("format_version") not in READABLE_VERSIONS:
         raise IndexFileError(f"{path}: format_version {meta.get('format_version')!r} cannot be read by this twotowers "
-                             f"(it reads {FORMAT_VERSION}, whose files carry checksums): rebuild the index")
+                             f"(it reads {' and '.join(map(str, READABLE_VERSIONS))}, whose files carry checksums): "
+                             "rebuild the index")
     try:
         for key in ("count", "dim", "M", "ef"):
             meta[key] = int(meta[key])
@@ -129,6 +134,14 @@ def read_meta(directory: Path) -> dict:
     except (KeyError, TypeError, ValueError) as e:
         raise IndexFileError(f"{path} lacks or garbles a required field ({type(e).__name__}: {e}); rebuild the index") from None
     return meta
+
+
+def expected_files(meta: dict) -> tuple[str, ...]:
+    """The fixed set of files a saved index of `meta`'s format version and parts holds."""
+    from .keyword import FILES as KEYWORD_FILES
+
+    legacy = (LEGACY_VECTORS_NAME,) if meta["format_version"] == 2 else ()
+    return CORE_FILES + legacy + (KEYWORD_FILES if meta.get("keyword") else ())
 
 
 def verify_files(directory: Path, files: dict, expected: tuple[str, ...], *, checksums: bool = True) -> None:
@@ -182,6 +195,18 @@ def check_hnsw_header(path: Path, *, count: int, dim: int, M: int) -> None:
                              f"dim={dim}: the parts disagree")
     if m != M:
         raise IndexFileError(f"{path} was built with M={m} but {META_NAME} says M={M}: the parts disagree")
+
+
+def hnsw_layout(path: Path) -> tuple[int, int, int, int]:
+    """(element count, bytes per level-0 record, the vector's offset in it, the label's offset) of an
+    hnsw.bin: its level-0 records start right after the header, in hnswlib's internal order."""
+    with open(path, "rb") as f:
+        head = _HNSW_HEADER.unpack(f.read(_HNSW_HEADER.size))
+    (_, _, cur, per_element, label_offset, offset_data, *_) = head
+    return cur, per_element, offset_data, label_offset
+
+
+LEVEL0_START = _HNSW_HEADER.size
 
 
 def check_hnsw_graph(path: Path, *, count: int, dim: int, M: int) -> None:

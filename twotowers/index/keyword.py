@@ -44,14 +44,14 @@ ARRAYS = {
 _SPLIT = re.compile(r"(?u)\b\w\w+\b")  # bm25s' default splitter
 
 
-def _array_file(name: str) -> str:
+def array_file(name: str) -> str:
     return f"keyword_{name}.npy"
 
 
-FILES = (META_NAME, VOCAB_NAME, *(_array_file(name) for name in ARRAYS))  # what `save` writes and `load` reads
+FILES = (META_NAME, VOCAB_NAME, *(array_file(name) for name in ARRAYS))  # what `save` writes and `load` reads
 
 
-class _Analyzer:
+class Analyzer:
     """text -> terms: lower-case, split, drop stopwords, stem. Safe to call from several threads."""
 
     def __init__(self, stemmer: str | None):
@@ -82,12 +82,65 @@ class _Analyzer:
         return words
 
 
+def analyze_chunk(texts: list[str], analyzer: Analyzer, vocab: dict[str, int], corpus_hash: str):
+    """One chunk of passages -> (corpus hash chained over it, `[n]` int32 tokens per passage, `[n]` int64
+    (term, tf) pairs per passage, `[pairs]` int32 term ids, `[pairs]` int32 term frequencies). New terms
+    are added to `vocab` (ids in order of first sight); each passage's pairs are sorted by term id."""
+    h = hashlib.sha256(corpus_hash.encode())
+    terms, lengths = [], np.empty(len(texts), dtype=np.int32)
+    for i, text in enumerate(texts):
+        h.update(text.encode("utf-8"))
+        h.update(b"\0")
+        words = analyzer(text)
+        lengths[i] = len(words)
+        for w in words:
+            tid = vocab.get(w)
+            if tid is None:
+                tid = vocab[w] = len(vocab)
+            terms.append(tid)
+    # (passage, term) pairs and their counts: unique over key = local_doc * V + term.
+    n_vocab = max(len(vocab), 1)
+    doc = np.repeat(np.arange(len(texts), dtype=np.int64), lengths)
+    keys, tf = np.unique(doc * n_vocab + np.asarray(terms, dtype=np.int64), return_counts=True)
+    per_doc = np.bincount(keys // n_vocab, minlength=len(texts))
+    return h.hexdigest(), lengths, per_doc, (keys % n_vocab).astype(np.int32), tf.astype(np.int32)
+
+
+def idf_and_norm(df: np.ndarray, doc_lengths: np.ndarray, k1: float, b: float) -> tuple[np.ndarray, np.ndarray]:
+    """Lucene BM25, as bm25s.scoring computes it: `[V]` idf = ln(1 + (N - df + .5) / (df + .5)) and `[N]`
+    length norms k1 (1 - b + b dl / avgdl), float32, from `[V]` document frequencies and `[N]` lengths."""
+    n = len(doc_lengths)
+    idf = np.log(1 + (n - df + 0.5) / (df + 0.5)).astype(np.float32)
+    lengths = doc_lengths.astype(np.float32)
+    avgdl = float(lengths.mean()) if n and lengths.mean() > 0 else 1.0
+    return idf, (k1 * (1 - b + b * lengths / avgdl)).astype(np.float32)
+
+
+def pair_weights(idf: np.ndarray, norm: np.ndarray, terms: np.ndarray, tf: np.ndarray, doc: np.ndarray) -> np.ndarray:
+    """BM25 weight of each (passage, term) pair: idf * tf / (tf + norm), float32."""
+    tf = tf.astype(np.float32)
+    return idf[terms] * (tf / (tf + norm[doc]))
+
+
+def keyword_meta(k1: float, b: float, stemmer: str | None, *, count: int, vocab_size: int, pairs: int,
+                 corpus_hash: str) -> dict:
+    """What keyword.json holds."""
+    return {"format": "twotowers-keyword", "format_version": FORMAT_VERSION, "method": "lucene",
+            "k1": k1, "b": b, "stemmer": stemmer, "lowercase": True,
+            "stopwords": "bm25s english", "count": count, "vocab_size": vocab_size,
+            "pairs": pairs, "corpus_hash": corpus_hash, "bm25s_version": bm25s.__version__}
+
+
+def write_meta(directory: Path, meta: dict) -> None:
+    (Path(directory) / META_NAME).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+
+
 class KeywordIndex:
     """BM25 (Lucene variant, as bm25s computes it) over a growing list of passages; rows are positions."""
 
     def __init__(self, *, k1: float = 0.9, b: float = 0.4, stemmer: str | None = "english"):
         self.k1, self.b = float(k1), float(b)
-        self.analyzer = _Analyzer(stemmer)
+        self.analyzer = Analyzer(stemmer)
         self.vocab: dict[str, int] = {}
         self.corpus_hash = hashlib.sha256(b"twotowers-keyword").hexdigest()  # chained over every add
         self._arrays = {name: np.zeros(1 if name.endswith(("offsets", "indptr")) else 0, dtype=dt)
@@ -129,44 +182,21 @@ class KeywordIndex:
 
     def _append(self, texts: list[str]) -> None:
         """Tokenize a chunk and append its (term, tf) pairs; scores are stale until `rescore`."""
-        h = hashlib.sha256(self.corpus_hash.encode())
-        terms, lengths = [], np.empty(len(texts), dtype=np.int32)
-        for i, text in enumerate(texts):
-            h.update(text.encode("utf-8"))
-            h.update(b"\0")
-            words = self.analyzer(text)
-            lengths[i] = len(words)
-            for w in words:
-                tid = self.vocab.get(w)
-                if tid is None:
-                    tid = self.vocab[w] = len(self.vocab)
-                terms.append(tid)
-        self.corpus_hash = h.hexdigest()
-        # (passage, term) pairs and their counts: unique over key = local_doc * V + term.
-        n_vocab = max(len(self.vocab), 1)
-        doc = np.repeat(np.arange(len(texts), dtype=np.int64), lengths)
-        keys, tf = np.unique(doc * n_vocab + np.asarray(terms, dtype=np.int64), return_counts=True)
-        pair_doc = keys // n_vocab
-        per_doc = np.bincount(pair_doc, minlength=len(texts))
+        self.corpus_hash, lengths, per_doc, terms, tf = analyze_chunk(texts, self.analyzer, self.vocab, self.corpus_hash)
         a = self._arrays
-        start = a["doc_offsets"][-1]
-        a["doc_offsets"] = np.concatenate([a["doc_offsets"], start + np.cumsum(per_doc)])
+        a["doc_offsets"] = np.concatenate([a["doc_offsets"], a["doc_offsets"][-1] + np.cumsum(per_doc)])
         a["doc_lengths"] = np.concatenate([a["doc_lengths"], lengths])
-        a["pair_terms"] = np.concatenate([a["pair_terms"], (keys % n_vocab).astype(np.int32)])
-        a["pair_tf"] = np.concatenate([a["pair_tf"], tf.astype(np.int32)])
+        a["pair_terms"] = np.concatenate([a["pair_terms"], terms])
+        a["pair_tf"] = np.concatenate([a["pair_tf"], tf])
 
     def rescore(self) -> None:
         """BM25 weight of every (passage, term) pair -> the term-major (CSC) matrix bm25s scores with."""
         a, n, n_vocab = self._arrays, len(self), len(self.vocab)
-        terms, tf = a["pair_terms"], a["pair_tf"].astype(np.float32)
+        terms = a["pair_terms"]
         doc = np.repeat(np.arange(n, dtype=np.int32), np.diff(a["doc_offsets"]))
         df = np.bincount(terms, minlength=n_vocab)
-        # Lucene BM25, as bm25s.scoring: idf = ln(1 + (N - df + .5) / (df + .5)); tf / (tf + k1 (1 - b + b dl/avgdl))
-        idf = np.log(1 + (n - df + 0.5) / (df + 0.5)).astype(np.float32)
-        lengths = a["doc_lengths"].astype(np.float32)
-        avgdl = float(lengths.mean()) if n and lengths.mean() > 0 else 1.0
-        norm = (self.k1 * (1 - self.b + self.b * lengths / avgdl)).astype(np.float32)
-        weight = idf[terms] * (tf / (tf + norm[doc]))
+        idf, norm = idf_and_norm(df, a["doc_lengths"], self.k1, self.b)
+        weight = pair_weights(idf, norm, terms, a["pair_tf"], doc)
         order = np.argsort(terms, kind="stable")  # term-major; passages ascending inside each term
         a["csc_data"] = weight[order].astype(np.float32)
         a["csc_indices"] = doc[order]
@@ -269,23 +299,20 @@ class KeywordIndex:
     # -- persistence ---------------------------------------------------------------------------------
     @property
     def meta(self) -> dict:
-        a = self._arrays
-        return {"format": "twotowers-keyword", "format_version": FORMAT_VERSION, "method": "lucene",
-                "k1": self.k1, "b": self.b, "stemmer": self.stemmer, "lowercase": True,
-                "stopwords": "bm25s english", "count": len(self), "vocab_size": len(self.vocab),
-                "pairs": int(len(a["pair_terms"])), "corpus_hash": self.corpus_hash, "bm25s_version": bm25s.__version__}
+        return keyword_meta(self.k1, self.b, self.stemmer, count=len(self), vocab_size=len(self.vocab),
+                            pairs=int(len(self._arrays["pair_terms"])), corpus_hash=self.corpus_hash)
 
     def save(self, directory) -> None:
         """Write keyword.json, keyword_vocab.json and keyword_*.npy into `directory` (no pickles)."""
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
         for name, arr in self._arrays.items():
-            np.save(d / _array_file(name), np.ascontiguousarray(arr), allow_pickle=False)
+            np.save(d / array_file(name), np.ascontiguousarray(arr), allow_pickle=False)
         terms = [None] * len(self.vocab)
         for w, i in self.vocab.items():
             terms[i] = w
         (d / VOCAB_NAME).write_text(json.dumps(terms, ensure_ascii=False), encoding="utf-8")
-        (d / META_NAME).write_text(json.dumps(self.meta, indent=2) + "\n", encoding="utf-8")  # last: marks complete
+        write_meta(d, self.meta)  # last: marks complete
 
     @classmethod
     def load(cls, directory, *, mmap: bool = True) -> "KeywordIndex":
@@ -314,10 +341,10 @@ class KeywordIndex:
         shapes = {"doc_offsets": count + 1, "doc_lengths": count, "pair_terms": pairs, "pair_tf": pairs,
                   "csc_data": pairs, "csc_indices": pairs, "csc_indptr": n_vocab + 1}
         for name, dtype in ARRAYS.items():
-            index._arrays[name] = load_array(d / _array_file(name), dtype, (shapes[name],), mmap=mmap)
+            index._arrays[name] = load_array(d / array_file(name), dtype, (shapes[name],), mmap=mmap)
         a = index._arrays
         if a["doc_offsets"][-1] != pairs or a["csc_indptr"][-1] != pairs:
-            raise IndexFileError(f"{d / _array_file('doc_offsets')} / {_array_file('csc_indptr')} disagree with "
+            raise IndexFileError(f"{d / array_file('doc_offsets')} / {array_file('csc_indptr')} disagree with "
                              f"{META_NAME} ({pairs} pairs): the index is corrupt")
         index.corpus_hash = corpus_hash
         index._bm25 = index._scorer()

@@ -18,15 +18,14 @@ import numpy as np
 from ..checks import BLANK, check_positive_int, check_texts, is_blank
 from . import files
 from ..writing import WriteError, free_bytes, human_size, staging_dir, swap_in, sync_tree, writer_lock, writing
-from .files import CORE_FILES, HNSW_NAME, META_NAME, STORE_FILES, VECTORS_NAME, IndexFileError, load_array
+from .files import HNSW_NAME, META_NAME, STORE_FILES, IndexFileError, load_array
 from .fusion import DEFAULT_ALPHA, DEFAULT_FUSION, DEFAULT_K, check_mode, fuse
 from .hits import SearchHit, array_hits, dense_hits
 from ..ids import IdSet
 from ..layout import INDEX_SUBFOLDER, find_index
-from .keyword import FILES as KEYWORD_FILES
 from .keyword import KeywordIndex
 from .store import TextStore, VectorStore
-from .tuning import RecallWarning, choose_ef
+from .tuning import RecallWarning, tune, unreached
 
 _FLOAT32 = np.dtype(np.float32)  # dtypes of builtin types are singletons: `is` compares
 RETUNE_GROWTH = 1.1  # `add` re-tunes ef once the index has grown by 10% since ef was chosen
@@ -61,6 +60,7 @@ class PassageIndex:
     def meta(self) -> dict:
         """What index.json holds (the files' sizes and checksums are added by `save`)."""
         m = dict(self._meta)
+        m["format_version"] = files.FORMAT_VERSION  # a loaded older index is saved in today's format
         m["count"] = len(self)
         m["keyword"] = {**self.keyword.meta, "present": True} if self.keyword is not None else None
         return m
@@ -116,7 +116,7 @@ class PassageIndex:
             bar = tqdm(total=total, desc="indexing passages", unit="passage", smoothing=0.05)
         t0 = time.perf_counter()
         while chunk := list(itertools.islice(pairs, chunk_size)):
-            chunk_ids, chunk_texts = _split_pairs(chunk, start=len(index))
+            chunk_ids, chunk_texts = split_pairs(chunk, start=len(index))
             given = None if vectors is None else vectors[len(index) : len(index) + len(chunk)]
             index._append(chunk_ids, chunk_texts, batch_size=batch_size, rescore=False, vectors=given)
             if bar is not None:
@@ -134,14 +134,9 @@ class PassageIndex:
     @classmethod
     def _empty(cls, model, *, M: int, ef_construction: int, capacity: int, keyword: KeywordIndex | None,
                seed: int = 0) -> "PassageIndex":
-        dim = int(model.dim)
-        hnsw = hnswlib.Index(space="ip", dim=dim)  # distance = 1 - dot: on unit vectors, 1 - cosine
-        hnsw.init_index(max_elements=capacity, M=M, ef_construction=ef_construction, random_seed=seed + 100)
-        meta = {"format": files.FORMAT, "format_version": files.FORMAT_VERSION, "space": "ip", "dim": dim, "M": M,
-                "ef_construction": ef_construction, "ef": 10, "count": 0,
-                "model": {"class": type(model).__name__, "fingerprint": model.fingerprint(),
-                          "config": getattr(model, "_hub_mixin_config", None)}}
-        return cls(hnsw, VectorStore(dim), TextStore(), TextStore(), meta, keyword=keyword, model=model)
+        hnsw = new_graph(int(model.dim), M=M, ef_construction=ef_construction, capacity=capacity, seed=seed)
+        return cls(hnsw, VectorStore(model.dim), TextStore(), TextStore(), new_meta(model, M, ef_construction),
+                   keyword=keyword, model=model)
 
     def add(self, ids: Sequence[str], texts: Sequence[str], *, batch_size: int = 64) -> dict | None:
         """Encode and append passages (dense and keyword sides). Not thread-safe.
@@ -221,30 +216,15 @@ class PassageIndex:
         n = len(self)
         if n == 0:
             return {}
-        rng = np.random.default_rng(seed)
-        rows = np.sort(rng.choice(n, size=min(samples, n), replace=False))
-        self_rows = None
-        if queries is not None:
-            q = queries if isinstance(queries, np.ndarray) else self._require_model("tune_ef").encode_queries(list(queries))
-            q, source = q[:samples], "given queries"
-        elif self.model is not None:
-            from ..data import word_windows  # a model is here, so torch is loaded already
-
-            q = self.model.encode_queries(word_windows(self.passages.get(rows), rng))
-            source = "query-tower vectors of 1-6-word windows of sampled passages"
-        else:
-            q, source, self_rows = self.vectors(rows), "sampled passage vectors (self excluded)", rows
-        ef, record = choose_ef(self.hnsw, self._vectors[:], np.ascontiguousarray(q, dtype=np.float32), target_recall,
-                               k, self_rows)
+        if queries is not None and not isinstance(queries, np.ndarray):
+            queries = self._require_model("tune_ef").encode_queries(list(queries))
+        ef, record = tune(self.hnsw, self._vectors, self.passages.get, self.model, target_recall, queries=queries,
+                          samples=samples, k=k, seed=seed)
         if record:
             self._meta["ef"] = ef
-            self._meta["ef_tuning"] = {**record, "source": source, "count": n}
+            self._meta["ef_tuning"] = record
             if not record["reached"]:
-                warnings.warn(RecallWarning(
-                    f"ef tuning could not reach recall@{record['k']} {target_recall}: {record['recall']:.4f} at ef={ef}, "
-                    f"the largest tried, on {record['queries']} queries ({source}); searches will miss more true "
-                    f"neighbours than asked: rebuild with a larger M or ef_construction, or a lower target recall"),
-                    stacklevel=2)
+                warnings.warn(RecallWarning(unreached(record, ef)), stacklevel=2)
         return record
 
     def vectors(self, rows) -> np.ndarray:
@@ -356,9 +336,7 @@ class PassageIndex:
             tmp = staging_dir(d)
             try:
                 with writing(tmp / HNSW_NAME):
-                    _save_hnsw(self.hnsw, tmp / HNSW_NAME)
-                with writing(tmp / VECTORS_NAME):
-                    self._vectors.save(tmp / VECTORS_NAME)
+                    save_graph(self.hnsw, tmp / HNSW_NAME)
                 for key, (blob, offsets) in STORE_FILES.items():
                     with writing(tmp / blob):
                         getattr(self, key).save(tmp / blob, tmp / offsets)
@@ -367,7 +345,7 @@ class PassageIndex:
                         self.keyword.save(tmp)
                 meta = self.meta
                 meta["files"] = files.describe_files(tmp)  # sizes and checksums of what is on disk now
-                meta["versions"] = _versions()
+                meta["versions"] = versions()
                 with writing(tmp / META_NAME):
                     files.write_json(tmp / META_NAME, meta)
                 sync_tree(tmp)
@@ -376,39 +354,33 @@ class PassageIndex:
                 shutil.rmtree(tmp, ignore_errors=True)  # gone already after a swap; a failed save's half
 
     def _bytes_estimate(self) -> int:
-        """About what `save` writes: the graph, vectors, texts and the BM25 arrays (+5% and 1 MB of slack)."""
+        """About what `save` writes: the graph (with the vectors), texts and the BM25 arrays (+5% and 1 MB of slack)."""
         n = len(self)
-        total = self.hnsw.index_file_size() + n * self.dim * 4 + self.ids.nbytes() + self.passages.nbytes() + 16 * (n + 1)
+        total = self.hnsw.index_file_size() + self.ids.nbytes() + self.passages.nbytes() + 16 * (n + 1)
         if self.keyword is not None:
             total += self.keyword.nbytes()
         return int(total * 1.05) + (1 << 20)
 
     @classmethod
-    def load(cls, directory, model=None, *, mmap: bool = True, verify: bool = True) -> "PassageIndex":
+    def load(cls, directory, model=None, *, mmap: bool = True, verify: bool = True,
+             check_memory: bool = True) -> "PassageIndex":
         """Read a saved index, checking every part; `model`, if given, must be the one that built it.
 
         `verify=False` skips the content checksums (sizes, headers, the model and the graph's links are
         still checked, so a corrupt graph is refused rather than crash hnswlib): only for an index you
-        have just verified or built yourself.
+        have just verified or built yourself. An index that needs more memory than the machine has
+        available is refused first (twotowers/index/memory.py), unless `check_memory=False`.
         """
         d = files.saved_dir(Path(directory))  # or the previous index, while a save's swap was killed halfway
-        meta = files.read_meta(d)
-        count, dim, M = meta["count"], meta["dim"], meta["M"]
-        if model is not None:
-            _check_model(model, meta, d / META_NAME)
-        files.verify_files(d, meta["files"], CORE_FILES + (KEYWORD_FILES if meta.get("keyword") else ()),
-                           checksums=verify)
-        if verify:
-            files.check_hnsw_header(d / HNSW_NAME, count=count, dim=dim, M=M)
-        else:  # no checksum vouches for the graph: check its links, or hnswlib may crash on them
-            files.check_hnsw_graph(d / HNSW_NAME, count=count, dim=dim, M=M)
+        meta = cls.check(d, model, verify=verify, check_memory=check_memory)
+        count, dim = meta["count"], meta["dim"]
         hnsw = hnswlib.Index(space=meta["space"], dim=dim)
         try:
             hnsw.load_index(str(d / HNSW_NAME), max_elements=max(count, 1))
         except Exception as e:
             raise IndexFileError(f"{d / HNSW_NAME} could not be read by hnswlib: {e}") from e
         hnsw.set_ef(meta["ef"])  # hnswlib does not save ef
-        vectors = VectorStore.load(load_array(d / VECTORS_NAME, np.float32, (count, dim), mmap=mmap))
+        vectors = VectorStore.from_graph(d / HNSW_NAME, count, dim)  # the graph's own vectors (format 2's vectors.npy unread)
         stores = {key: TextStore.load(d / blob, load_array(d / offsets, np.int64, (count + 1,), mmap=mmap))
                   for key, (blob, offsets) in STORE_FILES.items()}
         kw = None
@@ -424,6 +396,26 @@ class PassageIndex:
         for key in ("files", "versions", "keyword"):
             meta.pop(key, None)
         return cls(hnsw, vectors, stores["ids"], stores["passages"], meta, keyword=kw, model=model)
+
+    @classmethod
+    def check(cls, directory, model=None, *, verify: bool = True, check_memory: bool = False) -> dict:
+        """Every check `load` makes, without loading the graph -> index.json (e.g. before publishing an index
+        too large for this machine's memory). See `load` for `verify` and `check_memory`."""
+        d = files.saved_dir(Path(directory))
+        meta = files.read_meta(d)
+        count, dim, M = meta["count"], meta["dim"], meta["M"]
+        if model is not None:
+            _check_model(model, meta, d / META_NAME)
+        if check_memory and isinstance(meta["files"].get(HNSW_NAME), dict):
+            from .memory import check_fits
+
+            check_fits(meta, d)  # before gigabytes are read and the kernel kills the process halfway
+        files.verify_files(d, meta["files"], files.expected_files(meta), checksums=verify)
+        if verify:
+            files.check_hnsw_header(d / HNSW_NAME, count=count, dim=dim, M=M)
+        else:  # no checksum vouches for the graph: check its links, or hnswlib may crash on them
+            files.check_hnsw_graph(d / HNSW_NAME, count=count, dim=dim, M=M)
+        return meta
 
     @classmethod
     def from_pretrained(cls, repo_id_or_dir: str, revision: str | None = None, subfolder: str = INDEX_SUBFOLDER,
@@ -445,7 +437,22 @@ class PassageIndex:
 
 
 # -- helpers ---------------------------------------------------------------------------------------------
-def _save_hnsw(hnsw: hnswlib.Index, path: Path) -> None:
+def new_graph(dim: int, *, M: int, ef_construction: int, capacity: int, seed: int = 0) -> hnswlib.Index:
+    """An empty hnswlib graph of inner products (on unit vectors, distance = 1 - cosine) for `capacity` vectors."""
+    hnsw = hnswlib.Index(space="ip", dim=dim)
+    hnsw.init_index(max_elements=capacity, M=M, ef_construction=ef_construction, random_seed=seed + 100)
+    return hnsw
+
+
+def new_meta(model, M: int, ef_construction: int) -> dict:
+    """index.json of an empty index `model` encodes (count, ef and the rest are filled in as it grows)."""
+    return {"format": files.FORMAT, "format_version": files.FORMAT_VERSION, "space": "ip", "dim": int(model.dim),
+            "M": M, "ef_construction": ef_construction, "ef": 10, "count": 0,
+            "model": {"class": type(model).__name__, "fingerprint": model.fingerprint(),
+                      "config": getattr(model, "_hub_mixin_config", None)}}
+
+
+def save_graph(hnsw: hnswlib.Index, path: Path) -> None:
     """hnswlib's `save_index`, checked: its C++ stream ignores write errors (a full disk leaves a short
     file and no exception), so the size on disk must be the one hnswlib computes."""
     hnsw.save_index(str(path))
@@ -462,7 +469,7 @@ def _check_queries(queries) -> list[str]:
     return queries
 
 
-def _split_pairs(chunk, start: int) -> tuple[list[str], list[str]]:
+def split_pairs(chunk, start: int) -> tuple[list[str], list[str]]:
     ids, texts = [], []
     for j, pair in enumerate(chunk):
         try:
@@ -489,7 +496,7 @@ def _check_model(model, meta: dict, meta_path: Path) -> None:
                              f"model's fingerprint is {got[:12]}. Rebuild the index or load the model that built it")
 
 
-def _versions() -> dict:
+def versions() -> dict:
     import bm25s
 
     from ..project import __version__

@@ -1,9 +1,12 @@
-"""`TextStore`: an append-only list of strings as one UTF-8 blob + int64 offsets, memory-mapped.
+"""What the index keeps on disk beside the graph, memory-mapped: `TextStore` (ids, texts) and `VectorStore`.
 
-8.8M MS MARCO passages are ~3 GB of text: the index keeps them on disk and reads only the hits.
-While building, strings are appended to a spool file in a private temporary directory; `save` copies
-it out. A loaded store maps the saved file read-only; the first `extend` after loading copies it to a
-spool first, so a saved (or Hub-cached) index is never modified in place.
+`TextStore`: an append-only list of strings as one UTF-8 blob + int64 offsets. 8.8M MS MARCO passages
+are ~3 GB of text: the index keeps them on disk and reads only the hits. While building, strings are
+appended to a spool file in a private temporary directory; `save` copies it out. A loaded store maps
+the saved file read-only; the first `extend` after loading copies it to a spool first, so a saved (or
+Hub-cached) index is never modified in place.
+
+`VectorStore`: the passage vectors by row, read from the graph file itself (no second copy on disk).
 """
 
 from __future__ import annotations
@@ -134,23 +137,50 @@ class TextStore:
 
 
 class VectorStore:
-    """Append-only float32 matrix `[n, dim]` on disk (`.npy`), memory-mapped: exact scores without hnswlib.
+    """Passage vectors by row, `[n, dim]` float32: exact scores for hybrid candidates and ef tuning.
 
-    hnswlib keeps the vectors too, but its `get_items` copies each one through Python lists (~50 us a
-    vector); hybrid fusion and ef tuning need hundreds to millions of them.
+    One copy of each vector: a loaded index reads them from its graph file (`hnsw.bin` holds every
+    vector in its level-0 records, in hnswlib's insertion order, each beside its label = row), memory-
+    mapped, through a `[n]` row -> record map. Vectors appended since (a build, `add`) go to a private
+    spool file until a save writes them into a graph. hnswlib's own `get_items` would serve them too,
+    but copies each through a std::vector (40-70 us a vector at 256-d, against ~1 us here).
     """
 
     def __init__(self, dim: int):
         self.dim = int(dim)
-        self._arr = np.zeros((0, self.dim), dtype=np.float32)
-        self._path: Path | None = None  # raw float32 spool while building
+        self._graph = np.zeros((0, self.dim), dtype=np.float32)  # [n0, dim] view of hnsw.bin's records
+        self._record = np.zeros(0, dtype=np.int64)              # [n0] row -> record in that view
+        self._tail = np.zeros((0, self.dim), dtype=np.float32)  # [n - n0, dim] rows appended since
+        self._path: Path | None = None  # raw float32 spool of the tail
         self._tmp: str | None = None
+        self._file: Path | None = None  # the graph file of `_graph`, and its record layout
+        self._layout: tuple[int, int, int] | None = None
 
     @classmethod
-    def load(cls, arr: np.ndarray) -> "VectorStore":
-        """Wrap a loaded (memory-mapped, shape-checked) `[n, dim]` float32 array."""
-        store = cls(arr.shape[1])
-        store._arr = arr
+    def from_graph(cls, path, count: int, dim: int) -> "VectorStore":
+        """The vectors of a saved graph (`hnsw.bin` of `count` `dim`-d vectors, its header checked by the
+        caller), mapped read-only; its labels must be the rows 0..count-1, each once."""
+        from .files import LEVEL0_START, IndexFileError, hnsw_layout
+
+        store = cls(dim)
+        path = Path(path)
+        store._file = path
+        cur, per_element, offset_data, label_offset = hnsw_layout(path)
+        store._layout = (per_element, offset_data, label_offset)
+        if cur != count or path.stat().st_size < LEVEL0_START + count * per_element:
+            raise IndexFileError(f"{path} is too short for {count} elements of {per_element} bytes")
+        if count:
+            mm = np.memmap(path, dtype=np.uint8, mode="r")
+            store._graph = np.ndarray((count, dim), dtype=np.float32, buffer=mm, offset=LEVEL0_START + offset_data,
+                                      strides=(per_element, 4))  # no copy: each row is a record's vector
+            labels = _read_labels(path, count, per_element, label_offset)
+            if int(labels.max()) >= count:
+                raise IndexFileError(f"{path}: a label is beyond the {count} rows: the graph is corrupt; rebuild the index")
+            record = np.full(count, -1, dtype=np.int32 if count < 2**31 else np.int64)
+            record[labels] = np.arange(count, dtype=record.dtype)
+            if (record < 0).any():
+                raise IndexFileError(f"{path}: two records carry the same label: the graph is corrupt; rebuild the index")
+            store._record = record
         return store
 
     def extend(self, vectors: np.ndarray) -> None:
@@ -159,29 +189,75 @@ class VectorStore:
             self._tmp = tempfile.mkdtemp(prefix="twotowers-vectors-")
             weakref.finalize(self, shutil.rmtree, self._tmp, True)
             self._path = Path(self._tmp) / "vectors.f32"
-            with open(self._path, "wb") as f:
-                for start in range(0, len(self._arr), 100_000):  # a loaded store: copy, never modify the saved file
-                    f.write(np.ascontiguousarray(self._arr[start : start + 100_000]).tobytes())
+            with open(self._path, "wb") as f:  # a copy's tail (shared until now) starts its own spool
+                for start in range(0, len(self._tail), 100_000):
+                    f.write(np.ascontiguousarray(self._tail[start : start + 100_000]).tobytes())
         with open(self._path, "ab") as f:
             f.write(vectors.tobytes())
-        n = len(self._arr) + len(vectors)
-        self._arr = np.memmap(self._path, dtype=np.float32, mode="r", shape=(n, self.dim)).view(np.ndarray)
+        n = len(self._tail) + len(vectors)
+        self._tail = np.memmap(self._path, dtype=np.float32, mode="r", shape=(n, self.dim)).view(np.ndarray)
 
     def __len__(self) -> int:
-        return len(self._arr)
+        return len(self._graph) + len(self._tail)
 
     def copy(self) -> "VectorStore":
-        """The same vectors, to grow apart: the first `extend` of the copy spools them to a file of its own."""
-        return VectorStore.load(self._arr)  # the array keeps its memory map (and so this spool) alive
+        """The same vectors, to grow apart: the first `extend` of the copy spools its tail to a file of its own."""
+        out = VectorStore(self.dim)
+        out._graph, out._record, out._tail = self._graph, self._record, self._tail  # arrays keep their maps alive
+        out._file, out._layout = self._file, self._layout
+        return out
+
+    def blocks(self, rows: int = 1 << 16):
+        """Every vector once, as `(rows [b], vectors [b, dim])` blocks in storage order: the graph's read
+        with plain reads, record by record (a scan through the memory map would count the whole file as
+        this process's resident memory), then those appended since."""
+        n0 = len(self._graph)
+        if n0:
+            per_element, offset_data, label_offset = self._layout
+            record = np.dtype({"names": ["vector", "label"], "formats": [("<f4", (self.dim,)), "<u8"],
+                               "offsets": [offset_data, label_offset], "itemsize": per_element})
+            from .files import LEVEL0_START
+
+            with open(self._file, "rb") as f:
+                f.seek(LEVEL0_START)
+                for a in range(0, n0, rows):
+                    block = np.fromfile(f, dtype=record, count=min(rows, n0 - a))
+                    yield block["label"].astype(np.int64), block["vector"]
+        for a in range(0, len(self._tail), rows):
+            yield np.arange(n0 + a, n0 + min(a + rows, len(self._tail)), dtype=np.int64), self._tail[a : a + rows]
 
     def __getitem__(self, rows) -> np.ndarray:
-        return self._arr[rows]
+        """Vectors at `rows` (an int, a slice or an int array) -> `[len(rows), dim]` float32 (a copy)."""
+        if isinstance(rows, (int, np.integer)):
+            return self[np.array([rows])][0]
+        if isinstance(rows, slice):
+            rows = np.arange(*rows.indices(len(self)))
+        rows = np.asarray(rows, dtype=np.int64)
+        n0 = len(self._graph)
+        if not len(self._tail):
+            return self._graph[self._record[rows]]
+        if not n0:
+            return self._tail[rows]
+        out = np.empty((len(rows), self.dim), dtype=np.float32)
+        old = rows < n0
+        out[old] = self._graph[self._record[rows[old]]]
+        out[~old] = self._tail[rows[~old] - n0]
+        return out
 
-    def save(self, path) -> None:
-        """Write `.npy` (no pickles), streaming the rows through in blocks."""
-        header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)), "fortran_order": False,
-                  "shape": (len(self._arr), self.dim)}
-        with open(path, "wb") as f:
-            np.lib.format.write_array_header_1_0(f, header)
-            for start in range(0, len(self._arr), 100_000):
-                f.write(np.ascontiguousarray(self._arr[start : start + 100_000]).tobytes())
+
+def _read_labels(path: Path, count: int, per_element: int, label_offset: int) -> np.ndarray:
+    """The uint64 label of each level-0 record of an hnsw.bin -> `[count]`, read in 64 MiB blocks (plain
+    reads, not the memory map: a pass over the whole file through a map would count it all as resident)."""
+    from .files import LEVEL0_START
+
+    record = np.dtype({"names": ["label"], "formats": ["<u8"], "offsets": [label_offset], "itemsize": per_element})
+    out = np.empty(count, dtype=np.uint64)
+    step = max(1, (64 << 20) // per_element)
+    with open(path, "rb") as f:
+        f.seek(LEVEL0_START)
+        for a in range(0, count, step):
+            block = np.fromfile(f, dtype=record, count=min(step, count - a))
+            if len(block) < min(step, count - a):
+                raise ValueError(f"{path} ends inside its records")
+            out[a : a + len(block)] = block["label"]
+    return out

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..topk import exact_top_k
+from ..topk import exact_top_k, exact_top_k_blocks
 
 EF_CANDIDATES = (10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048)
 
@@ -40,7 +40,9 @@ def choose_ef(hnsw, vectors: np.ndarray, q: np.ndarray, target_recall: float, k:
     kk = min(k, n - extra)
     if kk < 1 or not len(q):
         return int(hnsw.ef), {}
-    exact, _ = exact_top_k(q, vectors, kk + extra)
+    # ground truth: a scan of every vector (a VectorStore reads its graph file block by block)
+    exact, _ = exact_top_k_blocks(q, vectors.blocks(), kk + extra) if hasattr(vectors, "blocks") else \
+        exact_top_k(q, vectors, kk + extra)
     if self_rows is not None:
         exact = _drop_self(exact, self_rows, kk)
     # The k-th best exact score of each query: a hit scoring at least that is a true neighbour, whichever of
@@ -79,3 +81,36 @@ def choose_ef(hnsw, vectors: np.ndarray, q: np.ndarray, target_recall: float, k:
     return chosen, {"target_recall": target_recall, "k": kk, "queries": len(q), "margin": round(margin, 4),
                     "recall": round(recall, 4), "reached": recall >= target_recall,
                     "ef_missed": below}  # the largest ef tried that missed target + margin (None: none did)
+
+
+def tune(hnsw, vectors, texts_at, model, target_recall: float, *, queries: np.ndarray | None = None,
+         samples: int = 200, k: int = 10, seed: int = 0) -> tuple[int, dict]:
+    """Choose ef for a graph -> (ef, the record index.json keeps, with where the queries came from).
+
+    Queries: `queries` (query vectors) when given; else the query tower's vectors of 1-6-word windows
+    cut from `samples` sampled passages (`texts_at(rows)` -> their texts); else, without a model,
+    sampled passage vectors, each excluding itself from both result lists. `vectors`: the indexed
+    vectors by row (ground truth by exact search).
+    """
+    n = len(vectors)
+    rng = np.random.default_rng(seed)
+    rows = np.sort(rng.choice(n, size=min(samples, n), replace=False))
+    self_rows = None
+    if queries is not None:
+        q, source = queries[:samples], "given queries"
+    elif model is not None:
+        from ..data import word_windows  # a model is here, so torch is loaded already
+
+        q = model.encode_queries(word_windows(texts_at(rows), rng))
+        source = "query-tower vectors of 1-6-word windows of sampled passages"
+    else:
+        q, source, self_rows = vectors[rows], "sampled passage vectors (self excluded)", rows
+    ef, record = choose_ef(hnsw, vectors, np.ascontiguousarray(q, dtype=np.float32), target_recall, k, self_rows)
+    return ef, ({**record, "source": source, "count": n} if record else {})
+
+
+def unreached(record: dict, ef: int) -> str:
+    """The warning for a tuning that could not reach its target recall."""
+    return (f"ef tuning could not reach recall@{record['k']} {record['target_recall']}: {record['recall']:.4f} at "
+            f"ef={ef}, the largest tried, on {record['queries']} queries ({record['source']}); searches will miss "
+            "more true neighbours than asked: rebuild with a larger M or ef_construction, or a lower target recall")
