@@ -109,8 +109,8 @@ def push(model_dir, index_dir, repo_id: str, *, metrics_files=(), metric_sets: l
             raise PublishError("--dry-run needs --out DIR to write the repo tree into")
         files = stage_model_repo(model_dir, index_dir, out, repo_id=repo_id, metric_sets=metric_sets,
                                  train_config=train_config, space_id=space_id, example_queries=example_queries)
-        describe(log, "would create (exist_ok) model repo", repo_id, private, revision, Path(out), files)
         check_file_sizes(Path(out), files)
+        describe(log, "would create (exist_ok) model repo", repo_id, private, revision, Path(out), files)
         log(f"dry run: nothing was sent; the tree above is in {out}")
         return str(out)
 
@@ -122,6 +122,7 @@ def push(model_dir, index_dir, repo_id: str, *, metrics_files=(), metric_sets: l
         files = stage_model_repo(model_dir, index_dir, tmp, repo_id=repo_id, metric_sets=metric_sets,
                                  train_config=train_config, space_id=space_id, link=True,
                                  example_queries=example_queries)
+        check_file_sizes(Path(tmp), files)  # before anything is said or sent
         describe(log, "creating (exist_ok) model repo", repo_id, private, revision, Path(tmp), files)
         log("an interrupted upload resumes where it stopped: run the same command again")
         url = upload_tree(api, Path(tmp), files, repo_id, repo_type="model", private=private, revision=revision,
