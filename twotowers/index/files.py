@@ -25,6 +25,26 @@ READABLE_VERSIONS = (2, 3)
 META_NAME = "index.json"
 HNSW_NAME = "hnsw.bin"
 LEGACY_VECTORS_NAME = "vectors.npy"  # format 2's second copy of the vectors
+# The BM25 side's files (twotowers/index/keyword.py writes and reads them): named here, with the rest of the format.
+KEYWORD_META_NAME = "keyword.json"
+KEYWORD_VOCAB_NAME = "keyword_vocab.json"
+# name -> dtype of each array file; shapes are checked against keyword.json on load.
+KEYWORD_ARRAYS = {
+    "doc_offsets": np.int64,   # [count + 1] start of each passage's (term, tf) pairs
+    "doc_lengths": np.int32,   # [count] tokens per passage (after stopwords)
+    "pair_terms": np.int32,    # [pairs] term id, grouped by passage
+    "pair_tf": np.int32,       # [pairs] term frequency
+    "csc_data": np.float32,    # [pairs] BM25 weight, grouped by term (bm25s' score matrix)
+    "csc_indices": np.int32,   # [pairs] passage row
+    "csc_indptr": np.int64,    # [vocab + 1]
+}
+
+
+def keyword_array_file(name: str) -> str:
+    return f"keyword_{name}.npy"
+
+
+KEYWORD_FILES = (KEYWORD_META_NAME, KEYWORD_VOCAB_NAME, *(keyword_array_file(name) for name in KEYWORD_ARRAYS))
 STORE_FILES = {"ids": ("ids.bin", "ids_offsets.npy"), "passages": ("passages.bin", "passages_offsets.npy")}
 CORE_FILES = (HNSW_NAME, *(name for pair in STORE_FILES.values() for name in pair))
 CHECKSUM = "xxh3_128"
@@ -91,8 +111,6 @@ def saved_dir(directory: Path) -> Path:
 def check_replaceable(d: Path, overwrite: bool) -> None:
     """`d` may take a saved index: absent, empty, or an index (when `overwrite`). A save replaces the whole
     directory, so one holding anything else is refused (FileExistsError): nothing the user had is lost."""
-    from .keyword import FILES as KEYWORD_FILES
-
     if not d.exists():
         if not overwrite and saved_dir(d) != d:
             raise FileExistsError(f"{d} already holds an index: pass overwrite=True (--overwrite) to replace it")
@@ -138,8 +156,6 @@ def read_meta(directory: Path) -> dict:
 
 def expected_files(meta: dict) -> tuple[str, ...]:
     """The fixed set of files a saved index of `meta`'s format version and parts holds."""
-    from .keyword import FILES as KEYWORD_FILES
-
     legacy = (LEGACY_VECTORS_NAME,) if meta["format_version"] == 2 else ()
     return CORE_FILES + legacy + (KEYWORD_FILES if meta.get("keyword") else ())
 

@@ -26,29 +26,15 @@ import numpy as np
 from bm25s.stopwords import STOPWORDS_EN
 
 from ..checks import check_positive_int, check_texts
+from .files import KEYWORD_ARRAYS as ARRAYS
+from .files import KEYWORD_FILES as FILES  # what `save` writes and `load` reads
+from .files import KEYWORD_META_NAME as META_NAME
+from .files import KEYWORD_VOCAB_NAME as VOCAB_NAME
 from .files import IndexFileError, load_array, read_json
+from .files import keyword_array_file as array_file
 
 FORMAT_VERSION = 1
-META_NAME = "keyword.json"
-VOCAB_NAME = "keyword_vocab.json"
-# name -> dtype of each array file; shapes are checked against keyword.json on load.
-ARRAYS = {
-    "doc_offsets": np.int64,   # [count + 1] start of each passage's (term, tf) pairs
-    "doc_lengths": np.int32,   # [count] tokens per passage (after stopwords)
-    "pair_terms": np.int32,    # [pairs] term id, grouped by passage
-    "pair_tf": np.int32,       # [pairs] term frequency
-    "csc_data": np.float32,    # [pairs] BM25 weight, grouped by term (bm25s' score matrix)
-    "csc_indices": np.int32,   # [pairs] passage row
-    "csc_indptr": np.int64,    # [vocab + 1]
-}
 _SPLIT = re.compile(r"(?u)\b\w\w+\b")  # bm25s' default splitter
-
-
-def array_file(name: str) -> str:
-    return f"keyword_{name}.npy"
-
-
-FILES = (META_NAME, VOCAB_NAME, *(array_file(name) for name in ARRAYS))  # what `save` writes and `load` reads
 
 
 class Analyzer:
