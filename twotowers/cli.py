@@ -106,7 +106,8 @@ def dataclass_from_args(cls, args: argparse.Namespace, parser: argparse.Argument
         parser.error(str(e))
 
 
-LOGGERS = ("twotowers", "train", "hub", "webapp", "app", "bench")  # this project's top-level packages and scripts
+LOGGERS = ("twotowers", "train", "hub", "webapp", "app", "bench",  # this project's top-level packages and scripts,
+           "__main__")  # and the module `python -m` runs, whose logger is named "__main__"
 
 
 class _LineHandler(logging.Handler):

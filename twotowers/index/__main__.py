@@ -33,7 +33,7 @@ from .files import META_NAME, check_replaceable, saved_dir
 from .fusion import DEFAULT_ALPHA, DEFAULT_FUSION, DEFAULT_K, FUSIONS, MODES, describe_fusions
 from .tuning import RecallWarning
 
-log = logging.getLogger("twotowers.index.cli")  # not __name__: run with -m, that is "__main__", which shows nothing
+log = logging.getLogger(__name__)
 
 
 @dataclass
