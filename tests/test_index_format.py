@@ -3,6 +3,7 @@ others refused in one line."""
 
 import json
 import shutil
+from pathlib import Path
 
 import hnswlib
 import numpy as np
@@ -64,6 +65,30 @@ def test_rows_are_found_whatever_order_hnswlib_stored_them_in(tmp_path):
     q = x[:7] + 0.1
     np.testing.assert_array_equal(exact_top_k_blocks(q, store.blocks(rows=64), 10)[0], exact_top_k(q, store, 10)[0])
 
+
+
+def _resident_file_mb() -> float:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("RssFile:")) / 1024
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="reads Linux's /proc/self/status")
+def test_reading_scattered_vectors_does_not_make_the_graph_file_resident(tmp_path):
+    """Exact scores read a few vectors each: they must not map the graph file into this process's memory
+    (a memory map did: the kernel maps a whole page-cache folio a fault, so a few hundred scattered rows
+    counted the whole graph file as resident, a second copy beside hnswlib's)."""
+    x = np.random.default_rng(0).standard_normal((40_000, 64)).astype(np.float32)  # a 29 MB graph file
+    g = hnswlib.Index(space="ip", dim=64)
+    g.init_index(max_elements=len(x), M=8, ef_construction=10)
+    g.add_items(x, np.arange(len(x)), num_threads=1)
+    g.save_index(str(tmp_path / "hnsw.bin"))
+    del g
+    store = VectorStore.from_graph(tmp_path / "hnsw.bin", len(x), 64)
+    (tmp_path / "hnsw.bin").read_bytes()  # the whole file in the page cache, as after a checksum
+    before = _resident_file_mb()
+    rows = np.random.default_rng(1).choice(len(x), 2_000, replace=False)
+    np.testing.assert_array_equal(store[rows], x[rows])
+    assert _resident_file_mb() - before < 5
 
 def as_format_2(d, model):
     """Turn a saved index into what twotowers wrote before format 3: the vectors again in vectors.npy."""

@@ -6,12 +6,13 @@ appended to a spool file in a private temporary directory; `save` copies it out.
 the saved file read-only; the first `extend` after loading copies it to a spool first, so a saved (or
 Hub-cached) index is never modified in place.
 
-`VectorStore`: the passage vectors by row, read from the graph file itself (no second copy on disk).
+`VectorStore`: the passage vectors by row, read from the graph file itself (no second copy on disk or in memory).
 """
 
 from __future__ import annotations
 
 import mmap
+import os
 import shutil
 import tempfile
 import weakref
@@ -140,39 +141,37 @@ class VectorStore:
     """Passage vectors by row, `[n, dim]` float32: exact scores for hybrid candidates and ef tuning.
 
     One copy of each vector: a loaded index reads them from its graph file (`hnsw.bin` holds every
-    vector in its level-0 records, in hnswlib's insertion order, each beside its label = row), memory-
-    mapped, through a `[n]` row -> record map. Vectors appended since (a build, `add`) go to a private
-    spool file until a save writes them into a graph. hnswlib's own `get_items` would serve them too,
-    but copies each through a std::vector (40-70 us a vector at 256-d, against ~1 us here).
+    vector in its level-0 records, in hnswlib's insertion order, each beside its label = row), through a
+    `[n]` row -> record map, with one `pread` a vector (~2 us). Not through a memory map: on current
+    kernels a page fault maps the whole (up to 2 MiB) page-cache folio around it, so 200 scattered rows
+    of a 390 MB graph counted 368 MB as this process's resident memory, a second copy of the graph
+    beside hnswlib's. Vectors appended since (a build, `add`) go to a private spool file until a save
+    writes them into a graph. hnswlib's own `get_items` would serve them too, but copies each through a
+    std::vector (40-70 us a vector at 256-d).
     """
 
     def __init__(self, dim: int):
         self.dim = int(dim)
-        self._graph = np.zeros((0, self.dim), dtype=np.float32)  # [n0, dim] view of hnsw.bin's records
-        self._record = np.zeros(0, dtype=np.int64)              # [n0] row -> record in that view
+        self._n0 = 0                                            # rows in the graph file
+        self._record = np.zeros(0, dtype=np.int64)              # [n0] row -> record in the graph file
         self._tail = np.zeros((0, self.dim), dtype=np.float32)  # [n - n0, dim] rows appended since
         self._path: Path | None = None  # raw float32 spool of the tail
         self._tmp: str | None = None
-        self._file: Path | None = None  # the graph file of `_graph`, and its record layout
-        self._layout: tuple[int, int, int] | None = None
+        self._file: _GraphFile | None = None  # the graph file's descriptor and record layout
 
     @classmethod
     def from_graph(cls, path, count: int, dim: int) -> "VectorStore":
         """The vectors of a saved graph (`hnsw.bin` of `count` `dim`-d vectors, its header checked by the
-        caller), mapped read-only; its labels must be the rows 0..count-1, each once."""
+        caller), read in place; its labels must be the rows 0..count-1, each once."""
         from .files import LEVEL0_START, IndexFileError, hnsw_layout
 
         store = cls(dim)
         path = Path(path)
-        store._file = path
         cur, per_element, offset_data, label_offset = hnsw_layout(path)
-        store._layout = (per_element, offset_data, label_offset)
         if cur != count or path.stat().st_size < LEVEL0_START + count * per_element:
             raise IndexFileError(f"{path} is too short for {count} elements of {per_element} bytes")
         if count:
-            mm = np.memmap(path, dtype=np.uint8, mode="r")
-            store._graph = np.ndarray((count, dim), dtype=np.float32, buffer=mm, offset=LEVEL0_START + offset_data,
-                                      strides=(per_element, 4))  # no copy: each row is a record's vector
+            store._file = _GraphFile(path, per_element, offset_data, label_offset)
             labels = _read_labels(path, count, per_element, label_offset)
             if int(labels.max()) >= count:
                 raise IndexFileError(f"{path}: a label is beyond the {count} rows: the graph is corrupt; rebuild the index")
@@ -180,7 +179,7 @@ class VectorStore:
             record[labels] = np.arange(count, dtype=record.dtype)
             if (record < 0).any():
                 raise IndexFileError(f"{path}: two records carry the same label: the graph is corrupt; rebuild the index")
-            store._record = record
+            store._record, store._n0 = record, count
         return store
 
     def extend(self, vectors: np.ndarray) -> None:
@@ -198,33 +197,30 @@ class VectorStore:
         self._tail = np.memmap(self._path, dtype=np.float32, mode="r", shape=(n, self.dim)).view(np.ndarray)
 
     def __len__(self) -> int:
-        return len(self._graph) + len(self._tail)
+        return self._n0 + len(self._tail)
 
     def copy(self) -> "VectorStore":
         """The same vectors, to grow apart: the first `extend` of the copy spools its tail to a file of its own."""
         out = VectorStore(self.dim)
-        out._graph, out._record, out._tail = self._graph, self._record, self._tail  # arrays keep their maps alive
-        out._file, out._layout = self._file, self._layout
+        out._n0, out._record, out._tail, out._file = self._n0, self._record, self._tail, self._file  # shared, read-only
         return out
 
     def blocks(self, rows: int = 1 << 16):
         """Every vector once, as `(rows [b], vectors [b, dim])` blocks in storage order: the graph's read
-        with plain reads, record by record (a scan through the memory map would count the whole file as
-        this process's resident memory), then those appended since."""
-        n0 = len(self._graph)
-        if n0:
-            per_element, offset_data, label_offset = self._layout
+        record by record, then those appended since."""
+        if self._n0:
+            g = self._file
             record = np.dtype({"names": ["vector", "label"], "formats": [("<f4", (self.dim,)), "<u8"],
-                               "offsets": [offset_data, label_offset], "itemsize": per_element})
+                               "offsets": [g.offset_data, g.label_offset], "itemsize": g.per_element})
             from .files import LEVEL0_START
 
-            with open(self._file, "rb") as f:
+            with open(g.path, "rb") as f:
                 f.seek(LEVEL0_START)
-                for a in range(0, n0, rows):
-                    block = np.fromfile(f, dtype=record, count=min(rows, n0 - a))
+                for a in range(0, self._n0, rows):
+                    block = np.fromfile(f, dtype=record, count=min(rows, self._n0 - a))
                     yield block["label"].astype(np.int64), block["vector"]
         for a in range(0, len(self._tail), rows):
-            yield np.arange(n0 + a, n0 + min(a + rows, len(self._tail)), dtype=np.int64), self._tail[a : a + rows]
+            yield np.arange(self._n0 + a, self._n0 + min(a + rows, len(self._tail)), dtype=np.int64), self._tail[a : a + rows]
 
     def __getitem__(self, rows) -> np.ndarray:
         """Vectors at `rows` (an int, a slice or an int array) -> `[len(rows), dim]` float32 (a copy)."""
@@ -233,21 +229,41 @@ class VectorStore:
         if isinstance(rows, slice):
             rows = np.arange(*rows.indices(len(self)))
         rows = np.asarray(rows, dtype=np.int64)
-        n0 = len(self._graph)
+        n0 = self._n0
         if not len(self._tail):
-            return self._graph[self._record[rows]]
+            return self._file.read(self._record[rows], self.dim)
         if not n0:
             return self._tail[rows]
         out = np.empty((len(rows), self.dim), dtype=np.float32)
         old = rows < n0
-        out[old] = self._graph[self._record[rows[old]]]
+        out[old] = self._file.read(self._record[rows[old]], self.dim)
         out[~old] = self._tail[rows[~old] - n0]
         return out
 
 
+class _GraphFile:
+    """An hnsw.bin opened for reading vectors by record (the descriptor keeps the file a save may replace)."""
+
+    def __init__(self, path: Path, per_element: int, offset_data: int, label_offset: int):
+        from .files import LEVEL0_START
+
+        self.path, self.per_element, self.offset_data, self.label_offset = path, per_element, offset_data, label_offset
+        self._start = LEVEL0_START + offset_data
+        self._fd = os.open(path, os.O_RDONLY)
+        weakref.finalize(self, os.close, self._fd)
+
+    def read(self, records: np.ndarray, dim: int) -> np.ndarray:
+        """The vectors of `records` (`[b]`, in range) -> `[b, dim]` float32."""
+        size, fd, start, per = 4 * dim, self._fd, self._start, self.per_element
+        data = b"".join([os.pread(fd, size, start + r * per) for r in records.tolist()])
+        if len(data) != size * len(records):
+            raise OSError(f"{self.path} ends inside its records (cut short since it was loaded)")
+        return np.frombuffer(data, dtype=np.float32).reshape(len(records), dim).copy()
+
+
 def _read_labels(path: Path, count: int, per_element: int, label_offset: int) -> np.ndarray:
     """The uint64 label of each level-0 record of an hnsw.bin -> `[count]`, read in 64 MiB blocks (plain
-    reads, not the memory map: a pass over the whole file through a map would count it all as resident)."""
+    reads: a pass over the whole file through a memory map would count it all as resident)."""
     from .files import LEVEL0_START
 
     record = np.dtype({"names": ["label"], "formats": ["<u8"], "offsets": [label_offset], "itemsize": per_element})
