@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from build_memory import phase_table, sampled_build
 from common import DEV_COLLECTION, MSMARCO, interleaved_times, print_table, read_passages
 
 MSMARCO_PASSAGES = 8_841_823  # collection.tsv of MS MARCO passage v1
@@ -73,17 +74,17 @@ def model_dir(data: Path, dim: int) -> Path:
 
 
 def build(collection: Path, model: Path, out: Path, log: Path) -> dict:
-    """`python -m twotowers.index build` in a child -> wall seconds, the child's peak RSS, its output."""
-    cmd = [sys.executable, "-m", "twotowers.index", "build", "--model", str(model), "--collection", str(collection),
-           "--out", str(out), "--overwrite"]
+    """`python -m twotowers.index build` in a child -> wall seconds, the child's peak RSS (wait4) and its
+    resident memory by phase (`build_memory.sampled_build`); its output goes to `log`."""
+    args = ["--model", str(model), "--collection", str(collection), "--out", str(out), "--overwrite"]
     t0 = time.perf_counter()
     with open(log, "w") as err:
-        proc = subprocess.Popen(cmd, cwd=Path(__file__).resolve().parents[1], stderr=err)
-        _, status, usage = os.wait4(proc.pid, 0)
+        status, peak, phases = sampled_build(args, err)
     seconds = time.perf_counter() - t0
     if status:
         sys.exit(f"the build failed (status {status}): see {log}")
-    return {"command": " ".join(cmd[1:]), "build_s": seconds, "build_peak_rss": usage.ru_maxrss * 1024}
+    return {"command": "-m twotowers.index build " + " ".join(args), "build_s": seconds, "build_peak_rss": peak,
+            "build_phases": phases}
 
 
 def rss() -> int:
@@ -182,6 +183,11 @@ def tables(results: list[dict]) -> None:
                   f"{r['text_query_ms'][0]:.3f}", f"{r['hybrid_text_query_ms'][0]:.1f}",
                   f"{r['load_s']:.1f} ({r['load_unverified_s']:.1f})",
                   f"{gb(r['rss_after'])} ({gb(r['rss_before'] + r['estimate'])})"] for r in results])
+    for r in results:
+        if "build_phases" in r:  # runs before 2026-12-02's second session sampled only the peak
+            print(f"\nThe build's resident memory by phase, {r['n']:,} x {r['dim']}-d (hnsw.bin {gb(r['files']['hnsw.bin'])}; "
+                  f"peak {gb(r['build_peak_rss'])}):\n")
+            phase_table(r["build_phases"])
     extrapolate(results)
 
 

@@ -23,6 +23,7 @@ import itertools
 import json
 import os
 import shutil
+import sys
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator
@@ -107,7 +108,7 @@ def build_directory(out, model, pairs: Iterable[tuple[str, str]], *, settings: B
         if on_encoded is not None:
             on_encoded()
         if not job.finished:
-            job.finish(corpus=corpus, model_source=model_source)
+            job.finish(corpus=corpus, model_source=model_source, note=_note if show_progress else lambda _: None)
         meta = files.read_meta(job.dir)
         clean(job.dir, meta)  # a build killed while cleaning up
         files.check_replaceable(out, overwrite)  # nothing appeared in `out` meanwhile (without --overwrite)
@@ -247,11 +248,14 @@ class _Job:
         return time.perf_counter() - t0
 
     # -- the end -------------------------------------------------------------------------------------
-    def finish(self, *, corpus: str | None, model_source: str | None) -> None:
-        """Weigh BM25, tune ef, write index.json with every file's checksum: the directory is an index now."""
+    def finish(self, *, corpus: str | None, model_source: str | None, note: Callable[[str], None]) -> None:
+        """Tune ef, weigh BM25, write index.json with every file's checksum: the directory is an index now.
+        `note(line)` says which step is running (each is minutes at 8.8M passages)."""
         s, count, dim = self.state, self.count, int(self.model.dim)
         vectors = VectorStore.from_graph(self.dir / s["graph"], count, dim)  # the graph's own vectors
         passages = self.passages
+        note(f"tuning ef: exact search of {count:,} passages for {min(self.settings.tune_samples, count)} queries, "
+             "then the graph's at each ef")
         ef, record = tune(self.graph, vectors, lambda rows: [passages.get(int(r)) for r in rows], self.model,
                           self.settings.target_recall, samples=self.settings.tune_samples, seed=self.settings.seed)
         if record and not record["reached"]:
@@ -259,6 +263,7 @@ class _Job:
         self.graph = None  # saved already: its memory goes before BM25's weighing maps its files
         keyword = None
         if self.keyword is not None:
+            note(f"weighing BM25: {self.keyword.pair_terms.length:,} (term, passage) pairs")
             with writing(self.dir / "keyword.json"):
                 keyword = {**self.keyword.finish(), "present": True}
         self.ids.close()
@@ -277,13 +282,19 @@ class _Job:
             meta["corpus"] = corpus
         if model_source is not None:
             meta["model"]["source"] = model_source
-        own = set(files.expected_files(meta))
-        meta["files"] = {k: v for k, v in files.describe_files(self.dir).items() if k in own}
+        own = files.expected_files(meta)
+        note(f"checksums of the index's {len(own)} files "
+             f"({human_size(sum((self.dir / name).stat().st_size for name in own))})")
+        meta["files"] = files.describe_files(self.dir, own)
         meta["versions"] = versions()
         sync_tree(self.dir)
         with writing(self.dir / META_NAME):
             files.write_json(self.dir / META_NAME, meta)  # the directory is a whole index from here
         clean(self.dir, meta)
+
+
+def _note(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 def clean(directory: Path, meta: dict) -> None:

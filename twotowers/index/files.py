@@ -76,9 +76,10 @@ def file_checksums(paths: list[Path]) -> list[str]:
     return [digests[p] for p in paths]
 
 
-def describe_files(directory: Path) -> dict:
-    """{name: {"bytes": size, CHECKSUM: digest}} for every file in `directory` (what index.json records)."""
-    paths = [p for p in sorted(Path(directory).iterdir()) if p.is_file()]
+def describe_files(directory: Path, names=None) -> dict:
+    """{name: {"bytes": size, CHECKSUM: digest}} for every file in `directory` (what index.json records),
+    or only those of `names` that are there."""
+    paths = [p for p in sorted(Path(directory).iterdir()) if p.is_file() and (names is None or p.name in names)]
     return {p.name: {"bytes": p.stat().st_size, CHECKSUM: digest} for p, digest in zip(paths, file_checksums(paths))}
 
 

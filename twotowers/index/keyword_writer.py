@@ -28,6 +28,19 @@ VOCAB_BUILD_NAME = "keyword_vocab.build"  # build-only: the terms so far, one JS
 _BLOCK_PAIRS = 1 << 22  # pairs weighed and scattered at once by `finish`
 
 
+class _Column:
+    """A saved 1-d `.npy` read by ranges with plain reads (a pass through a memory map would count the whole
+    file as resident memory)."""
+
+    def __init__(self, path: Path):
+        m = np.load(path, mmap_mode="r")
+        self.path, self.dtype, self.offset = path, m.dtype, m.offset
+        del m
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        return np.fromfile(self.path, dtype=self.dtype, count=stop - start, offset=self.offset + start * self.dtype.itemsize)
+
+
 class KeywordWriter:
     """A keyword side being written into `directory`, chunk by chunk; `finish` makes it loadable."""
 
@@ -94,33 +107,38 @@ class KeywordWriter:
             col.close()
         self._vocab_file.close()
         d, n, n_vocab, pairs = self.directory, len(self), len(self.vocab), self.pair_terms.length
-        offsets = np.load(d / array_file("doc_offsets"), mmap_mode="r")  # [n + 1]
-        terms = np.load(d / array_file("pair_terms"), mmap_mode="r")      # [pairs]
-        tf = np.load(d / array_file("pair_tf"), mmap_mode="r")            # [pairs]
+        offsets = np.load(d / array_file("doc_offsets"))  # [n + 1], 8 bytes a passage
+        terms, tf = _Column(d / array_file("pair_terms")), _Column(d / array_file("pair_tf"))  # [pairs] each
         df = np.zeros(n_vocab, dtype=np.int64)
         for a in range(0, pairs, _BLOCK_PAIRS):
-            df += np.bincount(terms[a : a + _BLOCK_PAIRS], minlength=n_vocab)
+            df += np.bincount(terms.read(a, min(a + _BLOCK_PAIRS, pairs)), minlength=n_vocab)
         idf, norm = idf_and_norm(df, np.load(d / array_file("doc_lengths")), self.k1, self.b)
         indptr = np.concatenate([[0], np.cumsum(df)]).astype(np.int64)  # [V + 1]
-        data = np.lib.format.open_memmap(d / array_file("csc_data"), mode="w+", dtype=np.float32, shape=(pairs,))
-        rows = np.lib.format.open_memmap(d / array_file("csc_indices"), mode="w+", dtype=np.int32, shape=(pairs,))
+        for name, dtype in (("csc_data", np.float32), ("csc_indices", np.int32)):
+            out = np.lib.format.open_memmap(d / array_file(name), mode="w+", dtype=dtype, shape=(pairs,))
+            del out  # the header and the file's length; each block maps it again
         fill = indptr[:-1].copy()  # [V] the next free slot of each term's run
         a = 0
         while a < n:  # blocks of whole passages, in order: inside each term, passages stay ascending
             b = max(a + 1, min(n, int(np.searchsorted(offsets, offsets[a] + _BLOCK_PAIRS, side="right")) - 1))
             p0, p1 = int(offsets[a]), int(offsets[b])
-            t = np.asarray(terms[p0:p1])
+            t = terms.read(p0, p1)
             doc = np.repeat(np.arange(a, b, dtype=np.int32), np.diff(offsets[a : b + 1]))
-            w = pair_weights(idf, norm, t, np.asarray(tf[p0:p1]), doc)
+            w = pair_weights(idf, norm, t, tf.read(p0, p1), doc)
             order = np.argsort(t, kind="stable")
             ts = t[order]
             pos = fill[ts] + (np.arange(len(ts)) - np.searchsorted(ts, ts, side="left"))  # slot + rank in its run
-            data[pos], rows[pos] = w[order], doc[order]
+            # Scattered writes through a map opened for this block only: unmapping it takes the written pages
+            # out of this process's resident memory (they stay in the page cache, dirty, until written back),
+            # so weighing holds one block's pages, not the whole matrix (pairs x 8 bytes: ~2.8 GB at 8.8M).
+            data = np.load(d / array_file("csc_data"), mmap_mode="r+")
+            data[pos] = w[order]
+            del data
+            rows = np.load(d / array_file("csc_indices"), mmap_mode="r+")
+            rows[pos] = doc[order]
+            del rows
             fill += np.bincount(t, minlength=n_vocab)
             a = b
-        data.flush()
-        rows.flush()
-        del data, rows
         np.save(d / array_file("csc_indptr"), indptr, allow_pickle=False)
         with open(d / VOCAB_NAME, "w", encoding="utf-8") as out, open(d / VOCAB_BUILD_NAME, encoding="utf-8") as f:
             out.write("[")  # streamed: what json.dumps(terms, ensure_ascii=False) writes

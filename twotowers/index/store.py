@@ -205,9 +205,11 @@ class VectorStore:
         out._n0, out._record, out._tail, out._file = self._n0, self._record, self._tail, self._file  # shared, read-only
         return out
 
-    def blocks(self, rows: int = 1 << 16):
+    def blocks(self, rows: int = 1 << 14):
         """Every vector once, as `(rows [b], vectors [b, dim])` blocks in storage order: the graph's read
-        record by record, then those appended since."""
+        record by record, then those appended since. 16k rows a block: the exact search over them holds
+        ~30 MB at 256-d (64k rows held ~260 MB, and took 3x as long, 1.3 s against 0.4 s for 200 queries
+        over 300k vectors)."""
         if self._n0:
             g = self._file
             record = np.dtype({"names": ["vector", "label"], "formats": [("<f4", (self.dim,)), "<u8"],
@@ -262,13 +264,13 @@ class _GraphFile:
 
 
 def _read_labels(path: Path, count: int, per_element: int, label_offset: int) -> np.ndarray:
-    """The uint64 label of each level-0 record of an hnsw.bin -> `[count]`, read in 64 MiB blocks (plain
+    """The uint64 label of each level-0 record of an hnsw.bin -> `[count]`, read in 8 MiB blocks (plain
     reads: a pass over the whole file through a memory map would count it all as resident)."""
     from .files import LEVEL0_START
 
     record = np.dtype({"names": ["label"], "formats": ["<u8"], "offsets": [label_offset], "itemsize": per_element})
     out = np.empty(count, dtype=np.uint64)
-    step = max(1, (64 << 20) // per_element)
+    step = max(1, (8 << 20) // per_element)
     with open(path, "rb") as f:
         f.seek(LEVEL0_START)
         for a in range(0, count, step):
