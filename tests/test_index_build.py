@@ -16,6 +16,7 @@ import torch
 from test_index import synthetic_corpus
 from twotowers import PassageIndex, TwoTowers
 from twotowers.index import build as build_module
+from twotowers.index import keyword_writer
 from twotowers.index.appending import Blob
 from twotowers.index.build import STATE_NAME, BuildSettings, build_directory, work_dir
 from twotowers.index.keyword import ARRAYS
@@ -86,6 +87,26 @@ def test_the_build_writes_the_index_the_library_builds(reference, model, corpus)
     for name in ARRAYS:  # BM25 weighed out of core = weighed in memory
         np.testing.assert_array_equal(got[3][name], lib.keyword._arrays[name])
 
+
+
+def test_bm25_weighed_a_few_pairs_at_a_time_is_the_same(reference, model, corpus, tmp_path, monkeypatch):
+    """The finish weighs BM25 in blocks of passages (4M pairs each at scale): many small blocks give the
+    arrays one block gives."""
+    monkeypatch.setattr(keyword_writer, "_BLOCK_PAIRS", 37)
+    build(tmp_path / "idx", model, corpus)
+    got, want = contents(tmp_path / "idx", model), contents(reference[0], model)
+    for name in ARRAYS:
+        np.testing.assert_array_equal(got[3][name], want[3][name])
+
+
+def test_the_build_says_which_step_of_its_finish_runs(model, corpus, tmp_path, capsys):
+    """Each step after the last passage is minutes at 8.8M: a user sees which one is running."""
+    build_directory(tmp_path / "idx", model, zip(*corpus), settings=SETTINGS, total=N, show_progress=True)
+    err = capsys.readouterr().err
+    assert f"indexing passages: {N} / {N} (100.0%)" in err
+    for step in (f"tuning ef: exact search of {N} passages for 30 queries", "weighing BM25: ",
+                 "checksums of the index's 14 files"):
+        assert step in err
 
 class Killed(BaseException):
     """Stands for SIGKILL: nothing after it runs."""
