@@ -28,19 +28,6 @@ VOCAB_BUILD_NAME = "keyword_vocab.build"  # build-only: the terms so far, one JS
 _BLOCK_PAIRS = 1 << 22  # pairs weighed and scattered at once by `finish`
 
 
-class _Column:
-    """A saved 1-d `.npy` read by ranges with plain reads (a pass through a memory map would count the whole
-    file as resident memory)."""
-
-    def __init__(self, path: Path):
-        m = np.load(path, mmap_mode="r")
-        self.path, self.dtype, self.offset = path, m.dtype, m.offset
-        del m
-
-    def read(self, start: int, stop: int) -> np.ndarray:
-        return np.fromfile(self.path, dtype=self.dtype, count=stop - start, offset=self.offset + start * self.dtype.itemsize)
-
-
 class KeywordWriter:
     """A keyword side being written into `directory`, chunk by chunk; `finish` makes it loadable."""
 
@@ -103,12 +90,12 @@ class KeywordWriter:
     def finish(self) -> dict:
         """Weigh every pair, write the term-major matrix, the vocabulary and keyword.json -> that meta."""
         self.sync()
-        for col in (self.doc_lengths, self.doc_offsets, self.pair_terms, self.pair_tf):
+        for col in (self.doc_lengths, self.doc_offsets):
             col.close()
         self._vocab_file.close()
         d, n, n_vocab, pairs = self.directory, len(self), len(self.vocab), self.pair_terms.length
         offsets = np.load(d / array_file("doc_offsets"))  # [n + 1], 8 bytes a passage
-        terms, tf = _Column(d / array_file("pair_terms")), _Column(d / array_file("pair_tf"))  # [pairs] each
+        terms, tf = self.pair_terms, self.pair_tf  # [pairs] each, read by ranges with plain reads (not a map)
         df = np.zeros(n_vocab, dtype=np.int64)
         for a in range(0, pairs, _BLOCK_PAIRS):
             df += np.bincount(terms.read(a, min(a + _BLOCK_PAIRS, pairs)), minlength=n_vocab)
@@ -129,8 +116,9 @@ class KeywordWriter:
             ts = t[order]
             pos = fill[ts] + (np.arange(len(ts)) - np.searchsorted(ts, ts, side="left"))  # slot + rank in its run
             # Scattered writes through a map opened for this block only: unmapping it takes the written pages
-            # out of this process's resident memory (they stay in the page cache, dirty, until written back),
-            # so weighing holds one block's pages, not the whole matrix (pairs x 8 bytes: ~2.8 GB at 8.8M).
+            # out of this process's resident memory (they stay in the page cache, dirty, until fsynced), so
+            # weighing holds the pages one block writes, not every page written so far (4M passages: 228 MB
+            # file-backed at its peak, against 1 GB of output; bench/full_index.py's phase table).
             data = np.load(d / array_file("csc_data"), mmap_mode="r+")
             data[pos] = w[order]
             del data
@@ -139,6 +127,8 @@ class KeywordWriter:
             del rows
             fill += np.bincount(t, minlength=n_vocab)
             a = b
+        terms.close()
+        tf.close()
         np.save(d / array_file("csc_indptr"), indptr, allow_pickle=False)
         with open(d / VOCAB_NAME, "w", encoding="utf-8") as out, open(d / VOCAB_BUILD_NAME, encoding="utf-8") as f:
             out.write("[")  # streamed: what json.dumps(terms, ensure_ascii=False) writes
