@@ -142,10 +142,10 @@ class VectorStore:
 
     One copy of each vector: a loaded index reads them from its graph file (`hnsw.bin` holds every
     vector in its level-0 records, in hnswlib's insertion order, each beside its label = row), through a
-    `[n]` row -> record map, with one `pread` a vector (~2 us). Not through a memory map: on current
+    `[n]` row -> record map, with one `pread` a vector (~1 us). Not through a memory map: on current
     kernels a page fault maps the whole (up to 2 MiB) page-cache folio around it, so 200 scattered rows
-    of a 390 MB graph counted 368 MB as this process's resident memory, a second copy of the graph
-    beside hnswlib's. Vectors appended since (a build, `add`) go to a private spool file until a save
+    of a 372 MiB graph made 220 MB of it this process's resident memory (`python bench/vector_reads.py`),
+    a second copy of the graph beside hnswlib's. Vectors appended since (a build, `add`) go to a private spool file until a save
     writes them into a graph. hnswlib's own `get_items` would serve them too, but copies each through a
     std::vector (40-70 us a vector at 256-d).
     """
@@ -207,9 +207,9 @@ class VectorStore:
 
     def blocks(self, rows: int = 1 << 14):
         """Every vector once, as `(rows [b], vectors [b, dim])` blocks in storage order: the graph's read
-        record by record, then those appended since. 16k rows a block: the exact search over them holds
-        ~30 MB at 256-d (64k rows held ~260 MB, and took 3x as long, 1.3 s against 0.4 s for 200 queries
-        over 300k vectors)."""
+        record by record, then those appended since. 16k rows a block: an exact search of 200 queries over
+        300k 256-d vectors peaked 116 MB above where it started, in 0.37 s (64k rows: 383 MB, 1.40 s;
+        `python bench/vector_reads.py`)."""
         if self._n0:
             g = self._file
             record = np.dtype({"names": ["vector", "label"], "formats": [("<f4", (self.dim,)), "<u8"],
