@@ -250,7 +250,7 @@ class _Job:
     # -- the end -------------------------------------------------------------------------------------
     def finish(self, *, corpus: str | None, model_source: str | None, note: Callable[[str], None]) -> None:
         """Tune ef, weigh BM25, write index.json with every file's checksum: the directory is an index now.
-        `note(line)` says which step is running (each is minutes at 8.8M passages)."""
+        `note(line)` says which step is running (each reads whole files: long at scale)."""
         s, count, dim = self.state, self.count, int(self.model.dim)
         vectors = VectorStore.from_graph(self.dir / s["graph"], count, dim)  # the graph's own vectors
         passages = self.passages
@@ -283,7 +283,7 @@ class _Job:
         if model_source is not None:
             meta["model"]["source"] = model_source
         own = files.expected_files(meta)
-        note(f"checksums of the index's {len(own)} files "
+        note(f"checksums: the index's {len(own)} files "
              f"({human_size(sum((self.dir / name).stat().st_size for name in own))})")
         meta["files"] = files.describe_files(self.dir, own)
         meta["versions"] = versions()
